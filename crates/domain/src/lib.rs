@@ -1,0 +1,16 @@
+//! Domain types that more than one service speaks: typed ids, money and the domain events
+//! published on the bus.
+//!
+//! # Layout
+//! - [`ids`]: one newtype per kind of id, all from one macro.
+//! - [`money`]: integer minor units plus an ISO 4217 currency.
+//! - [`iso`]: the country and currency codes we accept.
+//! - [`events`]: the versioned domain events and the envelope that carries them.
+
+pub mod events;
+pub mod ids;
+pub mod iso;
+pub mod money;
+
+pub use ids::*;
+pub use money::{Currency, Money, MoneyError};

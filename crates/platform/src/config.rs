@@ -1,0 +1,271 @@
+//! Typed configuration shared by every service: built-in defaults, then an optional TOML file
+//! (`EVENTHIVE_CONFIG`), then `EVENTHIVE_*` environment variables. It is validated once at
+//! start-up, and a bad value stops the process with a message that names the setting.
+
+use std::path::PathBuf;
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Pretty,
+    /// One JSON object per line, for a log pipeline.
+    Json,
+}
+
+/// Every setting of every service. One flat struct keeps the environment variables easy to
+/// guess: field `gateway_port` is `EVENTHIVE_GATEWAY_PORT`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Address every listener binds to.
+    pub bind_host: String,
+    pub gateway_port: u16,
+    pub identity_port: u16,
+    pub catalog_port: u16,
+    /// Where the gateway reaches identity; defaults to `http://127.0.0.1:<identity_port>`.
+    pub identity_url: Option<String>,
+    /// Where the gateway reaches catalog; defaults to `http://127.0.0.1:<catalog_port>`.
+    pub catalog_url: Option<String>,
+    /// Prometheus metrics listener per process; none when unset.
+    pub metrics_port: Option<u16>,
+
+    /// A PostgreSQL server URL; each service uses its own database `<database_prefix>_<service>`
+    /// on it, created if missing. Unset: embedded SQLite files under `data_dir`.
+    pub database_url: Option<String>,
+    pub database_prefix: String,
+    /// Where embedded storage lives.
+    pub data_dir: PathBuf,
+    /// RabbitMQ; unset: the in-process bus.
+    pub amqp_url: Option<String>,
+    /// Name of the durable topic exchange domain events are published to.
+    pub amqp_exchange: String,
+    /// Redis, for state replicas share (rate limits); unset: in memory.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments can share one server.
+    pub redis_prefix: String,
+
+    pub log_format: LogFormat,
+
+    /// Lifetime of an access token (JWT).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token; each use rotates it.
+    pub refresh_token_ttl_secs: u64,
+    /// Argon2id memory cost in KiB (OWASP: at least 19 MiB with 2 iterations).
+    pub password_hash_memory_kib: u32,
+    pub password_hash_iterations: u32,
+
+    /// Requests per second per client IP at the gateway (burst twice that); 0 turns it off.
+    pub rate_limit_ip_per_sec: u32,
+    /// Requests per second per signed-in user at the gateway (burst twice that); 0 turns it off.
+    pub rate_limit_user_per_sec: u32,
+    /// Bound on one public request, gRPC calls included.
+    pub request_timeout_ms: u64,
+    /// Deadline of one gRPC call between services.
+    pub grpc_deadline_ms: u64,
+    /// Take the client IP from the last `X-Forwarded-For` hop (behind one trusted proxy or
+    /// ingress); otherwise the peer address is the client.
+    pub trust_forwarded_for: bool,
+    /// Origins browsers may call the API from; `*` allows any.
+    pub cors_allowed_origins: String,
+    /// How long in-flight work may take to finish after SIGINT/SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// How often the outbox relay looks for unpublished messages when nothing woke it.
+    pub outbox_poll_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind_host: "127.0.0.1".into(),
+            gateway_port: 8080,
+            identity_port: 50051,
+            catalog_port: 50052,
+            identity_url: None,
+            catalog_url: None,
+            metrics_port: None,
+            database_url: None,
+            database_prefix: "eventhive".into(),
+            data_dir: PathBuf::from(".eventhive"),
+            amqp_url: None,
+            amqp_exchange: "eventhive.events".into(),
+            redis_url: None,
+            redis_prefix: "eventhive".into(),
+            log_format: LogFormat::Pretty,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            password_hash_memory_kib: 19 * 1024,
+            password_hash_iterations: 2,
+            rate_limit_ip_per_sec: 100,
+            rate_limit_user_per_sec: 20,
+            request_timeout_ms: 15_000,
+            grpc_deadline_ms: 10_000,
+            trust_forwarded_for: false,
+            cors_allowed_origins: "*".into(),
+            shutdown_grace_secs: 10,
+            outbox_poll_ms: 500,
+        }
+    }
+}
+
+/// A setting that is missing, malformed or out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable that sets it.
+    pub variable: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { variable: format!("EVENTHIVE_{}", field.to_uppercase()), message: message.into() }
+    }
+}
+
+impl Settings {
+    /// Defaults, then the TOML file named by `EVENTHIVE_CONFIG` (if any), then the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Ok(path) = std::env::var("EVENTHIVE_CONFIG") {
+            if !std::path::Path::new(&path).is_file() {
+                return Err(ConfigError::new("config", format!("no such file: {path}")));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("EVENTHIVE_").ignore(&["CONFIG", "TEST_BACKEND"]));
+        let settings: Settings = figment.extract().map_err(|error| {
+            let field = error.path.join("_");
+            ConfigError::new(if field.is_empty() { "config" } else { &field }, error.kind.to_string())
+        })?;
+        settings.validated()
+    }
+
+    /// Checks what types alone cannot, and treats empty optional values as unset.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        for value in [
+            &mut self.database_url,
+            &mut self.amqp_url,
+            &mut self.redis_url,
+            &mut self.identity_url,
+            &mut self.catalog_url,
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::new(
+                    "database_url",
+                    "expected a postgres:// URL (leave it unset for embedded SQLite)",
+                ));
+            }
+        }
+        if let Some(url) = &self.amqp_url {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(ConfigError::new("amqp_url", "expected an amqp:// or amqps:// URL"));
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::new("redis_url", "expected a redis:// or rediss:// URL"));
+            }
+        }
+        for (field, url) in [("identity_url", &self.identity_url), ("catalog_url", &self.catalog_url)] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::new(field, "expected an http:// or https:// URL"));
+                }
+            }
+        }
+        let valid_name = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name(&self.database_prefix) {
+            return Err(ConfigError::new("database_prefix", "use letters, digits and underscores only"));
+        }
+        if self.access_token_ttl_secs == 0 || self.access_token_ttl_secs > 24 * 3600 {
+            return Err(ConfigError::new("access_token_ttl_secs", "must be between 1 and 86400"));
+        }
+        if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
+            return Err(ConfigError::new("refresh_token_ttl_secs", "must not be shorter than the access token's"));
+        }
+        if self.password_hash_memory_kib < 8 {
+            return Err(ConfigError::new("password_hash_memory_kib", "must be at least 8"));
+        }
+        if self.password_hash_iterations == 0 {
+            return Err(ConfigError::new("password_hash_iterations", "must be at least 1"));
+        }
+        if self.request_timeout_ms == 0 || self.grpc_deadline_ms == 0 {
+            return Err(ConfigError::new("request_timeout_ms", "timeouts must be positive"));
+        }
+        if self.outbox_poll_ms == 0 {
+            return Err(ConfigError::new("outbox_poll_ms", "must be positive"));
+        }
+        Ok(self)
+    }
+
+    /// The URL a client of `service` dials, when it is not configured explicitly.
+    pub fn service_url(&self, explicit: &Option<String>, port: u16) -> String {
+        explicit.clone().unwrap_or_else(|| format!("http://{}:{}", self.bind_host, port))
+    }
+
+    pub fn identity_endpoint(&self) -> String {
+        self.service_url(&self.identity_url, self.identity_port)
+    }
+
+    pub fn catalog_endpoint(&self) -> String {
+        self.service_url(&self.catalog_url, self.catalog_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Settings::default().validated().is_ok());
+    }
+
+    #[test]
+    fn a_bad_url_names_its_variable() {
+        let settings = Settings { database_url: Some("mysql://x".into()), ..Settings::default() };
+        let error = settings.validated().unwrap_err();
+        assert_eq!(error.variable, "EVENTHIVE_DATABASE_URL");
+    }
+
+    #[test]
+    fn empty_optional_values_are_unset() {
+        let settings = Settings { redis_url: Some(" ".into()), ..Settings::default() }.validated().unwrap();
+        assert_eq!(settings.redis_url, None);
+    }
+
+    #[test]
+    fn a_malformed_environment_value_names_its_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EVENTHIVE_GATEWAY_PORT", "eighty");
+            let error = Settings::load().unwrap_err();
+            assert_eq!(error.variable, "EVENTHIVE_GATEWAY_PORT");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("eventhive.toml", "gateway_port = 9000\ncatalog_port = 9001\n")?;
+            jail.set_env("EVENTHIVE_CONFIG", "eventhive.toml");
+            jail.set_env("EVENTHIVE_GATEWAY_PORT", "9100");
+            let settings = Settings::load().unwrap();
+            assert_eq!(settings.gateway_port, 9100);
+            assert_eq!(settings.catalog_port, 9001);
+            Ok(())
+        });
+    }
+}

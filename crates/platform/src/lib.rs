@@ -1,0 +1,26 @@
+//! The platform kit: what every EventHive service is built on, so that no service re-invents
+//! configuration, telemetry, error mapping, health, shutdown, storage or messaging.
+//!
+//! # Layout
+//! - [`config`]: typed settings from defaults, an optional file and `EVENTHIVE_*` variables.
+//! - [`telemetry`]: tracing, pretty in dev and JSON in production.
+//! - [`problem`]: error kinds, RFC 9457 problem+json, and their gRPC `Status` form.
+//! - [`grpc`]: serving and dialing gRPC with health, deadlines and request ids.
+//! - [`shutdown`]: SIGINT/SIGTERM and bounded draining.
+//! - [`storage`]: one database per service, PostgreSQL or SQLite, migrated at start-up.
+//! - [`bus`]: the message bus trait, RabbitMQ and in-process.
+//! - [`outbox`] and [`inbox`]: publish state changes reliably, consume them once.
+
+pub mod bus;
+pub mod config;
+pub mod grpc;
+pub mod inbox;
+pub mod outbox;
+pub mod problem;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use problem::{ErrorKind, FieldError, Problem};
+pub use storage::Database;

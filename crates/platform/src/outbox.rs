@@ -1,0 +1,143 @@
+//! The transactional outbox. A service writes a domain event with [`enqueue`] inside the
+//! transaction that changes its state, so the two commit or fail together; the [`OutboxRelay`]
+//! then publishes unpublished messages in the order they were written and marks them published
+//! only after the bus confirmed them. A crash in between publishes a message twice, never zero
+//! times: consumers dedupe with the inbox.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use eventhive_domain::events::{DomainEvent, Envelope};
+use sqlx::AnyConnection;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bus::MessageBus,
+    storage::{Database, now_ms},
+};
+
+/// Writes `event` to the outbox on `tx`; it is published after the transaction commits.
+pub async fn enqueue<E: DomainEvent>(
+    tx: &mut AnyConnection,
+    source: &str,
+    event: &E,
+    request_id: Option<String>,
+) -> anyhow::Result<Envelope> {
+    let envelope = Envelope::new(source, event, request_id).context("encoding a domain event")?;
+    sqlx::query("INSERT INTO outbox_messages (id, routing_key, envelope, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(envelope.id.to_string())
+        .bind(&envelope.routing_key)
+        .bind(serde_json::to_string(&envelope).context("encoding an envelope")?)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .context("writing to the outbox")?;
+    Ok(envelope)
+}
+
+/// Publishes what the outbox holds. Cheap to clone; `wake` after a commit publishes at once
+/// instead of at the next poll.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    db: Database,
+    bus: Arc<dyn MessageBus>,
+    wake: Arc<Notify>,
+    batch_size: i64,
+}
+
+impl OutboxRelay {
+    pub fn new(db: Database, bus: Arc<dyn MessageBus>) -> Self {
+        Self { db, bus, wake: Arc::new(Notify::new()), batch_size: 100 }
+    }
+
+    /// Asks the relay to look now (call after committing an outbox write).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Publishes one batch; returns how many messages went out. Tests drive it directly.
+    pub async fn step(&self) -> anyhow::Result<usize> {
+        let mut tx = self.db.pool().begin().await.context("outbox: begin")?;
+        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT id, envelope FROM outbox_messages WHERE published_at IS NULL ORDER BY id LIMIT $1{}",
+            self.db.skip_locked()
+        ))
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await
+        .context("outbox: reading unpublished messages")?;
+        let mut published = 0;
+        for (id, text) in rows {
+            let envelope: Envelope = match serde_json::from_str(&text) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    // Cannot happen for rows we wrote; park it rather than block the queue.
+                    tracing::error!(%id, %error, "unreadable outbox row; marking it failed");
+                    sqlx::query("UPDATE outbox_messages SET published_at = $1, last_error = $2 WHERE id = $3")
+                        .bind(now_ms())
+                        .bind(format!("unreadable: {error}"))
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    continue;
+                }
+            };
+            if let Err(error) = self.bus.publish(&envelope).await {
+                // Keep order: stop here and try this one again next time.
+                sqlx::query("UPDATE outbox_messages SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+                    .bind(error.to_string())
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Err(anyhow::Error::new(error).context("outbox: publishing"));
+            }
+            sqlx::query("UPDATE outbox_messages SET published_at = $1, attempts = attempts + 1 WHERE id = $2")
+                .bind(now_ms())
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .context("outbox: marking published")?;
+            published += 1;
+        }
+        tx.commit().await.context("outbox: commit")?;
+        Ok(published)
+    }
+
+    /// Number of messages not yet published, for readiness and tests.
+    pub async fn backlog(&self) -> anyhow::Result<i64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox_messages WHERE published_at IS NULL")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(count)
+    }
+
+    /// Publishes until `shutdown`: at once when woken, else every `poll`.
+    pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            match self.step().await {
+                Ok(n) if n as i64 == self.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(error = format!("{error:#}"), failures, "outbox relay step failed");
+                }
+            }
+            let wait = if failures == 0 { poll } else { crate::bus::retry_backoff(failures).max(poll) };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        // One last pass so that what was committed before shutdown goes out now.
+        if let Err(error) = self.step().await {
+            tracing::warn!(error = format!("{error:#}"), "final outbox flush failed; it will be published on restart");
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Storage: each service owns one database, on PostgreSQL in production or an embedded SQLite
+//! file in dev mode, reached through one `sqlx::AnyPool` so a service's SQL is written once.
+//!
+//! The schema is kept portable on purpose: ids are UUID text, times are Unix milliseconds in
+//! `BIGINT`, money is `BIGINT` minor units, flags are nullable timestamps. Placeholders are
+//! `$1`, which both backends understand. Where the backends really differ (row locking), the
+//! [`Backend`] says which one is in use.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    AnyPool, ConnectOptions, Connection, Executor,
+    any::AnyPoolOptions,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgConnection},
+};
+
+use crate::config::Settings;
+
+/// The platform's own tables (outbox, inbox), created in every service's database.
+static PLATFORM_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A service's database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+    /// The database name (PostgreSQL) or file path (SQLite), for logs and operators.
+    location: String,
+}
+
+impl Database {
+    /// Connects to the database of `service`, creating it if it does not exist yet.
+    pub async fn connect(settings: &Settings, service: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let name = format!("{}_{}", settings.database_prefix, service);
+        match &settings.database_url {
+            Some(server_url) => Self::connect_postgres(server_url, &name).await,
+            None => {
+                std::fs::create_dir_all(&settings.data_dir)
+                    .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+                let path = settings.data_dir.join(format!("{name}.db"));
+                Self::connect_sqlite(&path.to_string_lossy()).await
+            }
+        }
+    }
+
+    async fn connect_postgres(server_url: &str, name: &str) -> anyhow::Result<Self> {
+        let server = PgConnectOptions::from_str(server_url).context("EVENTHIVE_DATABASE_URL is not a valid URL")?;
+        create_postgres_database_if_missing(&server, name).await?;
+        let url = server.database(name).to_url_lossy().to_string();
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL database {name}"))?;
+        Ok(Self { pool, backend: Backend::Postgres, location: name.to_owned() })
+    }
+
+    async fn connect_sqlite(path: &str) -> anyhow::Result<Self> {
+        let url = format!("sqlite://{path}?mode=rwc");
+        // SQLite has one writer at a time. One connection per database serializes writers in
+        // the pool instead of failing them with SQLITE_BUSY when a read transaction upgrades;
+        // dev mode needs correctness far more than parallel writes.
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot open SQLite database {path}"))?;
+        Ok(Self { pool, backend: Backend::Sqlite, location: path.to_owned() })
+    }
+
+    /// Applies the platform's tables and then the service's own migrations.
+    pub async fn migrate(&self, service_migrations: &Migrator) -> anyhow::Result<()> {
+        // Two migrators share one history table; each must ignore the other's entries.
+        for (what, source) in [("platform tables", &PLATFORM_MIGRATIONS), ("service tables", service_migrations)] {
+            let migrator = Migrator {
+                migrations: source.migrations.clone(),
+                ignore_missing: true,
+                locking: source.locking,
+                no_tx: source.no_tx,
+            };
+            migrator.run(&self.pool).await.with_context(|| format!("migrating {} ({what})", self.location))?;
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` where the backend has it; SQLite's single writer makes it moot.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// `FOR UPDATE` where the backend has row locks; SQLite serializes writers anyway.
+    pub fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Checks the database answers, for readiness probes.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.context("database ping")?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn create_postgres_database_if_missing(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect_with(&server.clone().database("postgres"))
+        .await
+        .context("cannot connect to the PostgreSQL server at EVENTHIVE_DATABASE_URL")?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await
+        .context("cannot list databases")?;
+    if exists.is_none() {
+        // Names are built from validated settings (letters, digits, underscores) only.
+        if let Err(error) = admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await {
+            // Another replica may have created it a moment ago.
+            let duplicate =
+                error.as_database_error().and_then(|e| e.code()).is_some_and(|c| c == "42P04" || c == "23505");
+            if !duplicate {
+                return Err(error).with_context(|| format!("cannot create database {name}"));
+            }
+        }
+        tracing::info!(database = name, "created database");
+    }
+    admin.close().await.ok();
+    Ok(())
+}
+
+/// Drops a PostgreSQL database, closing its sessions first (test clean-up).
+pub async fn drop_postgres_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+    let server = PgConnectOptions::from_str(server_url)?;
+    let mut admin = PgConnection::connect_with(&server.database("postgres")).await?;
+    admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await?;
+    admin.close().await.ok();
+    Ok(())
+}
+
+/// Whether an error is a unique-constraint violation (a conflict, never a 500).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+}
+
+/// Milliseconds since the Unix epoch, the portable time column type.
+pub fn now_ms() -> i64 {
+    to_ms(time::OffsetDateTime::now_utc())
+}
+
+pub fn to_ms(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub fn from_ms(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// RFC 3339 text of a stored time, as the API shows it.
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    from_ms(ms).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_at_millisecond_precision() {
+        let ms = 1_790_000_000_123;
+        assert_eq!(to_ms(from_ms(ms)), ms);
+        assert_eq!(ms_to_rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn sqlite_databases_are_created_and_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings { data_dir: dir.path().to_owned(), ..Settings::default() };
+        let db = Database::connect(&settings, "probe").await.unwrap();
+        db.migrate(&PLATFORM_MIGRATIONS).await.unwrap();
+        // Twice is harmless.
+        db.migrate(&PLATFORM_MIGRATIONS).await.unwrap();
+        db.ping().await.unwrap();
+        assert_eq!(db.backend(), Backend::Sqlite);
+    }
+}

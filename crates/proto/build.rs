@@ -1,0 +1,17 @@
+//! Compiles every contract under `proto/` with the pure-Rust `protox` compiler, so building
+//! EventHive needs no system `protoc`.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "eventhive/common/v1/common.proto",
+        "eventhive/identity/v1/identity.proto",
+        "eventhive/catalog/v1/catalog.proto",
+    ];
+    let descriptors = protox::compile(files, [&root])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! Generated gRPC code for every EventHive service contract in `proto/`.
+//!
+//! # Layout
+//! One module per protobuf package, named after it: `eventhive::<service>::v1`. Services use
+//! the `*_server` modules to implement a contract and the `*_client` modules to call one.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
+
+pub mod eventhive {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.common.v1");
+        }
+    }
+    pub mod identity {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.identity.v1");
+        }
+    }
+    pub mod catalog {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.catalog.v1");
+        }
+    }
+}
+
+pub use eventhive::{catalog::v1 as catalog, common::v1 as common, identity::v1 as identity};

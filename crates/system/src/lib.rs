@@ -1,0 +1,187 @@
+//! Starting EventHive: every service in one process (`eventhive dev`, the tests) or one service
+//! per process (`eventhive serve <service>`, production). Each service takes its listener and a
+//! shutdown token from here, which is what lets the same code run both ways.
+//!
+//! # Layout
+//! - [`ServiceName`]: the services this build contains.
+//! - [`System`]: all of them in one process, on chosen or random ports.
+//! - [`serve`]: one of them.
+//! - [`migrate`]: migrations without serving.
+//! - [`demo`]: the demo data of dev mode.
+
+pub mod demo;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use eventhive_platform::{
+    Database, Settings,
+    bus::{self, MessageBus},
+    shutdown::{self, CancellationToken},
+};
+use tokio::{net::TcpListener, task::JoinSet};
+
+/// The services this build contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ServiceName {
+    Gateway,
+    Identity,
+    Catalog,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 3] = [Self::Identity, Self::Catalog, Self::Gateway];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => eventhive_gateway::SERVICE,
+            Self::Identity => eventhive_identity::SERVICE,
+            Self::Catalog => eventhive_catalog::SERVICE,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    fn port(self, settings: &Settings) -> u16 {
+        match self {
+            Self::Gateway => settings.gateway_port,
+            Self::Identity => settings.identity_port,
+            Self::Catalog => settings.catalog_port,
+        }
+    }
+}
+
+async fn bind(settings: &Settings, service: ServiceName) -> anyhow::Result<TcpListener> {
+    let address = format!("{}:{}", settings.bind_host, service.port(settings));
+    TcpListener::bind(&address).await.with_context(|| format!("{} cannot listen on {address}", service.as_str()))
+}
+
+/// Every service in one process.
+pub struct System {
+    /// The settings as running: ports bound to 0 are replaced by the real ones.
+    pub settings: Settings,
+    pub bus: Arc<dyn MessageBus>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<(ServiceName, anyhow::Result<()>)>,
+}
+
+impl System {
+    /// Binds every listener (port 0 picks a free one), builds every service, starts them.
+    pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
+        let identity_listener = bind(&settings, ServiceName::Identity).await?;
+        let catalog_listener = bind(&settings, ServiceName::Catalog).await?;
+        let gateway_listener = bind(&settings, ServiceName::Gateway).await?;
+        settings.identity_port = identity_listener.local_addr()?.port();
+        settings.catalog_port = catalog_listener.local_addr()?.port();
+        settings.gateway_port = gateway_listener.local_addr()?.port();
+
+        let bus = bus::connect(&settings).await?;
+        let identity = eventhive_identity::Application::build(&settings, identity_listener).await?;
+        let catalog = eventhive_catalog::Application::build(&settings, catalog_listener, bus.clone()).await?;
+        let gateway = eventhive_gateway::Application::build(&settings, gateway_listener).await?;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let token = shutdown.clone();
+        tasks.spawn(async move { (ServiceName::Identity, identity.run_until_stopped(token).await) });
+        let token = shutdown.clone();
+        tasks.spawn(async move { (ServiceName::Catalog, catalog.run_until_stopped(token).await) });
+        let token = shutdown.clone();
+        tasks.spawn(async move { (ServiceName::Gateway, gateway.run_until_stopped(token).await) });
+        Ok(Self { settings, bus, shutdown, tasks })
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}:{}", self.settings.bind_host, self.settings.gateway_port)
+    }
+
+    /// A token whose cancellation stops the whole system.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until `stop` fires or a service fails; then stops every service, waiting at most
+    /// the configured grace period.
+    pub async fn run_until(mut self, stop: CancellationToken) -> anyhow::Result<()> {
+        let failure = tokio::select! {
+            () = stop.cancelled() => None,
+            Some(joined) = self.tasks.join_next() => Some(joined),
+        };
+        self.shutdown.cancel();
+        let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(joined) = self.tasks.join_next().await {
+                report(joined);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(?grace, "services did not stop within the grace period");
+            self.tasks.abort_all();
+        }
+        match failure {
+            Some(Ok((service, Err(error)))) => Err(error.context(format!("{} failed", service.as_str()))),
+            Some(Ok((service, Ok(())))) => Err(anyhow::anyhow!("{} stopped unexpectedly", service.as_str())),
+            Some(Err(error)) => Err(anyhow::anyhow!("a service task panicked: {error}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops every service now (tests).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let token = CancellationToken::new();
+        token.cancel();
+        self.run_until(token).await
+    }
+}
+
+fn report(joined: Result<(ServiceName, anyhow::Result<()>), tokio::task::JoinError>) {
+    match joined {
+        Ok((service, Ok(()))) => tracing::info!(service = service.as_str(), "stopped"),
+        Ok((service, Err(error))) => {
+            tracing::error!(service = service.as_str(), error = format!("{error:#}"), "failed")
+        }
+        Err(error) => tracing::error!(%error, "a service task panicked"),
+    }
+}
+
+/// Runs one service as this process until SIGINT/SIGTERM.
+pub async fn serve(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
+    let listener = bind(&settings, service).await?;
+    let stop = shutdown::token_on_signal();
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let work: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> = match service {
+        ServiceName::Identity => {
+            Box::pin(eventhive_identity::Application::build(&settings, listener).await?.run_until_stopped(stop.clone()))
+        }
+        ServiceName::Catalog => {
+            let bus = bus::connect(&settings).await?;
+            Box::pin(
+                eventhive_catalog::Application::build(&settings, listener, bus).await?.run_until_stopped(stop.clone()),
+            )
+        }
+        ServiceName::Gateway => {
+            Box::pin(eventhive_gateway::Application::build(&settings, listener).await?.run_until_stopped(stop.clone()))
+        }
+    };
+    shutdown::drain(service.as_str(), work, stop, grace).await
+}
+
+/// Applies the migrations of `services` (every service with a database when empty).
+pub async fn migrate(settings: &Settings, services: &[ServiceName]) -> anyhow::Result<()> {
+    let services = if services.is_empty() { &ServiceName::ALL[..] } else { services };
+    for service in services {
+        let migrations = match service {
+            ServiceName::Identity => &eventhive_identity::MIGRATIONS,
+            ServiceName::Catalog => &eventhive_catalog::MIGRATIONS,
+            ServiceName::Gateway => continue,
+        };
+        let db = Database::connect(settings, service.as_str()).await?;
+        db.migrate(migrations).await?;
+        tracing::info!(service = service.as_str(), database = db.location(), "migrated");
+        db.close().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Test support: boots the whole system in-process on port 0, against embedded storage (SQLite
+//! files in a temporary directory, the in-process bus, in-memory rate limits) or against the
+//! real infrastructure (a fresh, uniquely named PostgreSQL database per service, a private
+//! RabbitMQ exchange, a private Redis key prefix; all removed afterwards), and hands the test
+//! a [`TestApp`] with typed helpers for the public API.
+//!
+//! # Layout
+//! - [`Backend`] and [`on_both_backends!`]: run one test body against each backend.
+//! - [`TestApp`]: the running system and its HTTP client.
+//! - [`api`]: helpers that speak API.md (sign-up, organizations, events).
+//! - [`problem`]: assertions on problem+json answers.
+
+pub mod api;
+pub mod problem;
+
+use std::{sync::Arc, time::Duration};
+
+use eventhive_platform::{Settings, bus::MessageBus, shutdown::CancellationToken, telemetry};
+use eventhive_system::System;
+use tokio::task::JoinHandle;
+
+pub use api::Session;
+pub use problem::assert_problem;
+
+/// Where the system under test keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, in-process bus, in-memory rate limits: `eventhive dev` on a fresh laptop.
+    Embedded,
+    /// PostgreSQL, RabbitMQ and Redis: production.
+    Infra,
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `embedded::<name>` and `infra::<name>`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::Backend::Embedded).await
+                }
+            )*
+        }
+        mod infra {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::Backend::Infra).await
+                }
+            )*
+        }
+    };
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+/// The running system and a client for its public API.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>` of the gateway.
+    pub address: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    /// The settings the system runs with (real ports filled in).
+    pub settings: Settings,
+    pub bus: Arc<dyn MessageBus>,
+    stop: CancellationToken,
+    running: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Keeps the SQLite files alive as long as the app.
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Spawns with settings adjusted by `configure` (rate limits, token lifetimes, ...).
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+        telemetry::init_for_tests();
+        let data_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let mut settings = Settings {
+            bind_host: "127.0.0.1".into(),
+            gateway_port: 0,
+            identity_port: 0,
+            catalog_port: 0,
+            data_dir: data_dir.path().to_owned(),
+            // Fast hashing: the tests are about behaviour, not about resisting cracking.
+            password_hash_memory_kib: 1024,
+            password_hash_iterations: 1,
+            // Off unless a test is about them: tests fire many requests from one address.
+            rate_limit_ip_per_sec: 0,
+            rate_limit_user_per_sec: 0,
+            outbox_poll_ms: 100,
+            shutdown_grace_secs: 5,
+            ..Settings::default()
+        };
+        if backend == Backend::Infra {
+            settings.database_url = Some(env_or("EVENTHIVE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432"));
+            settings.amqp_url = Some(env_or("EVENTHIVE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"));
+            settings.redis_url = Some(env_or("EVENTHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379"));
+            settings.database_prefix = format!("eh_test_{run_id}");
+            settings.amqp_exchange = format!("eh-test-{run_id}.events");
+            settings.redis_prefix = format!("eh-test-{run_id}");
+        }
+        configure(&mut settings);
+        let settings = settings.validated().unwrap_or_else(|e| panic!("test settings: {e}"));
+        let system =
+            System::start(settings).await.unwrap_or_else(|e| panic!("starting the system ({backend:?}): {e:#}"));
+        let settings = system.settings.clone();
+        let bus = system.bus.clone();
+        let address = system.gateway_url();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(system.run_until(stop.clone()));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|e| panic!("HTTP client: {e}"));
+        Self { address, client, backend, settings, bus, stop, running: Some(running), _data_dir: data_dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Stops every service and waits for them to finish.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if self.backend != Backend::Infra {
+            return;
+        }
+        // Drop is not async and the test's runtime is going away: clean up on a thread of our own.
+        let settings = self.settings.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                if let Some(url) = &settings.database_url {
+                    for service in ["identity", "catalog", "ticketing", "payments", "notifications", "analytics"] {
+                        let name = format!("{}_{service}", settings.database_prefix);
+                        let _ = eventhive_platform::storage::drop_postgres_database(url, &name).await;
+                    }
+                }
+                if let Some(url) = &settings.amqp_url {
+                    if let Ok(bus) = eventhive_platform::bus::amqp::AmqpBus::connect(url, &settings.amqp_exchange).await
+                    {
+                        let _ = bus.delete_exchange().await;
+                    }
+                }
+                if let Some(url) = &settings.redis_url {
+                    if let Ok(client) = redis::Client::open(url.as_str()) {
+                        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                            let pattern = format!("{}:*", settings.redis_prefix);
+                            let keys: Vec<String> =
+                                redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap_or_default();
+                            if !keys.is_empty() {
+                                let _: redis::RedisResult<()> =
+                                    redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                            }
+                        }
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

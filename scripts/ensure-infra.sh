@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL, RabbitMQ and Redis answer on loopback, starting the ones that do not
+# with the commands in DEVELOPERS.md. Used by .ci/run; handy before running the tests locally.
+set -euo pipefail
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # name port seconds
+  local name=$1 port=$2 seconds=$3
+  for _ in $(seq "$seconds"); do
+    if port_open "$port"; then return 0; fi
+    sleep 1
+  done
+  echo "ensure-infra: $name did not come up on port $port" >&2
+  return 1
+}
+
+if ! port_open 5432; then
+  echo "ensure-infra: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  wait_for PostgreSQL 5432 30
+fi
+
+if ! port_open 6379; then
+  echo "ensure-infra: starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_for Redis 6379 15
+fi
+
+if ! port_open 5672; then
+  echo "ensure-infra: starting RabbitMQ"
+  rabbitmq-server -detached
+  wait_for RabbitMQ 5672 90
+fi
+
+# PostgreSQL accepts TCP a moment before it accepts logins; RabbitMQ likewise.
+for _ in $(seq 30); do
+  if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || ! command -v pg_isready >/dev/null; then break; fi
+  sleep 1
+done
+echo "ensure-infra: PostgreSQL, Redis and RabbitMQ are up"

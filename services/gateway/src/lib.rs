@@ -1,0 +1,124 @@
+//! gateway: the only public HTTP API. It authenticates (JWTs verified locally with identity's
+//! JWKS), rate-limits per client IP and per user, authorizes with the caller's current
+//! memberships, and routes to the services over gRPC with deadlines. Every error, its own and
+//! the services', answers as RFC 9457 problem+json. The whole API is published as OpenAPI 3.1
+//! at `/openapi.json`, browsable at `/docs`.
+//!
+//! # Layout
+//! - [`routes`]: one module per table of API.md, plus health.
+//! - [`dto`]: the public wire types.
+//! - [`extract`]: body, query and path extractors that fail as problem+json.
+//! - [`auth`]: JWT verification and the `AuthUser` extractor.
+//! - [`ratelimit`]: token buckets in Redis or memory.
+//! - [`middleware`]: authentication, rate limits, time bound, uniform errors.
+//! - [`openapi`]: the OpenAPI document.
+//! - [`state`]: what handlers share.
+
+pub mod auth;
+pub mod dto;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, HeaderValue, Method, header},
+    middleware::{from_fn, from_fn_with_state},
+    routing::{get, post},
+};
+use eventhive_platform::{ErrorKind, Problem, Settings, grpc::REQUEST_ID, shutdown::CancellationToken};
+use tokio::net::TcpListener;
+use tower_http::{
+    cors::{AllowOrigin, Any, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use state::AppState;
+
+pub const SERVICE: &str = "gateway";
+
+/// The public router, with every layer.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/auth/register", post(routes::auth::register))
+        .route("/v1/auth/login", post(routes::auth::login))
+        .route("/v1/auth/refresh", post(routes::auth::refresh))
+        .route("/v1/auth/logout", post(routes::auth::logout))
+        .route("/v1/me", get(routes::auth::me))
+        .route("/v1/organizations", post(routes::organizations::create))
+        .route("/v1/organizations/{id}/members", post(routes::organizations::add_member))
+        .route("/v1/events", post(routes::events::create).get(routes::events::search))
+        .route("/v1/events/{id}", get(routes::events::get).patch(routes::events::update))
+        .route("/v1/events/{id}/ticket-types", post(routes::events::add_ticket_type))
+        .route("/v1/events/{id}/publish", post(routes::events::publish))
+        .route("/v1/events/{id}/cancel", post(routes::events::cancel))
+        .route("/.well-known/jwks.json", get(routes::ops::jwks))
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .fallback(|| async { Problem::new(ErrorKind::NotFound, "no such route") })
+        .layer(from_fn_with_state(state.clone(), middleware::authenticate_and_limit))
+        .layer(from_fn_with_state(state.clone(), middleware::bound_time))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .with_state(state.clone());
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    // Router::layer wraps: the last one added runs first. Plain errors become problems inside
+    // CORS and the request id, so that those headers are on every answer.
+    api.layer(from_fn(middleware::problem_for_plain_errors))
+        .layer(cors(&state.settings))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+fn cors(settings: &Settings) -> CorsLayer {
+    let origins = settings.cors_allowed_origins.trim();
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static(REQUEST_ID)])
+        .max_age(Duration::from_secs(600));
+    if origins == "*" {
+        layer.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins.split(',').filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+/// The gateway, bound to its listener.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let state = AppState::new(settings.clone()).await?;
+        Ok(Self { listener, router: router(state) })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, "HTTP listening");
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! The OpenAPI 3.1 document, generated from the route annotations and wire types.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "EventHive API",
+        version = "1",
+        description = "The public REST API of EventHive, an event-ticketing platform. Errors are RFC 9457 problem+json with a stable `type` slug."
+    ),
+    paths(
+        routes::auth::register,
+        routes::auth::login,
+        routes::auth::refresh,
+        routes::auth::logout,
+        routes::auth::me,
+        routes::organizations::create,
+        routes::organizations::add_member,
+        routes::events::create,
+        routes::events::add_ticket_type,
+        routes::events::update,
+        routes::events::publish,
+        routes::events::cancel,
+        routes::events::search,
+        routes::events::get,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Accounts and sessions"),
+        (name = "organizations", description = "Organizations and their members"),
+        (name = "events", description = "Events and ticket types"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}

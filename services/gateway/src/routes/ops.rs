@@ -1,0 +1,51 @@
+//! Liveness, readiness and the public keys of access tokens.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use eventhive_platform::{ErrorKind, Problem, grpc};
+use eventhive_proto::identity::GetJwksRequest;
+
+use crate::{dto::Health, state::AppState};
+
+/// Alive: the process answers.
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// Ready: every service this gateway routes to, and Redis if used, answers.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
+    let (identity, catalog, limiter) = tokio::join!(
+        grpc::is_serving(state.identity_channel.clone()),
+        grpc::is_serving(state.catalog_channel.clone()),
+        state.limiter.is_healthy(),
+    );
+    let down: Vec<&str> = [("identity", identity), ("catalog", catalog), ("redis", limiter)]
+        .into_iter()
+        .filter(|(_, up)| !up)
+        .map(|(name, _)| name)
+        .collect();
+    if down.is_empty() {
+        Ok(Json(Health { status: "ready".into() }))
+    } else {
+        Err(Problem::new(ErrorKind::Unavailable, format!("not ready: {} unavailable", down.join(", "))))
+    }
+}
+
+/// The JWKS that verifies access tokens, for other verifiers (and the curious).
+pub async fn jwks(State(state): State<AppState>) -> Result<Response, Problem> {
+    let jwks = state
+        .identity
+        .clone()
+        .get_jwks(GetJwksRequest {})
+        .await
+        .map_err(|s| Problem::from_status(&s))?
+        .into_inner()
+        .json;
+    let mut response = jwks.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    Ok(response)
+}

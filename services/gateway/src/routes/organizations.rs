@@ -1,0 +1,66 @@
+//! Organizations and their members.
+
+use axum::{Json, extract::State, http::StatusCode};
+use eventhive_platform::{Problem, grpc::request};
+use eventhive_proto::identity::{AddMemberRequest, CreateOrganizationRequest};
+
+use super::RequestId;
+use crate::{
+    auth::AuthUser,
+    dto::{AddMemberBody, CreateOrganizationBody, MemberDto, OrganizationDto},
+    extract::{ApiJson, PathId},
+    state::AppState,
+};
+
+/// Creates an organization; the caller becomes its owner.
+#[utoipa::path(post, path = "/v1/organizations", tag = "organizations", security(("bearer" = [])),
+    request_body = CreateOrganizationBody,
+    responses((status = 201, body = OrganizationDto), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    State(state): State<AppState>,
+    rid: RequestId,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<CreateOrganizationBody>,
+) -> Result<(StatusCode, Json<OrganizationDto>), Problem> {
+    let message = CreateOrganizationRequest { owner_user_id: user.to_string(), name: body.name };
+    let organization = state
+        .identity
+        .clone()
+        .create_organization(request(message, rid.as_deref()))
+        .await
+        .map_err(|s| Problem::from_status(&s))?
+        .into_inner();
+    Ok((StatusCode::CREATED, Json(OrganizationDto { id: organization.id, name: organization.name })))
+}
+
+/// Adds a registered user as `admin` or `staff`. Owners and admins only; an organization the
+/// caller is not in answers 404.
+#[utoipa::path(post, path = "/v1/organizations/{id}/members", tag = "organizations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "organization id")), request_body = AddMemberBody,
+    responses((status = 201, body = MemberDto), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "already a member", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "no such user or role", body = Problem, content_type = "application/problem+json")))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    rid: RequestId,
+    AuthUser(user): AuthUser,
+    PathId(organization_id): PathId,
+    ApiJson(body): ApiJson<AddMemberBody>,
+) -> Result<(StatusCode, Json<MemberDto>), Problem> {
+    let message = AddMemberRequest {
+        actor_user_id: user.to_string(),
+        organization_id,
+        email: body.email,
+        role: body.role.as_str().to_owned(),
+    };
+    let member = state
+        .identity
+        .clone()
+        .add_member(request(message, rid.as_deref()))
+        .await
+        .map_err(|s| Problem::from_status(&s))?
+        .into_inner();
+    Ok((StatusCode::CREATED, Json(member.into())))
+}

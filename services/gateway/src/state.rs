@@ -1,0 +1,68 @@
+//! What every request handler shares: clients of the services, the token verifier, the rate
+//! limiter and the settings.
+
+use std::sync::Arc;
+
+use eventhive_domain::UserId;
+use eventhive_platform::{Problem, Settings, grpc};
+use eventhive_proto::{
+    catalog::catalog_client::CatalogClient,
+    common::{Actor, Membership},
+    identity::{ListMembershipsRequest, identity_client::IdentityClient},
+};
+use tonic::transport::Channel;
+
+use crate::{auth::JwtVerifier, ratelimit::RateLimiter};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub identity: IdentityClient<Channel>,
+    pub catalog: CatalogClient<Channel>,
+    pub identity_channel: Channel,
+    pub catalog_channel: Channel,
+    pub verifier: Arc<JwtVerifier>,
+    pub limiter: Arc<RateLimiter>,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub async fn new(settings: Settings) -> anyhow::Result<Self> {
+        let deadline = std::time::Duration::from_millis(settings.grpc_deadline_ms);
+        let identity_channel = grpc::channel(&settings.identity_endpoint(), deadline)?;
+        let catalog_channel = grpc::channel(&settings.catalog_endpoint(), deadline)?;
+        let identity = IdentityClient::new(identity_channel.clone());
+        let limiter = match &settings.redis_url {
+            Some(url) => RateLimiter::redis(url, &settings.redis_prefix).await?,
+            None => RateLimiter::in_memory(),
+        };
+        Ok(Self {
+            verifier: Arc::new(JwtVerifier::new(identity.clone())),
+            identity,
+            catalog: CatalogClient::new(catalog_channel.clone()),
+            identity_channel,
+            catalog_channel,
+            limiter: Arc::new(limiter),
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// The user and their current memberships, read at each request so that a change of
+    /// membership takes effect at once.
+    pub async fn actor(&self, user: UserId, request_id: Option<&str>) -> Result<Actor, Problem> {
+        let memberships = self
+            .identity
+            .clone()
+            .list_memberships(grpc::request(ListMembershipsRequest { user_id: user.to_string() }, request_id))
+            .await
+            .map_err(|status| Problem::from_status(&status))?
+            .into_inner()
+            .memberships;
+        Ok(Actor {
+            user_id: user.to_string(),
+            memberships: memberships
+                .into_iter()
+                .map(|m| Membership { organization_id: m.organization_id, role: m.role })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! identity: who people are and what they may do. Users sign up with an email and a password
+//! (Argon2id); logging in yields a short-lived Ed25519-signed JWT and a rotating refresh
+//! token; organizations have members with the roles owner, admin and staff, and nobody grants
+//! themselves a role.
+//!
+//! # Layout
+//! - [`domain`]: parsed input (email, password, names, roles).
+//! - [`passwords`]: Argon2id hashing off the async workers.
+//! - [`tokens`]: access tokens, signing keys and JWKS, refresh token hashing.
+//! - [`service`]: the gRPC service and its storage.
+//! - [`error`]: identity's errors and their gRPC statuses.
+
+pub mod domain;
+pub mod error;
+pub mod passwords;
+pub mod service;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use eventhive_platform::{Database, Settings, grpc, shutdown::CancellationToken};
+use eventhive_proto::identity::identity_server::IdentityServer;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+
+/// The name of this service: its database, its logs, its gRPC health entry.
+pub const SERVICE: &str = "identity";
+
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// A built identity service, bound to its listener, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    service: service::IdentityService,
+    db: Database,
+}
+
+impl Application {
+    /// Connects and migrates the database, loads the signing keys. `listener` may be on port 0.
+    pub async fn build(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let db = Database::connect(settings, SERVICE).await?;
+        db.migrate(&MIGRATIONS).await?;
+        let tokens = Arc::new(tokens::TokenIssuer::load(&db, settings.access_token_ttl_secs).await?);
+        let passwords =
+            passwords::PasswordHashing::new(settings.password_hash_memory_kib, settings.password_hash_iterations)?;
+        let service = service::IdentityService::new(db.clone(), passwords, tokens, settings.refresh_token_ttl_secs);
+        Ok(Self { listener, service, db })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let health = tonic_health::server::health_reporter();
+        let result = grpc::serve(SERVICE, self.listener, IdentityServer::new(self.service), health, shutdown).await;
+        self.db.close().await;
+        result
+    }
+}

@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 
+pub use async_trait;
 pub use config::Settings;
 pub use problem::{ErrorKind, FieldError, Problem};
 pub use storage::Database;

@@ -10,6 +10,9 @@
 //! - [`api`]: helpers that speak API.md (sign-up, organizations, events).
 //! - [`problem`]: assertions on problem+json answers.
 
+// Test helpers fail by panicking, exactly like the assertions around them.
+#![allow(clippy::panic)]
+
 pub mod api;
 pub mod problem;
 
@@ -144,6 +147,7 @@ impl Drop for TestApp {
         }
         // Drop is not async and the test's runtime is going away: clean up on a thread of our own.
         let settings = self.settings.clone();
+        let queues = self.bus.declared_queues();
         let cleanup = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async move {
@@ -153,23 +157,23 @@ impl Drop for TestApp {
                         let _ = eventhive_platform::storage::drop_postgres_database(url, &name).await;
                     }
                 }
-                if let Some(url) = &settings.amqp_url {
-                    if let Ok(bus) = eventhive_platform::bus::amqp::AmqpBus::connect(url, &settings.amqp_exchange).await
-                    {
-                        let _ = bus.delete_exchange().await;
+                if let Some(url) = &settings.amqp_url
+                    && let Ok(bus) = eventhive_platform::bus::amqp::AmqpBus::connect(url, &settings.amqp_exchange).await
+                {
+                    for queue in &queues {
+                        let _ = bus.delete_queue(queue).await;
                     }
+                    let _ = bus.delete_exchange().await;
                 }
-                if let Some(url) = &settings.redis_url {
-                    if let Ok(client) = redis::Client::open(url.as_str()) {
-                        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                            let pattern = format!("{}:*", settings.redis_prefix);
-                            let keys: Vec<String> =
-                                redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap_or_default();
-                            if !keys.is_empty() {
-                                let _: redis::RedisResult<()> =
-                                    redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                            }
-                        }
+                if let Some(url) = &settings.redis_url
+                    && let Ok(client) = redis::Client::open(url.as_str())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let pattern = format!("{}:*", settings.redis_prefix);
+                    let keys: Vec<String> =
+                        redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                     }
                 }
             });

@@ -181,10 +181,10 @@ impl CatalogService {
         let venue_country = checks.check(country("venue.country", &venue.country));
         let starts_at = checks.check(instant("starts_at", &request.starts_at));
         let ends_at = checks.check(instant("ends_at", &request.ends_at));
-        if let (Some(start), Some(end)) = (starts_at, ends_at) {
-            if end <= start {
-                checks.push(FieldError::new("ends_at", "must be after starts_at"));
-            }
+        if let (Some(start), Some(end)) = (starts_at, ends_at)
+            && end <= start
+        {
+            checks.push(FieldError::new("ends_at", "must be after starts_at"));
         }
         let currency = checks.check(currency("currency", &request.currency));
         let per_order = checks.check(in_range(
@@ -307,13 +307,13 @@ impl CatalogService {
         if event.ends_at <= event.starts_at {
             checks.push(FieldError::new("ends_at", "must be after starts_at"));
         }
-        if let Some(v) = &request.currency {
-            if let Some(code) = checks.check(currency("currency", v)) {
-                if code != before.currency && before.status() != EventStatus::Draft {
-                    return Err(CatalogError::Conflict("the currency cannot change once the event is on sale".into()));
-                }
-                event.currency = code;
+        if let Some(v) = &request.currency
+            && let Some(code) = checks.check(currency("currency", v))
+        {
+            if code != before.currency && before.status() != EventStatus::Draft {
+                return Err(CatalogError::Conflict("the currency cannot change once the event is on sale".into()));
             }
+            event.currency = code;
         }
         if let Some(v) = request.max_tickets_per_order {
             event.max_tickets_per_order =

@@ -32,12 +32,11 @@ pub async fn authenticate_and_limit(State(state): State<AppState>, mut request: 
             Err(error) => Authentication::Failed(error),
         },
     };
-    if let Authentication::User(user) = &authentication {
-        if let Decision::Deny { retry_after } =
+    if let Authentication::User(user) = &authentication
+        && let Decision::Deny { retry_after } =
             state.limiter.check(&format!("user:{user}"), state.settings.rate_limit_user_per_sec).await
-        {
-            return too_many(retry_after);
-        }
+    {
+        return too_many(retry_after);
     }
     request.extensions_mut().insert(Arc::new(authentication));
     next.run(request).await

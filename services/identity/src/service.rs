@@ -125,13 +125,13 @@ impl IdentityService {
     #[tracing::instrument(skip_all)]
     async fn refresh(&self, request: RefreshRequest) -> Result<TokenPair> {
         let mut tx = self.db.pool().begin().await?;
-        let row: Option<(String, String, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+        let row: Option<RefreshTokenRow> = sqlx::query_as(
             "SELECT id, family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
         )
         .bind(hash_refresh_token(&request.refresh_token))
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((id, family_id, user_id, expires_at, used_at, revoked_at)) = row else {
+        let Some(RefreshTokenRow { id, family_id, user_id, expires_at, used_at, revoked_at }) = row else {
             return Err(IdentityError::InvalidRefreshToken);
         };
         let now = now_ms();
@@ -274,6 +274,16 @@ impl IdentityService {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct RefreshTokenRow {
+    id: String,
+    family_id: String,
+    user_id: String,
+    expires_at: i64,
+    used_at: Option<i64>,
+    revoked_at: Option<i64>,
 }
 
 async fn revoke_family(tx: &mut sqlx::AnyConnection, family_id: &str, now: i64) -> Result<()> {

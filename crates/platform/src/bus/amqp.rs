@@ -34,11 +34,18 @@ pub struct AmqpBus {
     exchange: String,
     /// The publishing channel (in confirm mode), re-opened when the connection was lost.
     publisher: Mutex<Option<(Connection, Channel)>>,
+    /// Queues this bus declared, so that tests can remove what they created.
+    declared: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl AmqpBus {
     pub async fn connect(url: &str, exchange: &str) -> anyhow::Result<Self> {
-        let bus = Self { url: url.to_owned(), exchange: exchange.to_owned(), publisher: Mutex::new(None) };
+        let bus = Self {
+            url: url.to_owned(),
+            exchange: exchange.to_owned(),
+            publisher: Mutex::new(None),
+            declared: Arc::default(),
+        };
         bus.publishing_channel().await.map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ: {e}"))?;
         Ok(bus)
     }
@@ -70,10 +77,11 @@ impl AmqpBus {
 
     async fn publishing_channel(&self) -> Result<Channel, BusError> {
         let mut guard = self.publisher.lock().await;
-        if let Some((connection, channel)) = guard.as_ref() {
-            if connection.status().connected() && channel.status().connected() {
-                return Ok(channel.clone());
-            }
+        if let Some((connection, channel)) = guard.as_ref()
+            && connection.status().connected()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
         }
         let (connection, channel) = self.open().await?;
         *guard = Some((connection, channel.clone()));
@@ -256,8 +264,13 @@ impl MessageBus for AmqpBus {
         handler: Arc<dyn MessageHandler>,
         shutdown: CancellationToken,
     ) -> Result<(), BusError> {
-        let bus =
-            Arc::new(Self { url: self.url.clone(), exchange: self.exchange.clone(), publisher: Mutex::new(None) });
+        self.declared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(subscription.queue.clone());
+        let bus = Arc::new(Self {
+            url: self.url.clone(),
+            exchange: self.exchange.clone(),
+            publisher: Mutex::new(None),
+            declared: self.declared.clone(),
+        });
         // Declare before returning, so a message published right after `subscribe` is queued.
         {
             let (connection, channel) = bus.open().await?;
@@ -341,5 +354,9 @@ impl MessageBus for AmqpBus {
 
     async fn is_healthy(&self) -> bool {
         self.publishing_channel().await.is_ok()
+    }
+
+    fn declared_queues(&self) -> Vec<String> {
+        self.declared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
     }
 }

@@ -87,6 +87,11 @@ pub trait MessageBus: Send + Sync + 'static {
 
     /// Whether the bus can take messages now, for readiness probes.
     async fn is_healthy(&self) -> bool;
+
+    /// The queues this bus declared on a broker (none in-process), so that tests can remove them.
+    fn declared_queues(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Connects the bus the settings name: RabbitMQ with `EVENTHIVE_AMQP_URL`, else in-process.

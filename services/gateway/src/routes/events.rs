@@ -155,10 +155,10 @@ pub async fn search(
     rid: RequestId,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<EventPage>, Problem> {
-    if let Some(size) = params.page_size {
-        if !(1..=100).contains(&size) {
-            return Err(Problem::validation("page_size", "must be between 1 and 100"));
-        }
+    if let Some(size) = params.page_size
+        && !(1..=100).contains(&size)
+    {
+        return Err(Problem::validation("page_size", "must be between 1 and 100"));
     }
     let message = SearchEventsRequest {
         q: params.q.unwrap_or_default(),

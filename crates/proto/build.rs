@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "eventhive/common/v1/common.proto",
         "eventhive/identity/v1/identity.proto",
         "eventhive/catalog/v1/catalog.proto",
+        "eventhive/ticketing/v1/ticketing.proto",
+        "eventhive/payments/v1/payments.proto",
     ];
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;

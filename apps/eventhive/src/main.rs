@@ -33,7 +33,7 @@ enum Command {
     },
     /// One service as this process, for production.
     Serve {
-        /// gateway, identity or catalog.
+        /// gateway, identity, catalog, ticketing or payments.
         service: String,
     },
     /// Applies database migrations and exits.
@@ -114,6 +114,8 @@ fn print_banner(system: &System, seeded: bool) {
     println!("  API docs     {url}/docs   (OpenAPI: {url}/openapi.json)");
     println!("  identity     gRPC on {}:{}", settings.bind_host, settings.identity_port);
     println!("  catalog      gRPC on {}:{}", settings.bind_host, settings.catalog_port);
+    println!("  ticketing    gRPC on {}:{}", settings.bind_host, settings.ticketing_port);
+    println!("  payments     gRPC on {}:{}  (simulated card processor)", settings.bind_host, settings.payments_port);
     println!("  storage      {storage}; bus {bus}; rate limits {limits}");
     println!();
     println!("  Demo logins (password {:?}){}:", demo::PASSWORD, if seeded { "" } else { ", seeded before" });

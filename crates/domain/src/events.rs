@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 
-use crate::{EventId, MessageId, OrganizationId, TicketTypeId};
+use crate::{EventId, MessageId, OrderId, OrganizationId, TicketId, TicketTypeId, UserId};
 
 /// A domain event type with a stable name and schema version.
 pub trait DomainEvent: Serialize + DeserializeOwned {
@@ -102,6 +102,10 @@ pub struct EventSnapshot {
     pub max_tickets_per_buyer: i64,
     pub status: String,
     pub ticket_types: Vec<TicketTypeSnapshot>,
+    /// When catalog last changed the event (Unix ms): consumers apply a snapshot only if it is
+    /// newer than the one they hold, since deliveries may arrive out of order.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 /// An event went on sale.
@@ -143,6 +147,131 @@ impl DomainEvent for EventCancelled {
     const VERSION: u32 = 1;
 }
 
+/// A line of an order, as announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub ticket_type_id: TicketTypeId,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+}
+
+/// What every order event says about the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    pub order_id: OrderId,
+    pub event_id: EventId,
+    pub buyer_id: UserId,
+    pub lines: Vec<OrderLine>,
+    pub total_minor: i64,
+    pub currency: String,
+}
+
+impl OrderSummary {
+    pub fn quantity(&self) -> i64 {
+        self.lines.iter().map(|l| l.quantity).sum()
+    }
+}
+
+/// A buyer placed an order: its tickets are held until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order: OrderSummary,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+impl DomainEvent for OrderPlaced {
+    const TYPE: &'static str = "ticketing.order_placed";
+    const VERSION: u32 = 1;
+}
+
+/// An order was paid: its held tickets are sold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaid {
+    pub order: OrderSummary,
+    pub payment_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub paid_at: OffsetDateTime,
+}
+
+impl DomainEvent for OrderPaid {
+    const TYPE: &'static str = "ticketing.order_paid";
+    const VERSION: u32 = 1;
+}
+
+/// An unpaid order's hold ran out: its tickets are for sale again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderExpired {
+    pub order: OrderSummary,
+}
+
+impl DomainEvent for OrderExpired {
+    const TYPE: &'static str = "ticketing.order_expired";
+    const VERSION: u32 = 1;
+}
+
+/// An unpaid order was cancelled (by its buyer, or because the event was): its tickets are
+/// for sale again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub order: OrderSummary,
+    pub reason: String,
+}
+
+impl DomainEvent for OrderCancelled {
+    const TYPE: &'static str = "ticketing.order_cancelled";
+    const VERSION: u32 = 1;
+}
+
+/// A paid order was refunded: its tickets are void and for sale again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRefunded {
+    pub order: OrderSummary,
+    pub reason: String,
+}
+
+impl DomainEvent for OrderRefunded {
+    const TYPE: &'static str = "ticketing.order_refunded";
+    const VERSION: u32 = 1;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedTicket {
+    pub ticket_id: TicketId,
+    pub ticket_type_id: TicketTypeId,
+    pub ticket_type_name: String,
+    pub code: String,
+}
+
+/// A paid order's tickets exist, with their codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketsIssued {
+    pub order_id: OrderId,
+    pub event_id: EventId,
+    pub buyer_id: UserId,
+    pub tickets: Vec<IssuedTicket>,
+}
+
+impl DomainEvent for TicketsIssued {
+    const TYPE: &'static str = "ticketing.tickets_issued";
+    const VERSION: u32 = 1;
+}
+
+/// A ticket was scanned in at the door.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketCheckedIn {
+    pub ticket_id: TicketId,
+    pub event_id: EventId,
+    pub ticket_type_id: TicketTypeId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_in_at: OffsetDateTime,
+}
+
+impl DomainEvent for TicketCheckedIn {
+    const TYPE: &'static str = "ticketing.ticket_checked_in";
+    const VERSION: u32 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +291,7 @@ mod tests {
                 max_tickets_per_buyer: 10,
                 status: "cancelled".into(),
                 ticket_types: vec![],
+                revision: 1,
             },
             reason: "rain".into(),
         };

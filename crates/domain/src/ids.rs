@@ -67,6 +67,14 @@ new_uuid_id!(
     TicketTypeId
 );
 new_uuid_id!(
+    /// A buyer's order: held tickets, then paid ones.
+    OrderId
+);
+new_uuid_id!(
+    /// One admission.
+    TicketId
+);
+new_uuid_id!(
     /// A domain event on the bus; consumers dedupe by it.
     MessageId
 );

@@ -29,10 +29,16 @@ pub struct Settings {
     pub gateway_port: u16,
     pub identity_port: u16,
     pub catalog_port: u16,
+    pub ticketing_port: u16,
+    pub payments_port: u16,
     /// Where the gateway reaches identity; defaults to `http://127.0.0.1:<identity_port>`.
     pub identity_url: Option<String>,
     /// Where the gateway reaches catalog; defaults to `http://127.0.0.1:<catalog_port>`.
     pub catalog_url: Option<String>,
+    /// Where the gateway reaches ticketing; defaults to `http://127.0.0.1:<ticketing_port>`.
+    pub ticketing_url: Option<String>,
+    /// Where ticketing reaches payments; defaults to `http://127.0.0.1:<payments_port>`.
+    pub payments_url: Option<String>,
     /// Prometheus metrics listener per process; none when unset.
     pub metrics_port: Option<u16>,
 
@@ -78,6 +84,18 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// How often the outbox relay looks for unpublished messages when nothing woke it.
     pub outbox_poll_ms: u64,
+
+    /// How long a new order holds its tickets.
+    pub hold_ttl_secs: u64,
+    /// Counter rows per ticket type: more rows let more buyers of one ticket type hold
+    /// tickets at the same moment without waiting on one hot row.
+    pub inventory_shards: u32,
+    /// How often ticketing expires holds and resumes interrupted sagas.
+    pub sweep_interval_ms: u64,
+    /// The simulated card processor's latency per call, for benchmarks.
+    pub payment_latency_ms: u64,
+    /// The simulated card processor's share of calls failing transiently (0.0 to 1.0).
+    pub payment_failure_rate: f64,
 }
 
 impl Default for Settings {
@@ -87,8 +105,12 @@ impl Default for Settings {
             gateway_port: 8080,
             identity_port: 50051,
             catalog_port: 50052,
+            ticketing_port: 50053,
+            payments_port: 50054,
             identity_url: None,
             catalog_url: None,
+            ticketing_url: None,
+            payments_url: None,
             metrics_port: None,
             database_url: None,
             database_prefix: "eventhive".into(),
@@ -110,6 +132,11 @@ impl Default for Settings {
             cors_allowed_origins: "*".into(),
             shutdown_grace_secs: 10,
             outbox_poll_ms: 500,
+            hold_ttl_secs: 600,
+            inventory_shards: 4,
+            sweep_interval_ms: 1000,
+            payment_latency_ms: 0,
+            payment_failure_rate: 0.0,
         }
     }
 }
@@ -155,12 +182,14 @@ impl Settings {
             &mut self.redis_url,
             &mut self.identity_url,
             &mut self.catalog_url,
+            &mut self.ticketing_url,
+            &mut self.payments_url,
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
         }
-        let urls: [(&str, &Option<String>, &[&str], &str); 5] = [
+        let urls: [(&str, &Option<String>, &[&str], &str); 7] = [
             (
                 "database_url",
                 &self.database_url,
@@ -171,6 +200,8 @@ impl Settings {
             ("redis_url", &self.redis_url, &["redis://", "rediss://"], "a redis:// or rediss:// URL"),
             ("identity_url", &self.identity_url, &["http://", "https://"], "an http:// or https:// URL"),
             ("catalog_url", &self.catalog_url, &["http://", "https://"], "an http:// or https:// URL"),
+            ("ticketing_url", &self.ticketing_url, &["http://", "https://"], "an http:// or https:// URL"),
+            ("payments_url", &self.payments_url, &["http://", "https://"], "an http:// or https:// URL"),
         ];
         for (field, value, schemes, expected) in urls {
             if let Some(url) = value
@@ -198,6 +229,18 @@ impl Settings {
         if self.request_timeout_ms == 0 || self.grpc_deadline_ms == 0 {
             return Err(ConfigError::new("request_timeout_ms", "timeouts must be positive"));
         }
+        if self.hold_ttl_secs == 0 {
+            return Err(ConfigError::new("hold_ttl_secs", "must be positive"));
+        }
+        if !(1..=64).contains(&self.inventory_shards) {
+            return Err(ConfigError::new("inventory_shards", "must be between 1 and 64"));
+        }
+        if self.sweep_interval_ms == 0 {
+            return Err(ConfigError::new("sweep_interval_ms", "must be positive"));
+        }
+        if !(0.0..=1.0).contains(&self.payment_failure_rate) {
+            return Err(ConfigError::new("payment_failure_rate", "must be between 0.0 and 1.0"));
+        }
         if self.outbox_poll_ms == 0 {
             return Err(ConfigError::new("outbox_poll_ms", "must be positive"));
         }
@@ -215,6 +258,14 @@ impl Settings {
 
     pub fn catalog_endpoint(&self) -> String {
         self.service_url(&self.catalog_url, self.catalog_port)
+    }
+
+    pub fn ticketing_endpoint(&self) -> String {
+        self.service_url(&self.ticketing_url, self.ticketing_port)
+    }
+
+    pub fn payments_endpoint(&self) -> String {
+        self.service_url(&self.payments_url, self.payments_port)
     }
 }
 

@@ -174,6 +174,10 @@ pub struct Problem {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members a kind of problem adds (RFC 9457 extensions), e.g. `checked_in_at`.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extensions: std::collections::BTreeMap<String, String>,
     /// Seconds to wait before trying again (429, 503); sent as the `Retry-After` header too.
     #[serde(skip)]
     #[schema(ignore)]
@@ -188,6 +192,7 @@ impl Problem {
             status: kind.status().as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            extensions: std::collections::BTreeMap::new(),
             retry_after_secs: match kind {
                 ErrorKind::Unavailable => Some(1),
                 _ => None,
@@ -216,14 +221,18 @@ impl Problem {
         self.type_uri.rsplit('/').next().unwrap_or_default()
     }
 
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::from_slug(self.slug()).unwrap_or(ErrorKind::Internal)
+    }
+
     /// Translates a service's gRPC answer back into what the public API promises.
     pub fn from_status(status: &Status) -> Self {
         let details = status.get_error_details();
-        let kind = details
-            .error_info()
-            .filter(|info| info.domain == ERROR_DOMAIN)
+        let info = details.error_info().filter(|info| info.domain == ERROR_DOMAIN);
+        let kind = info
             .and_then(|info| ErrorKind::from_slug(&info.reason))
             .unwrap_or_else(|| ErrorKind::from_grpc_code(status.code()));
+        let extensions = info.map(|info| info.metadata.clone().into_iter().collect()).unwrap_or_default();
         let errors = details
             .bad_request()
             .map(|bad| {
@@ -240,7 +249,9 @@ impl Problem {
         if kind == ErrorKind::Internal || kind == ErrorKind::Unavailable {
             tracing::error!(code = ?status.code(), message = status.message(), "upstream service failed");
         }
-        Problem::new(kind, detail).with_errors(errors)
+        let mut problem = Problem::new(kind, detail).with_errors(errors);
+        problem.extensions = extensions;
+        problem
     }
 }
 
@@ -260,7 +271,17 @@ impl IntoResponse for Problem {
 
 /// Builds the status a service answers for an error of `kind`.
 pub fn status(kind: ErrorKind, message: impl Into<String>, field_errors: &[FieldError]) -> Status {
-    let mut details = ErrorDetails::with_error_info(kind.slug(), ERROR_DOMAIN, std::collections::HashMap::new());
+    status_with(kind, message, field_errors, std::collections::HashMap::new())
+}
+
+/// Like [`status`], with extension members for the problem answer.
+pub fn status_with(
+    kind: ErrorKind,
+    message: impl Into<String>,
+    field_errors: &[FieldError],
+    extensions: std::collections::HashMap<String, String>,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(kind.slug(), ERROR_DOMAIN, extensions);
     for error in field_errors {
         details.add_bad_request_violation(error.field.clone(), error.message.clone());
     }
@@ -298,6 +319,16 @@ mod tests {
         assert_eq!(problem.status, 409);
         assert_eq!(problem.detail, "only 2 left");
         assert_eq!(problem.errors, vec![FieldError::new("items[0].quantity", "too many")]);
+    }
+
+    #[test]
+    fn extensions_travel_from_the_service_to_the_problem() {
+        let mut extensions = std::collections::HashMap::new();
+        extensions.insert("checked_in_at".to_owned(), "2027-06-01T19:31:00Z".to_owned());
+        let problem = Problem::from_status(&status_with(ErrorKind::Conflict, "in already", &[], extensions));
+        assert_eq!(problem.extensions["checked_in_at"], "2027-06-01T19:31:00Z");
+        let json = serde_json::to_value(&problem).unwrap();
+        assert_eq!(json["checked_in_at"], "2027-06-01T19:31:00Z");
     }
 
     #[test]

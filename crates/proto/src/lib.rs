@@ -22,6 +22,19 @@ pub mod eventhive {
             tonic::include_proto!("eventhive.catalog.v1");
         }
     }
+    pub mod ticketing {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.ticketing.v1");
+        }
+    }
+    pub mod payments {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.payments.v1");
+        }
+    }
 }
 
-pub use eventhive::{catalog::v1 as catalog, common::v1 as common, identity::v1 as identity};
+pub use eventhive::{
+    catalog::v1 as catalog, common::v1 as common, identity::v1 as identity, payments::v1 as payments,
+    ticketing::v1 as ticketing,
+};

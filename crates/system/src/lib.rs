@@ -27,16 +27,21 @@ pub enum ServiceName {
     Gateway,
     Identity,
     Catalog,
+    Ticketing,
+    Payments,
 }
 
 impl ServiceName {
-    pub const ALL: [ServiceName; 3] = [Self::Identity, Self::Catalog, Self::Gateway];
+    /// In start order: a service comes after those it subscribes to or calls at start.
+    pub const ALL: [ServiceName; 5] = [Self::Identity, Self::Payments, Self::Ticketing, Self::Catalog, Self::Gateway];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Gateway => eventhive_gateway::SERVICE,
             Self::Identity => eventhive_identity::SERVICE,
             Self::Catalog => eventhive_catalog::SERVICE,
+            Self::Ticketing => eventhive_ticketing::SERVICE,
+            Self::Payments => eventhive_payments::SERVICE,
         }
     }
 
@@ -49,6 +54,8 @@ impl ServiceName {
             Self::Gateway => settings.gateway_port,
             Self::Identity => settings.identity_port,
             Self::Catalog => settings.catalog_port,
+            Self::Ticketing => settings.ticketing_port,
+            Self::Payments => settings.payments_port,
         }
     }
 }
@@ -63,6 +70,8 @@ pub struct System {
     /// The settings as running: ports bound to 0 are replaced by the real ones.
     pub settings: Settings,
     pub bus: Arc<dyn MessageBus>,
+    /// Ticketing's sweeper and fault points, for tests and operator tools.
+    pub ticketing: eventhive_ticketing::Handles,
     shutdown: CancellationToken,
     tasks: JoinSet<(ServiceName, anyhow::Result<()>)>,
 }
@@ -72,25 +81,37 @@ impl System {
     pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
         let identity_listener = bind(&settings, ServiceName::Identity).await?;
         let catalog_listener = bind(&settings, ServiceName::Catalog).await?;
+        let ticketing_listener = bind(&settings, ServiceName::Ticketing).await?;
+        let payments_listener = bind(&settings, ServiceName::Payments).await?;
         let gateway_listener = bind(&settings, ServiceName::Gateway).await?;
         settings.identity_port = identity_listener.local_addr()?.port();
         settings.catalog_port = catalog_listener.local_addr()?.port();
+        settings.ticketing_port = ticketing_listener.local_addr()?.port();
+        settings.payments_port = payments_listener.local_addr()?.port();
         settings.gateway_port = gateway_listener.local_addr()?.port();
 
         let bus = bus::connect(&settings).await?;
         let identity = eventhive_identity::Application::build(&settings, identity_listener).await?;
+        let payments = eventhive_payments::Application::build(&settings, payments_listener).await?;
+        // Ticketing subscribes to catalog's events, so it is built before catalog publishes.
+        let ticketing = eventhive_ticketing::Application::build(&settings, ticketing_listener, bus.clone()).await?;
         let catalog = eventhive_catalog::Application::build(&settings, catalog_listener, bus.clone()).await?;
         let gateway = eventhive_gateway::Application::build(&settings, gateway_listener).await?;
+        let ticketing_handles = ticketing.handles();
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let token = shutdown.clone();
         tasks.spawn(async move { (ServiceName::Identity, identity.run_until_stopped(token).await) });
         let token = shutdown.clone();
+        tasks.spawn(async move { (ServiceName::Payments, payments.run_until_stopped(token).await) });
+        let token = shutdown.clone();
+        tasks.spawn(async move { (ServiceName::Ticketing, ticketing.run_until_stopped(token).await) });
+        let token = shutdown.clone();
         tasks.spawn(async move { (ServiceName::Catalog, catalog.run_until_stopped(token).await) });
         let token = shutdown.clone();
         tasks.spawn(async move { (ServiceName::Gateway, gateway.run_until_stopped(token).await) });
-        Ok(Self { settings, bus, shutdown, tasks })
+        Ok(Self { settings, bus, ticketing: ticketing_handles, shutdown, tasks })
     }
 
     pub fn gateway_url(&self) -> String {
@@ -165,6 +186,17 @@ pub async fn serve(settings: Settings, service: ServiceName) -> anyhow::Result<(
         ServiceName::Gateway => {
             Box::pin(eventhive_gateway::Application::build(&settings, listener).await?.run_until_stopped(stop.clone()))
         }
+        ServiceName::Ticketing => {
+            let bus = bus::connect(&settings).await?;
+            Box::pin(
+                eventhive_ticketing::Application::build(&settings, listener, bus)
+                    .await?
+                    .run_until_stopped(stop.clone()),
+            )
+        }
+        ServiceName::Payments => {
+            Box::pin(eventhive_payments::Application::build(&settings, listener).await?.run_until_stopped(stop.clone()))
+        }
     };
     shutdown::drain(service.as_str(), work, stop, grace).await
 }
@@ -176,6 +208,8 @@ pub async fn migrate(settings: &Settings, services: &[ServiceName]) -> anyhow::R
         let migrations = match service {
             ServiceName::Identity => &eventhive_identity::MIGRATIONS,
             ServiceName::Catalog => &eventhive_catalog::MIGRATIONS,
+            ServiceName::Ticketing => &eventhive_ticketing::MIGRATIONS,
+            ServiceName::Payments => &eventhive_payments::MIGRATIONS,
             ServiceName::Gateway => continue,
         };
         let db = Database::connect(settings, service.as_str()).await?;

@@ -159,3 +159,115 @@ impl TestApp {
         self.publish(organizer, &id).await
     }
 }
+
+/// The simulated processor's test cards (API.md).
+pub mod cards {
+    pub const SUCCEEDS: &str = "4242424242424242";
+    pub const DECLINED: &str = "4000000000000002";
+    pub const INSUFFICIENT_FUNDS: &str = "4000000000009995";
+    pub const FAILS_FIRST_CALL: &str = "4000000000000119";
+}
+
+/// An event on sale with one ticket type, and who runs it.
+#[derive(Debug, Clone)]
+pub struct Sale {
+    pub organizer: Session,
+    pub organization: String,
+    pub event_id: String,
+    pub ticket_type_id: String,
+}
+
+impl TestApp {
+    /// Publishes an event with one ticket type of `capacity` at 45.00 EUR; `adjust` may change
+    /// the event body first (caps, start time).
+    pub async fn sale(&self, capacity: i64, adjust: impl FnOnce(&mut Value)) -> Sale {
+        let (organizer, organization) = self.organizer().await;
+        let mut body = self.event_body(&organization);
+        adjust(&mut body);
+        let event = self.create_event(&organizer, &body).await;
+        let event_id = event["id"].as_str().unwrap_or_default().to_owned();
+        let ticket_type = self.add_ticket_type(&organizer, &event_id, "General Admission", 4500, capacity).await;
+        self.publish(&organizer, &event_id).await;
+        Sale {
+            organizer,
+            organization,
+            event_id,
+            ticket_type_id: ticket_type["id"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    pub async fn place_order(&self, buyer: &Session, event_id: &str, items: &[(&str, i64)], key: &str) -> Response {
+        let items: Vec<Value> =
+            items.iter().map(|(id, quantity)| json!({"ticket_type_id": id, "quantity": quantity})).collect();
+        self.request(Method::POST, "/v1/orders", Some(buyer))
+            .header("idempotency-key", key)
+            .json(&json!({"event_id": event_id, "items": items}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /v1/orders: {e}"))
+    }
+
+    /// Places an order for `quantity` tickets of the sale, asserting 201; returns it.
+    pub async fn hold(&self, buyer: &Session, sale: &Sale, quantity: i64) -> Value {
+        let key = uuid::Uuid::new_v4().to_string();
+        let response = self.place_order(buyer, &sale.event_id, &[(&sale.ticket_type_id, quantity)], &key).await;
+        assert_eq!(response.status(), 201, "place order: {}", response.text().await.unwrap_or_default());
+        response.json().await.unwrap_or_default()
+    }
+
+    pub async fn pay(&self, buyer: &Session, order_id: &str, card_number: &str, key: &str) -> Response {
+        self.request(Method::POST, &format!("/v1/orders/{order_id}/payment"), Some(buyer))
+            .header("idempotency-key", key)
+            .json(&json!({"card": {"number": card_number, "exp_month": 12, "exp_year": 2035, "cvc": "123"}}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /v1/orders/{order_id}/payment: {e}"))
+    }
+
+    /// Holds and pays `quantity` tickets with the good test card, asserting success.
+    pub async fn buy(&self, buyer: &Session, sale: &Sale, quantity: i64) -> Value {
+        let order = self.hold(buyer, sale, quantity).await;
+        let id = order["id"].as_str().unwrap_or_default().to_owned();
+        let response = self.pay(buyer, &id, cards::SUCCEEDS, &uuid::Uuid::new_v4().to_string()).await;
+        assert_eq!(response.status(), 200, "pay: {}", response.text().await.unwrap_or_default());
+        response.json().await.unwrap_or_default()
+    }
+
+    /// Sold, held and available of the sale's ticket type, from ticketing's inventory.
+    pub async fn stock(&self, ticket_type_id: &str) -> (i64, i64, i64) {
+        let db = self.database("ticketing").await;
+        let row: (i64, i64, i64) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(sold), 0) AS BIGINT), CAST(COALESCE(SUM(held), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(available), 0) AS BIGINT) FROM inventory_shards WHERE ticket_type_id = $1",
+        )
+        .bind(ticket_type_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("reading stock: {e}"));
+        db.close().await;
+        row
+    }
+
+    /// Captured (or later refunded) charges per order, from payments' own records and from the
+    /// simulated processor's ledger: (payments rows, processor captures).
+    pub async fn charges(&self, order_id: &str) -> (i64, i64) {
+        let db = self.database("payments").await;
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM payments WHERE order_id = $1 AND status IN ('captured', 'refunded')",
+        )
+        .bind(order_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("reading payments: {e}"));
+        let captures: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM simulated_processor_charges c JOIN payments p ON p.idempotency_key = c.idempotency_key \
+             WHERE p.order_id = $1 AND c.kind = 'charge' AND c.outcome = 'captured'",
+        )
+        .bind(order_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("reading the processor ledger: {e}"));
+        db.close().await;
+        (rows, captures)
+    }
+}

@@ -70,6 +70,8 @@ pub struct TestApp {
     /// The settings the system runs with (real ports filled in).
     pub settings: Settings,
     pub bus: Arc<dyn MessageBus>,
+    /// Ticketing's sweeper, fault points and outbox relay.
+    pub ticketing: eventhive_ticketing::Handles,
     stop: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
     /// Keeps the SQLite files alive as long as the app.
@@ -91,6 +93,8 @@ impl TestApp {
             gateway_port: 0,
             identity_port: 0,
             catalog_port: 0,
+            ticketing_port: 0,
+            payments_port: 0,
             data_dir: data_dir.path().to_owned(),
             // Fast hashing: the tests are about behaviour, not about resisting cracking.
             password_hash_memory_kib: 1024,
@@ -116,14 +120,52 @@ impl TestApp {
             System::start(settings).await.unwrap_or_else(|e| panic!("starting the system ({backend:?}): {e:#}"));
         let settings = system.settings.clone();
         let bus = system.bus.clone();
+        let ticketing = system.ticketing.clone();
         let address = system.gateway_url();
         let stop = CancellationToken::new();
         let running = tokio::spawn(system.run_until(stop.clone()));
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_else(|e| panic!("HTTP client: {e}"));
-        Self { address, client, backend, settings, bus, stop, running: Some(running), _data_dir: data_dir }
+        Self { address, client, backend, settings, bus, ticketing, stop, running: Some(running), _data_dir: data_dir }
+    }
+
+    /// Stops every service, as a crash or a deploy would, and starts them again on the same
+    /// databases, broker and Redis.
+    pub async fn restart(&mut self) {
+        self.stop.cancel();
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+        let mut settings = self.settings.clone();
+        settings.gateway_port = 0;
+        settings.identity_port = 0;
+        settings.catalog_port = 0;
+        settings.ticketing_port = 0;
+        settings.payments_port = 0;
+        let system = System::start(settings).await.unwrap_or_else(|e| panic!("restarting the system: {e:#}"));
+        self.settings = system.settings.clone();
+        self.bus = system.bus.clone();
+        self.ticketing = system.ticketing.clone();
+        self.address = system.gateway_url();
+        self.stop = CancellationToken::new();
+        self.running = Some(tokio::spawn(system.run_until(self.stop.clone())));
+    }
+
+    /// One pass of ticketing's sweeper, `ahead` from now: expires holds and resumes sagas as
+    /// if that much time had passed.
+    pub async fn sweep(&self, ahead: Duration) -> eventhive_ticketing::Sweep {
+        let now = eventhive_platform::storage::now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
+        self.ticketing.sweeper.step(now).await.unwrap_or_else(|e| panic!("sweep: {e:#}"))
+    }
+
+    /// Opens a service's database, for invariant checks no API exposes.
+    pub async fn database(&self, service: &str) -> eventhive_platform::Database {
+        eventhive_platform::Database::connect(&self.settings, service)
+            .await
+            .unwrap_or_else(|e| panic!("opening the {service} database: {e:#}"))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -345,7 +345,7 @@ impl CatalogService {
             }
         }
         if !changed.is_empty() {
-            event.updated_at = now_ms();
+            event.updated_at = next_revision(event.updated_at);
             sqlx::query(
                 "UPDATE events SET title = $1, description = $2, venue_name = $3, venue_city = $4, venue_country = $5, \
                  starts_at = $6, ends_at = $7, currency = $8, max_tickets_per_order = $9, max_tickets_per_buyer = $10, \
@@ -399,7 +399,7 @@ impl CatalogService {
             EventStatus::Draft => {}
         }
         event.status = EventStatus::OnSale.as_str().to_owned();
-        event.updated_at = now_ms();
+        event.updated_at = next_revision(event.updated_at);
         sqlx::query("UPDATE events SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(&event.status)
             .bind(event.updated_at)
@@ -424,7 +424,7 @@ impl CatalogService {
         let was_public = event.status().is_public();
         event.status = EventStatus::Cancelled.as_str().to_owned();
         event.cancel_reason = Some(reason.clone());
-        event.updated_at = now_ms();
+        event.updated_at = next_revision(event.updated_at);
         sqlx::query("UPDATE events SET status = $1, cancel_reason = $2, updated_at = $3 WHERE id = $4")
             .bind(&event.status)
             .bind(&event.cancel_reason)
@@ -486,6 +486,13 @@ impl CatalogService {
         }
         let announced = event.status() == EventStatus::OnSale;
         if announced {
+            let mut event = event;
+            event.updated_at = next_revision(event.updated_at);
+            sqlx::query("UPDATE events SET updated_at = $1 WHERE id = $2")
+                .bind(event.updated_at)
+                .bind(&event.id)
+                .execute(&mut *tx)
+                .await?;
             let (event, types) = self.event_with_types(&mut tx, event).await?;
             let change = EventChanged {
                 event: snapshot(&event, &types),
@@ -588,6 +595,12 @@ impl CatalogService {
     }
 }
 
+/// `updated_at` doubles as the event's revision in its domain events, so it must grow with every
+/// change even when two changes land in the same millisecond.
+fn next_revision(previous: i64) -> i64 {
+    now_ms().max(previous + 1)
+}
+
 enum Bind {
     Text(String),
     Int(i64),
@@ -652,6 +665,7 @@ fn snapshot(event: &EventRow, types: &[TicketTypeRow]) -> EventSnapshot {
                 capacity: t.capacity,
             })
             .collect(),
+        revision: event.updated_at,
     }
 }
 

@@ -2,7 +2,7 @@
 //! separate from the services' protobuf messages, so that the public contract changes only on
 //! purpose.
 
-use eventhive_proto::{catalog, common, identity};
+use eventhive_proto::{catalog, common, identity, ticketing};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -324,4 +324,177 @@ pub struct SearchParams {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     pub status: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderItemBody {
+    pub ticket_type_id: String,
+    /// At least 1.
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrderBody {
+    pub event_id: String,
+    pub items: Vec<OrderItemBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CardBody {
+    /// Digits only. Test cards: 4242424242424242 succeeds, 4000000000000002 is declined,
+    /// 4000000000009995 is declined for insufficient funds, 4000000000000119 fails once
+    /// transiently (EventHive retries it).
+    #[schema(example = "4242424242424242")]
+    pub number: String,
+    #[schema(example = 12)]
+    pub exp_month: i64,
+    #[schema(example = 2030)]
+    pub exp_year: i64,
+    /// 3 or 4 digits.
+    #[schema(example = "123")]
+    pub cvc: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentBody {
+    pub card: CardBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderItemDto {
+    pub ticket_type_id: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price: MoneyDto,
+    pub subtotal: MoneyDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDto {
+    pub id: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub ticket_type_id: String,
+    pub ticket_type_name: String,
+    /// Signed; door staff verify it offline with the event's check-in key.
+    pub code: String,
+    /// `valid`, `checked_in` or `void`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub checked_in_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<ticketing::Ticket> for TicketDto {
+    fn from(t: ticketing::Ticket) -> Self {
+        Self {
+            id: t.id,
+            order_id: t.order_id,
+            event_id: t.event_id,
+            ticket_type_id: t.ticket_type_id,
+            ticket_type_name: t.ticket_type_name,
+            code: t.code,
+            status: t.status,
+            checked_in_at: t.checked_in_at,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDto {
+    pub id: String,
+    pub event_id: String,
+    /// `pending_payment`, `paid`, `expired`, `cancelled` or `refunded`.
+    pub status: String,
+    /// Until when the tickets are held for payment.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub items: Vec<OrderItemDto>,
+    pub total: MoneyDto,
+    /// Issued when the order is paid.
+    pub tickets: Vec<TicketDto>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub paid_at: Option<String>,
+}
+
+fn money_or_zero(money: Option<common::Money>) -> MoneyDto {
+    money.map(MoneyDto::from).unwrap_or(MoneyDto { amount_minor: 0, currency: String::new() })
+}
+
+impl From<ticketing::Order> for OrderDto {
+    fn from(o: ticketing::Order) -> Self {
+        Self {
+            id: o.id,
+            event_id: o.event_id,
+            status: o.status,
+            expires_at: o.expires_at,
+            items: o
+                .items
+                .into_iter()
+                .map(|i| OrderItemDto {
+                    ticket_type_id: i.ticket_type_id,
+                    name: i.name,
+                    quantity: i.quantity,
+                    unit_price: money_or_zero(i.unit_price),
+                    subtotal: money_or_zero(i.subtotal),
+                })
+                .collect(),
+            total: money_or_zero(o.total),
+            tickets: o.tickets.into_iter().map(TicketDto::from).collect(),
+            created_at: o.created_at,
+            paid_at: o.paid_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderDto>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketPage {
+    pub items: Vec<TicketDto>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 100, default 20.
+    pub page_size: Option<i64>,
+    /// From the previous page's `next_page_token`.
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CheckinBody {
+    /// The ticket's code, as scanned.
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckinDto {
+    pub ticket_id: String,
+    #[schema(example = "checked_in")]
+    pub status: String,
+    #[schema(format = DateTime)]
+    pub checked_in_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckinKeyDto {
+    pub event_id: String,
+    #[schema(example = "Ed25519")]
+    pub algorithm: String,
+    /// Raw 32-byte public key, base64url without padding.
+    pub public_key: String,
+    pub code_format: String,
 }

@@ -29,12 +29,22 @@ use crate::routes;
         routes::events::cancel,
         routes::events::search,
         routes::events::get,
+        routes::orders::place,
+        routes::orders::pay,
+        routes::orders::get,
+        routes::orders::cancel,
+        routes::orders::mine,
+        routes::orders::my_tickets,
+        routes::orders::check_in,
+        routes::orders::checkin_key,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "organizations", description = "Organizations and their members"),
         (name = "events", description = "Events and ticket types"),
+        (name = "orders", description = "Orders, payment and tickets"),
+        (name = "check-in", description = "Checking tickets in at the door"),
     )
 )]
 pub struct ApiDoc;

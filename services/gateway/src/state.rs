@@ -9,6 +9,7 @@ use eventhive_proto::{
     catalog::catalog_client::CatalogClient,
     common::{Actor, Membership},
     identity::{ListMembershipsRequest, identity_client::IdentityClient},
+    ticketing::ticketing_client::TicketingClient,
 };
 use tonic::transport::Channel;
 
@@ -18,8 +19,10 @@ use crate::{auth::JwtVerifier, ratelimit::RateLimiter};
 pub struct AppState {
     pub identity: IdentityClient<Channel>,
     pub catalog: CatalogClient<Channel>,
+    pub ticketing: TicketingClient<Channel>,
     pub identity_channel: Channel,
     pub catalog_channel: Channel,
+    pub ticketing_channel: Channel,
     pub verifier: Arc<JwtVerifier>,
     pub limiter: Arc<RateLimiter>,
     pub settings: Arc<Settings>,
@@ -30,6 +33,7 @@ impl AppState {
         let deadline = std::time::Duration::from_millis(settings.grpc_deadline_ms);
         let identity_channel = grpc::channel(&settings.identity_endpoint(), deadline)?;
         let catalog_channel = grpc::channel(&settings.catalog_endpoint(), deadline)?;
+        let ticketing_channel = grpc::channel(&settings.ticketing_endpoint(), deadline)?;
         let identity = IdentityClient::new(identity_channel.clone());
         let limiter = match &settings.redis_url {
             Some(url) => RateLimiter::redis(url, &settings.redis_prefix).await?,
@@ -39,8 +43,10 @@ impl AppState {
             verifier: Arc::new(JwtVerifier::new(identity.clone())),
             identity,
             catalog: CatalogClient::new(catalog_channel.clone()),
+            ticketing: TicketingClient::new(ticketing_channel.clone()),
             identity_channel,
             catalog_channel,
+            ticketing_channel,
             limiter: Arc::new(limiter),
             settings: Arc::new(settings),
         })

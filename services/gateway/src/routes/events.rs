@@ -2,9 +2,12 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use eventhive_platform::{Problem, grpc::request};
-use eventhive_proto::catalog::{
-    AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, GetEventRequest, PublishEventRequest,
-    SearchEventsRequest, UpdateEventRequest, Venue,
+use eventhive_proto::{
+    catalog::{
+        AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, GetEventRequest, PublishEventRequest,
+        SearchEventsRequest, UpdateEventRequest, Venue,
+    },
+    ticketing::GetAvailabilityRequest,
 };
 
 use super::RequestId;
@@ -20,6 +23,23 @@ use crate::{
 
 fn problem(status: tonic::Status) -> Problem {
     Problem::from_status(&status)
+}
+
+/// Fills in what is still for sale, from ticketing (catalog knows only capacities).
+async fn with_availability(state: &AppState, rid: &RequestId, mut event: EventDto) -> Result<EventDto, Problem> {
+    if event.ticket_types.is_empty() {
+        return Ok(event);
+    }
+    let message = GetAvailabilityRequest { event_id: event.id.clone() };
+    let availability =
+        state.ticketing.clone().get_availability(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+    for ticket_type in &mut event.ticket_types {
+        // Ticketing learns of a ticket type when it goes on sale; until then nothing is sold.
+        if let Some(stock) = availability.ticket_types.iter().find(|s| s.ticket_type_id == ticket_type.id) {
+            ticket_type.available = stock.available;
+        }
+    }
+    Ok(event)
 }
 
 /// Creates a draft event in an organization the caller owns or administers.
@@ -191,5 +211,5 @@ pub async fn get(
     };
     let message = GetEventRequest { actor, event_id };
     let event = state.catalog.clone().get_event(request(message, rid.as_deref())).await.map_err(problem)?;
-    Ok(Json(event.into_inner().into()))
+    Ok(Json(with_availability(&state, &rid, event.into_inner().into()).await?))
 }

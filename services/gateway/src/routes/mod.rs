@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod events;
 pub mod ops;
+pub mod orders;
 pub mod organizations;
 
 use axum::{extract::FromRequestParts, http::request::Parts};

@@ -18,12 +18,13 @@ pub async fn healthz() -> Json<Health> {
 
 /// Ready: every service this gateway routes to, and Redis if used, answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let (identity, catalog, limiter) = tokio::join!(
+    let (identity, catalog, ticketing, limiter) = tokio::join!(
         grpc::is_serving(state.identity_channel.clone()),
         grpc::is_serving(state.catalog_channel.clone()),
+        grpc::is_serving(state.ticketing_channel.clone()),
         state.limiter.is_healthy(),
     );
-    let down: Vec<&str> = [("identity", identity), ("catalog", catalog), ("redis", limiter)]
+    let down: Vec<&str> = [("identity", identity), ("catalog", catalog), ("ticketing", ticketing), ("redis", limiter)]
         .into_iter()
         .filter(|(_, up)| !up)
         .map(|(name, _)| name)

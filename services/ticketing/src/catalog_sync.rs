@@ -1,0 +1,207 @@
+//! Ticketing's copy of what catalog sells. It follows catalog's domain events (applied once,
+//! newest revision wins), and reads an event from catalog directly when an order names one it
+//! has not heard of yet — the event may have been published a moment ago.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use eventhive_domain::{
+    EventId, OrganizationId, TicketTypeId,
+    events::{
+        Envelope, EventCancelled, EventChanged, EventPublished, EventSnapshot, TicketTypeSnapshot, VenueSnapshot,
+    },
+};
+use eventhive_platform::{Database, bus::MessageHandler, inbox, storage::to_ms};
+use eventhive_proto::catalog::{Event, GetEventRequest, catalog_client::CatalogClient};
+use ring::{
+    rand::SystemRandom,
+    signature::{Ed25519KeyPair, KeyPair},
+};
+use sqlx::AnyConnection;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use tokio::sync::Notify;
+use tonic::{Code, transport::Channel};
+
+use crate::inventory;
+
+/// The inbox name of this consumer.
+const CONSUMER: &str = "ticketing.catalog-sync";
+
+#[derive(Clone)]
+pub struct CatalogSync {
+    db: Database,
+    catalog: CatalogClient<Channel>,
+    shards: i64,
+    /// Woken when an event is cancelled, so its orders are refunded now, not at the next sweep.
+    sweeper: Arc<Notify>,
+}
+
+impl CatalogSync {
+    pub fn new(db: Database, catalog: CatalogClient<Channel>, shards: i64, sweeper: Arc<Notify>) -> Self {
+        Self { db, catalog, shards, sweeper }
+    }
+
+    /// Applies a snapshot: the event's fields if newer than what we hold, and any new ticket
+    /// types with their inventory.
+    pub async fn apply(&self, tx: &mut AnyConnection, snapshot: &EventSnapshot) -> anyhow::Result<()> {
+        let event_id = snapshot.event_id.to_string();
+        let held: Option<i64> = sqlx::query_scalar("SELECT catalog_revision FROM events WHERE id = $1")
+            .bind(&event_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match held {
+            None => {
+                let (private, public) = new_signing_key()?;
+                sqlx::query(
+                    "INSERT INTO events (id, organization_id, title, status, starts_at, currency, max_tickets_per_order, \
+                     max_tickets_per_buyer, catalog_revision, signing_key_pkcs8, public_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&event_id)
+                .bind(snapshot.organization_id.to_string())
+                .bind(&snapshot.title)
+                .bind(&snapshot.status)
+                .bind(to_ms(snapshot.starts_at))
+                .bind(&snapshot.currency)
+                .bind(snapshot.max_tickets_per_order)
+                .bind(snapshot.max_tickets_per_buyer)
+                .bind(snapshot.revision)
+                .bind(private)
+                .bind(public)
+                .execute(&mut *tx)
+                .await
+                .context("storing an event")?;
+            }
+            Some(revision) if revision < snapshot.revision => {
+                sqlx::query(
+                    "UPDATE events SET organization_id = $1, title = $2, status = $3, starts_at = $4, currency = $5, \
+                     max_tickets_per_order = $6, max_tickets_per_buyer = $7, catalog_revision = $8 WHERE id = $9",
+                )
+                .bind(snapshot.organization_id.to_string())
+                .bind(&snapshot.title)
+                .bind(&snapshot.status)
+                .bind(to_ms(snapshot.starts_at))
+                .bind(&snapshot.currency)
+                .bind(snapshot.max_tickets_per_order)
+                .bind(snapshot.max_tickets_per_buyer)
+                .bind(snapshot.revision)
+                .bind(&event_id)
+                .execute(&mut *tx)
+                .await
+                .context("updating an event")?;
+            }
+            Some(_) => {}
+        }
+        for ticket_type in &snapshot.ticket_types {
+            let inserted = sqlx::query(
+                "INSERT INTO ticket_types (id, event_id, name, price_minor, capacity, shards) \
+                 VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(ticket_type.id.to_string())
+            .bind(&event_id)
+            .bind(&ticket_type.name)
+            .bind(ticket_type.price_minor)
+            .bind(ticket_type.capacity)
+            .execute(&mut *tx)
+            .await
+            .context("storing a ticket type")?;
+            if inserted.rows_affected() == 1 {
+                let shards =
+                    inventory::create(tx, &ticket_type.id.to_string(), ticket_type.capacity, self.shards).await?;
+                sqlx::query("UPDATE ticket_types SET shards = $1 WHERE id = $2")
+                    .bind(shards)
+                    .bind(ticket_type.id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a public event from catalog and applies it. `false`: catalog has no such public
+    /// event. Must not be called while holding a transaction (SQLite has one connection).
+    pub async fn fetch(&self, event_id: &str, request_id: Option<&str>) -> anyhow::Result<bool> {
+        let request = eventhive_platform::grpc::request(
+            GetEventRequest { actor: None, event_id: event_id.to_owned() },
+            request_id,
+        );
+        let event = match self.catalog.clone().get_event(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == Code::NotFound => return Ok(false),
+            Err(status) => anyhow::bail!("catalog is unavailable: {status}"),
+        };
+        let snapshot = snapshot_of(&event)?;
+        let mut tx = self.db.pool().begin().await?;
+        self.apply(&mut tx, &snapshot).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl MessageHandler for CatalogSync {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let (snapshot, cancelled) = if envelope.is::<EventPublished>() {
+            (envelope.decode::<EventPublished>()?.event, false)
+        } else if envelope.is::<EventChanged>() {
+            (envelope.decode::<EventChanged>()?.event, false)
+        } else if envelope.is::<EventCancelled>() {
+            (envelope.decode::<EventCancelled>()?.event, true)
+        } else {
+            return Ok(());
+        };
+        let mut tx = self.db.pool().begin().await?;
+        if inbox::claim(&mut tx, CONSUMER, envelope.id).await? {
+            self.apply(&mut tx, &snapshot).await?;
+        }
+        tx.commit().await?;
+        if cancelled {
+            self.sweeper.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// A new Ed25519 key pair: (PKCS#8 private key, raw public key), both base64url.
+fn new_signing_key() -> anyhow::Result<(String, String)> {
+    let pkcs8 =
+        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| anyhow::anyhow!("key generation failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| anyhow::anyhow!("generated key is invalid"))?;
+    Ok((URL_SAFE_NO_PAD.encode(pkcs8.as_ref()), URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())))
+}
+
+fn parse_time(text: &str) -> anyhow::Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).with_context(|| format!("catalog sent a bad time {text:?}"))
+}
+
+/// The snapshot a catalog event stands for.
+pub fn snapshot_of(event: &Event) -> anyhow::Result<EventSnapshot> {
+    let venue = event.venue.clone().unwrap_or_default();
+    Ok(EventSnapshot {
+        event_id: EventId::parse(&event.id)?,
+        organization_id: OrganizationId::parse(&event.organization_id)?,
+        title: event.title.clone(),
+        venue: VenueSnapshot { name: venue.name, city: venue.city, country: venue.country },
+        starts_at: parse_time(&event.starts_at)?,
+        ends_at: parse_time(&event.ends_at)?,
+        currency: event.currency.clone(),
+        max_tickets_per_order: event.max_tickets_per_order,
+        max_tickets_per_buyer: event.max_tickets_per_buyer,
+        status: event.status.clone(),
+        ticket_types: event
+            .ticket_types
+            .iter()
+            .map(|t| {
+                Ok(TicketTypeSnapshot {
+                    id: TicketTypeId::parse(&t.id)?,
+                    name: t.name.clone(),
+                    price_minor: t.price.as_ref().map(|p| p.amount_minor).unwrap_or_default(),
+                    capacity: t.capacity,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        revision: to_ms(parse_time(&event.updated_at)?),
+    })
+}

@@ -1,0 +1,94 @@
+//! Everything that can go wrong in ticketing, and how each answers over gRPC.
+
+use std::collections::HashMap;
+
+use eventhive_platform::{
+    ErrorKind, FieldError,
+    problem::{internal_status, status, validation_status},
+};
+use tonic::Status;
+
+use crate::{faults::InjectedFault, saga::InvalidTransition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TicketingError {
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Already checked in; carries the time of the first scan.
+    #[error("the ticket was checked in at {0}")]
+    AlreadyCheckedIn(String),
+    #[error("{0}")]
+    SoldOut(String),
+    #[error("the hold on this order has expired")]
+    HoldExpired,
+    #[error("the payment was declined: {0}")]
+    PaymentDeclined(String),
+    #[error("this idempotency key was used with another request")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    Unavailable(String),
+    /// A service we call answered with an error we pass on as it is.
+    #[error("{}", .0.message())]
+    Upstream(Status),
+    #[error(transparent)]
+    Fault(#[from] InjectedFault),
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<FieldError> for TicketingError {
+    fn from(error: FieldError) -> Self {
+        Self::Invalid(vec![error])
+    }
+}
+
+impl From<sqlx::Error> for TicketingError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Unexpected(error.into())
+    }
+}
+
+impl TicketingError {
+    /// The public kind, which also decides whether an idempotent answer is kept: everything
+    /// but temporary failures is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) => ErrorKind::Validation,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Forbidden(_) => ErrorKind::Forbidden,
+            Self::Conflict(_) | Self::AlreadyCheckedIn(_) | Self::Transition(_) => ErrorKind::Conflict,
+            Self::SoldOut(_) => ErrorKind::SoldOut,
+            Self::HoldExpired => ErrorKind::HoldExpired,
+            Self::PaymentDeclined(_) => ErrorKind::PaymentDeclined,
+            Self::IdempotencyKeyReused => ErrorKind::IdempotencyKeyReused,
+            Self::Unavailable(_) | Self::Fault(_) => ErrorKind::Unavailable,
+            Self::Upstream(status) => eventhive_platform::Problem::from_status(status).kind(),
+            Self::Unexpected(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<TicketingError> for Status {
+    fn from(error: TicketingError) -> Self {
+        let message = error.to_string();
+        match error {
+            TicketingError::Invalid(fields) => validation_status(fields),
+            TicketingError::AlreadyCheckedIn(at) => {
+                let mut extensions = HashMap::new();
+                extensions.insert("checked_in_at".to_owned(), at);
+                eventhive_platform::problem::status_with(ErrorKind::Conflict, message, &[], extensions)
+            }
+            TicketingError::Upstream(status) => status,
+            TicketingError::Unexpected(error) => internal_status(&error),
+            other => status(other.kind(), message, &[]),
+        }
+    }
+}

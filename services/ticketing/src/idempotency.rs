@@ -1,0 +1,209 @@
+//! Idempotency keys for the two requests a buyer must be able to retry blindly: placing an
+//! order and paying it. A key is scoped to the buyer and the request path, stored with a
+//! fingerprint of the request and the first answer, and kept for 24 hours. A replay gets the
+//! first answer; the same key with another request is refused; a duplicate arriving while the
+//! first is running waits for it.
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use eventhive_platform::{ErrorKind, FieldError, storage::now_ms};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
+
+use crate::error::TicketingError;
+use eventhive_proto::ticketing::Order;
+
+/// How long a key and its answer are kept.
+pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
+/// How long a claim may stay in progress before another request may take it over (the first
+/// one crashed).
+pub const LEASE_MS: i64 = 60_000;
+
+/// Who asked what, under which key.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub buyer_id: String,
+    /// The request path, e.g. `POST /v1/orders`.
+    pub path: String,
+    pub key: String,
+    /// SHA-256 of the request's content.
+    pub fingerprint: String,
+}
+
+impl Scope {
+    pub fn new(buyer_id: &str, path: String, key: &str, request: &[u8]) -> Result<Self, TicketingError> {
+        let valid = !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if !valid {
+            return Err(FieldError::new("Idempotency-Key", "must be 1 to 255 printable ASCII characters").into());
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, request);
+        let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { buyer_id: buyer_id.to_owned(), path, key: key.to_owned(), fingerprint })
+    }
+}
+
+/// The first answer, as kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Stored {
+    /// A successful answer: the order as it was then (protobuf, base64).
+    Order { order: String },
+    /// An error answer.
+    Error { slug: String, message: String, fields: Vec<(String, String)> },
+}
+
+impl Stored {
+    pub fn of(result: &Result<Order, TicketingError>) -> Self {
+        match result {
+            Ok(order) => Self::Order { order: STANDARD.encode(order.encode_to_vec()) },
+            Err(error) => Self::Error {
+                slug: error.kind().slug().to_owned(),
+                message: error.to_string(),
+                fields: match error {
+                    TicketingError::Invalid(fields) => {
+                        fields.iter().map(|f| (f.field.clone(), f.message.clone())).collect()
+                    }
+                    _ => Vec::new(),
+                },
+            },
+        }
+    }
+
+    /// The answer again.
+    pub fn replay(&self) -> Result<Order, TicketingError> {
+        match self {
+            Self::Order { order } => {
+                let bytes = STANDARD.decode(order).context("stored answer")?;
+                Ok(Order::decode(bytes.as_slice()).context("stored answer")?)
+            }
+            Self::Error { slug, message, fields } => {
+                let kind = ErrorKind::from_slug(slug).unwrap_or(ErrorKind::Conflict);
+                let fields: Vec<FieldError> = fields.iter().map(|(f, m)| FieldError::new(f, m)).collect();
+                Err(TicketingError::Upstream(eventhive_platform::problem::status(kind, message.clone(), &fields)))
+            }
+        }
+    }
+}
+
+/// Whether an answer is final enough to keep: temporary failures are not, so that a retry
+/// with the same key runs the request again.
+pub fn keeps(result: &Result<Order, TicketingError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(error) => !matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::RateLimited),
+    }
+}
+
+/// What a claim found.
+pub enum Claim {
+    /// The key is ours: run the request.
+    Owned,
+    /// Answered before: replay it.
+    Answered(Stored),
+    /// Another request with this key is running.
+    Running,
+}
+
+/// Claims the key on `conn` (inside the caller's transaction, so that a concurrent duplicate
+/// blocks on it until that transaction ends).
+pub async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, TicketingError> {
+    let now = now_ms();
+    // Keys past retention are gone.
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE buyer_id = $1 AND scope = $2 AND idempotency_key = $3 AND expires_at <= $4",
+    )
+    .bind(&scope.buyer_id)
+    .bind(&scope.path)
+    .bind(&scope.key)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (buyer_id, scope, idempotency_key, fingerprint, state, locked_until, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, $7) ON CONFLICT (buyer_id, scope, idempotency_key) DO NOTHING",
+    )
+    .bind(&scope.buyer_id)
+    .bind(&scope.path)
+    .bind(&scope.key)
+    .bind(&scope.fingerprint)
+    .bind(now + LEASE_MS)
+    .bind(now)
+    .bind(now + RETENTION_MS)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Claim::Owned);
+    }
+    let (fingerprint, state, response, locked_until): (String, String, Option<String>, i64) = sqlx::query_as(
+        "SELECT fingerprint, state, response, locked_until FROM idempotency_keys \
+         WHERE buyer_id = $1 AND scope = $2 AND idempotency_key = $3",
+    )
+    .bind(&scope.buyer_id)
+    .bind(&scope.path)
+    .bind(&scope.key)
+    .fetch_one(&mut *conn)
+    .await?;
+    if fingerprint != scope.fingerprint {
+        return Err(TicketingError::IdempotencyKeyReused);
+    }
+    if state == "completed" {
+        let stored: Stored = serde_json::from_str(response.as_deref().unwrap_or_default()).context("stored answer")?;
+        return Ok(Claim::Answered(stored));
+    }
+    if locked_until <= now {
+        // The request that claimed it died; take over.
+        let taken = sqlx::query(
+            "UPDATE idempotency_keys SET locked_until = $1 WHERE buyer_id = $2 AND scope = $3 AND idempotency_key = $4 \
+             AND state = 'in_progress' AND locked_until <= $5",
+        )
+        .bind(now + LEASE_MS)
+        .bind(&scope.buyer_id)
+        .bind(&scope.path)
+        .bind(&scope.key)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Claim::Owned);
+        }
+    }
+    Ok(Claim::Running)
+}
+
+/// Keeps the answer of an owned claim, or lets the key go if the answer is temporary.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    scope: &Scope,
+    result: &Result<Order, TicketingError>,
+) -> anyhow::Result<()> {
+    if keeps(result) {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'completed', response = $1 \
+             WHERE buyer_id = $2 AND scope = $3 AND idempotency_key = $4",
+        )
+        .bind(serde_json::to_string(&Stored::of(result))?)
+        .bind(&scope.buyer_id)
+        .bind(&scope.path)
+        .bind(&scope.key)
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query("DELETE FROM idempotency_keys WHERE buyer_id = $1 AND scope = $2 AND idempotency_key = $3")
+            .bind(&scope.buyer_id)
+            .bind(&scope.path)
+            .bind(&scope.key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Forgets keys past retention; returns how many.
+pub async fn purge(conn: &mut AnyConnection, now: i64) -> anyhow::Result<u64> {
+    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}

@@ -1,0 +1,144 @@
+//! ticketing: what is for sale and who holds it. It keeps the inventory of every ticket type,
+//! holds tickets for new orders (never below zero, under any concurrency), runs the purchase
+//! saga through payments, issues signed tickets, checks them in at the door, and expires,
+//! cancels and refunds — also after a crash between any two steps.
+//!
+//! # Layout
+//! - [`saga`]: the order state machine.
+//! - [`engine`]: shared dependencies; the operations are in:
+//!   - [`orders`]: place (hold), read, list, expire, cancel unpaid;
+//!   - [`purchase`]: pay, complete, refund, resolve abandoned payments;
+//!   - [`tickets`]: signed codes, issuance, check-in;
+//!   - [`sweeper`]: the background pass that keeps orders moving.
+//! - [`inventory`]: sharded counters.
+//! - [`idempotency`]: idempotency keys for placing and paying.
+//! - [`catalog_sync`]: ticketing's copy of catalog's events.
+//! - [`faults`]: fault points between saga steps.
+//! - [`store`]: rows and their public form; [`service`]: the gRPC glue; [`error`].
+
+pub mod catalog_sync;
+pub mod engine;
+pub mod error;
+pub mod faults;
+pub mod idempotency;
+pub mod inventory;
+pub mod orders;
+pub mod purchase;
+pub mod saga;
+pub mod service;
+pub mod store;
+pub mod sweeper;
+pub mod tickets;
+
+use std::{sync::Arc, time::Duration};
+
+use eventhive_domain::events::{DomainEvent, EventCancelled, EventChanged, EventPublished};
+use eventhive_platform::{
+    Database, Settings,
+    bus::{MessageBus, Subscription},
+    grpc,
+    outbox::OutboxRelay,
+    shutdown::CancellationToken,
+};
+use eventhive_proto::{
+    catalog::catalog_client::CatalogClient, payments::payments_client::PaymentsClient,
+    ticketing::ticketing_server::TicketingServer,
+};
+use sqlx::migrate::Migrator;
+use tokio::{net::TcpListener, sync::Notify};
+
+pub use faults::{FaultPoint, Faults};
+pub use sweeper::{Sweep, Sweeper};
+
+pub const SERVICE: &str = "ticketing";
+
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// What tests (and operators' tools) reach into a running ticketing with.
+#[derive(Clone)]
+pub struct Handles {
+    pub sweeper: Sweeper,
+    pub faults: Faults,
+    pub relay: OutboxRelay,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    engine: engine::Engine,
+    sweeper: Sweeper,
+    relay: OutboxRelay,
+    db: Database,
+    outbox_poll: Duration,
+    sweep_interval: Duration,
+    /// Stops the catalog subscription, which starts at build time.
+    consuming: CancellationToken,
+}
+
+impl Application {
+    /// Connects and migrates the database and subscribes to catalog's events (at once, so that
+    /// nothing catalog publishes from now on is missed). `listener` may be on port 0.
+    pub async fn build(settings: &Settings, listener: TcpListener, bus: Arc<dyn MessageBus>) -> anyhow::Result<Self> {
+        let db = Database::connect(settings, SERVICE).await?;
+        db.migrate(&MIGRATIONS).await?;
+        let deadline = Duration::from_millis(settings.grpc_deadline_ms);
+        let catalog = CatalogClient::new(grpc::channel(&settings.catalog_endpoint(), deadline)?);
+        let payments = PaymentsClient::new(grpc::channel(&settings.payments_endpoint(), deadline)?);
+        let relay = OutboxRelay::new(db.clone(), bus.clone());
+        let wake = Arc::new(Notify::new());
+        let sync =
+            catalog_sync::CatalogSync::new(db.clone(), catalog, i64::from(settings.inventory_shards), wake.clone());
+        let engine = engine::Engine::new(
+            db.clone(),
+            sync.clone(),
+            payments,
+            relay.clone(),
+            Duration::from_secs(settings.hold_ttl_secs),
+            deadline,
+        );
+        let consuming = CancellationToken::new();
+        let subscription = Subscription::new(
+            "ticketing.catalog",
+            [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
+        );
+        bus.subscribe(subscription, Arc::new(sync), consuming.clone()).await?;
+        Ok(Self {
+            listener,
+            sweeper: Sweeper::new(engine.clone(), wake),
+            engine,
+            relay,
+            db,
+            outbox_poll: Duration::from_millis(settings.outbox_poll_ms),
+            sweep_interval: Duration::from_millis(settings.sweep_interval_ms),
+            consuming,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn handles(&self) -> Handles {
+        Handles { sweeper: self.sweeper.clone(), faults: self.engine.faults().clone(), relay: self.relay.clone() }
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let relay = tokio::spawn(self.relay.clone().run(self.outbox_poll, shutdown.clone()));
+        let sweeper = tokio::spawn(self.sweeper.clone().run(self.sweep_interval, shutdown.clone()));
+        let consuming = self.consuming.clone();
+        let stop_consuming = shutdown.clone();
+        tokio::spawn(async move {
+            stop_consuming.cancelled().await;
+            consuming.cancel();
+        });
+        let health = tonic_health::server::health_reporter();
+        let service = TicketingServer::new(service::TicketingService::new(self.engine));
+        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;
+        for task in [relay, sweeper] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "ticketing background task failed");
+            }
+        }
+        self.db.close().await;
+        result
+    }
+}

@@ -1,0 +1,390 @@
+//! The purchase saga, orchestrated here step by step:
+//!
+//! 1. mark the order `authorizing` (its hold now cannot expire under the payment);
+//! 2. charge the card through payments (at most one capture per order, enforced there);
+//! 3. mark the order `paid`, sell its held tickets, issue the tickets and announce
+//!    `OrderPaid` + `TicketsIssued` — one transaction.
+//!
+//! A decline or a failed charge takes the order back to `pending_payment`. A crash between
+//! any two steps leaves the order `authorizing`; the sweeper (or a retry of the request) asks
+//! payments what happened and finishes step 3 or takes the order back. Refunds run the same
+//! way through `refunding`.
+
+use eventhive_domain::events::{IssuedTicket, OrderPaid, OrderRefunded, TicketsIssued};
+use eventhive_platform::{
+    outbox,
+    storage::{from_ms, now_ms},
+};
+use eventhive_proto::{
+    payments::{ChargeRequest, GetPaymentForOrderRequest, RefundRequest},
+    ticketing::{Order, PayOrderRequest},
+};
+use sqlx::AnyConnection;
+use tonic::Code;
+
+use crate::{
+    SERVICE,
+    engine::Engine,
+    error::TicketingError,
+    faults::FaultPoint,
+    idempotency::{self, Claim, Scope},
+    inventory::{self, Move},
+    orders::release_buyer_quota,
+    saga::{OrderEvent, OrderState},
+    store::{self, OrderRow},
+    tickets,
+};
+
+type Result<T> = std::result::Result<T, TicketingError>;
+
+const DUPLICATE_WAIT_MS: i64 = 30_000;
+
+impl Engine {
+    #[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
+    pub async fn pay_order(&self, request: PayOrderRequest, request_id: Option<&str>) -> Result<Order> {
+        let card = request.card.clone().unwrap_or_default();
+        let fingerprint = format!("{}|{}|{}|{}", card.number, card.exp_month, card.exp_year, card.cvc);
+        let path = format!("POST /v1/orders/{}/payment", request.order_id);
+        let scope = Scope::new(&request.buyer_id, path, &request.idempotency_key, fingerprint.as_bytes())?;
+        // The key is claimed in a transaction of its own: the payment cannot run inside one.
+        let deadline = now_ms() + DUPLICATE_WAIT_MS;
+        loop {
+            let mut tx = self.db.pool().begin().await?;
+            match idempotency::claim(&mut tx, &scope).await? {
+                Claim::Answered(stored) => {
+                    tx.commit().await?;
+                    return stored.replay();
+                }
+                Claim::Owned => {
+                    tx.commit().await?;
+                    break;
+                }
+                Claim::Running => {
+                    tx.rollback().await?;
+                    if now_ms() > deadline {
+                        return Err(TicketingError::Conflict(
+                            "a request with this Idempotency-Key is still running".into(),
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        let result = self.pay(&request, request_id).await;
+        if matches!(result, Err(TicketingError::Fault(_))) {
+            // A simulated crash: leave everything as a dead process would.
+            return result;
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        idempotency::finish(&mut conn, &scope, &result).await?;
+        result
+    }
+
+    async fn pay(&self, request: &PayOrderRequest, request_id: Option<&str>) -> Result<Order> {
+        let mut conn = self.db.pool().acquire().await?;
+        let mut order = self.owned_order(&mut conn, &request.buyer_id, &request.order_id).await?;
+        drop(conn);
+        // At most a few rounds: each either acts or sees a state someone else just set.
+        for _ in 0..3 {
+            let now = now_ms();
+            match order.state()? {
+                OrderState::Paid | OrderState::Refunding | OrderState::Refunded => {
+                    return Err(TicketingError::Conflict("the order is paid already".into()));
+                }
+                OrderState::Cancelled => return Err(TicketingError::Conflict("the order is cancelled".into())),
+                OrderState::Expired => return Err(TicketingError::HoldExpired),
+                OrderState::Authorizing => {
+                    if order.authorizing_since.is_some_and(|since| since + self.stale_after_ms > now) {
+                        return Err(TicketingError::Conflict("a payment for this order is in progress".into()));
+                    }
+                    // Abandoned by a crash: find out what happened before charging again.
+                    self.resolve_payment(&order, now).await?;
+                }
+                OrderState::PendingPayment if order.expires_at <= now => {
+                    self.expire(&order.id, now).await?;
+                    return Err(TicketingError::HoldExpired);
+                }
+                OrderState::PendingPayment => {
+                    let event_cancelled: Option<String> =
+                        sqlx::query_scalar("SELECT status FROM events WHERE id = $1 AND status = 'cancelled'")
+                            .bind(&order.event_id)
+                            .fetch_optional(self.db.pool())
+                            .await?;
+                    if event_cancelled.is_some() {
+                        return Err(TicketingError::Conflict("the event is cancelled".into()));
+                    }
+                    if self.start_payment(&order, now).await? {
+                        return self.charge(&order, request, request_id).await;
+                    }
+                }
+            }
+            let mut conn = self.db.pool().acquire().await?;
+            order = self.owned_order(&mut conn, &request.buyer_id, &request.order_id).await?;
+        }
+        Err(TicketingError::Conflict("the order is changing; try again".into()))
+    }
+
+    /// Step 1: pending_payment → authorizing, only while the hold is valid.
+    async fn start_payment(&self, order: &OrderRow, now: i64) -> Result<bool> {
+        OrderState::PendingPayment.on(OrderEvent::PaymentStarted)?;
+        let started = sqlx::query(
+            "UPDATE orders SET status = $1, authorizing_since = $2, updated_at = $2 \
+             WHERE id = $3 AND status = $4 AND expires_at > $2",
+        )
+        .bind(OrderState::Authorizing.as_str())
+        .bind(now)
+        .bind(&order.id)
+        .bind(OrderState::PendingPayment.as_str())
+        .execute(self.db.pool())
+        .await?;
+        Ok(started.rows_affected() == 1)
+    }
+
+    /// Step 2 and 3.
+    async fn charge(&self, order: &OrderRow, request: &PayOrderRequest, request_id: Option<&str>) -> Result<Order> {
+        self.faults.check(FaultPoint::BeforeCharge)?;
+        let charge = ChargeRequest {
+            order_id: order.id.clone(),
+            amount: Some(store::money(order.total_minor, &order.currency)),
+            card: request.card.clone(),
+            idempotency_key: format!("{}:{}", order.id, request.idempotency_key),
+        };
+        let payment = match self.payments.clone().charge(eventhive_platform::grpc::request(charge, request_id)).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                // Nothing was captured (payments answers errors only without a capture).
+                self.payment_failed(&order.id).await?;
+                return Err(TicketingError::Upstream(status));
+            }
+        };
+        match payment.status.as_str() {
+            "captured" => {
+                self.faults.check(FaultPoint::AfterCharge)?;
+                self.complete_payment(&order.id, &payment.id, request_id).await?;
+                self.faults.check(FaultPoint::AfterPaid)?;
+                let mut conn = self.db.pool().acquire().await?;
+                let paid = store::order(&self.db, &mut conn, &order.id, false)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+                store::order_proto(&mut conn, &paid).await
+            }
+            "declined" => {
+                self.payment_failed(&order.id).await?;
+                Err(TicketingError::PaymentDeclined(payment.decline_code))
+            }
+            other => {
+                // Pending: payments does not know yet. The sweeper resolves it.
+                Err(TicketingError::Unavailable(format!("the payment is {other}; its outcome will be applied shortly")))
+            }
+        }
+    }
+
+    /// authorizing → pending_payment: the order may be paid again until it expires.
+    async fn payment_failed(&self, order_id: &str) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        store::transition(&mut conn, order_id, OrderState::Authorizing, OrderEvent::PaymentFailed).await?;
+        Ok(())
+    }
+
+    /// Step 3: authorizing → paid; the held tickets are sold and issued. Idempotent.
+    pub(crate) async fn complete_payment(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+        request_id: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.db.pool().begin().await?;
+        let order =
+            store::order(&self.db, &mut tx, order_id, true).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+        let state = order.state()?;
+        if state.owns_tickets() || state == OrderState::Refunded {
+            return Ok(());
+        }
+        let from = match state {
+            OrderState::Authorizing => OrderState::Authorizing,
+            // Captured after a sweep took the order back (the payment call outlived the
+            // stale limit): the tickets are still held, so the sale stands.
+            OrderState::PendingPayment => {
+                store::transition(&mut tx, order_id, OrderState::PendingPayment, OrderEvent::PaymentStarted).await?;
+                OrderState::Authorizing
+            }
+            // The hold is gone: a captured payment for it must be given back.
+            OrderState::Expired | OrderState::Cancelled => {
+                tx.rollback().await?;
+                tracing::warn!(order_id, "payment captured for an order whose hold is gone; refunding");
+                self.refund_payment(order_id, "hold expired before the payment completed", request_id).await?;
+                return Err(TicketingError::HoldExpired);
+            }
+            _ => return Err(TicketingError::Conflict(format!("order {order_id} cannot be paid now"))),
+        };
+        store::transition(&mut tx, order_id, from, OrderEvent::PaymentCaptured).await?;
+        let now = now_ms();
+        sqlx::query("UPDATE orders SET paid_at = $1, payment_id = $2 WHERE id = $3")
+            .bind(now)
+            .bind(payment_id)
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        inventory::apply(&mut tx, order_id, Move::Sell).await?;
+        let issued = tickets::issue(&mut tx, &order, now).await?;
+        let summary = store::summary(&mut tx, &order).await?;
+        let rid = request_id.map(str::to_owned);
+        let tickets_issued = TicketsIssued {
+            order_id: summary.order_id,
+            event_id: summary.event_id,
+            buyer_id: summary.buyer_id,
+            tickets: issued
+                .into_iter()
+                .map(|t| IssuedTicket {
+                    ticket_id: t.ticket_id,
+                    ticket_type_id: t.ticket_type_id,
+                    ticket_type_name: t.ticket_type_name,
+                    code: t.code,
+                })
+                .collect(),
+        };
+        outbox::enqueue(
+            &mut tx,
+            SERVICE,
+            &OrderPaid { order: summary, payment_id: payment_id.to_owned(), paid_at: from_ms(now) },
+            rid.clone(),
+        )
+        .await?;
+        outbox::enqueue(&mut tx, SERVICE, &tickets_issued, rid).await?;
+        tx.commit().await?;
+        self.relay.wake();
+        Ok(())
+    }
+
+    /// Finds out how an abandoned payment ended and moves the order on accordingly.
+    pub(crate) async fn resolve_payment(&self, order: &OrderRow, now: i64) -> Result<()> {
+        let lookup = GetPaymentForOrderRequest { order_id: order.id.clone() };
+        match self.payments.clone().get_payment_for_order(lookup).await {
+            Ok(payment) => {
+                let payment = payment.into_inner();
+                match payment.status.as_str() {
+                    "captured" | "refunded" => self.complete_payment(&order.id, &payment.id, None).await,
+                    "pending" => Ok(()),
+                    _ => self.abandon_payment(order, now).await,
+                }
+            }
+            Err(status) if status.code() == Code::NotFound => self.abandon_payment(order, now).await,
+            Err(status) => Err(TicketingError::Upstream(status)),
+        }
+    }
+
+    /// The charge never happened: the order is payable again, or expires if its time is up.
+    async fn abandon_payment(&self, order: &OrderRow, now: i64) -> Result<()> {
+        self.payment_failed(&order.id).await?;
+        if order.expires_at <= now {
+            self.expire(&order.id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Refunds a paid order: paid → refunding → (refund) → refunded, tickets void and back on
+    /// sale.
+    pub(crate) async fn refund_order(&self, order_id: &str, reason: &str, request_id: Option<&str>) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        let moved = store::transition(&mut conn, order_id, OrderState::Paid, OrderEvent::RefundRequested).await?;
+        if moved {
+            sqlx::query("UPDATE orders SET closed_reason = $1 WHERE id = $2")
+                .bind(reason)
+                .bind(order_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        drop(conn);
+        self.faults.check(FaultPoint::BeforeRefund)?;
+        self.finish_refund(order_id, request_id).await
+    }
+
+    /// refunding → refunded. Safe to repeat: payments refunds once.
+    pub(crate) async fn finish_refund(&self, order_id: &str, request_id: Option<&str>) -> Result<()> {
+        let reason: Option<String> = sqlx::query_scalar("SELECT closed_reason FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .flatten();
+        let reason = reason.unwrap_or_else(|| "refunded".into());
+        self.refund_payment(order_id, &reason, request_id).await?;
+        self.faults.check(FaultPoint::AfterRefund)?;
+        let mut tx = self.db.pool().begin().await?;
+        let order =
+            store::order(&self.db, &mut tx, order_id, true).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+        if order.state()? != OrderState::Refunding {
+            return Ok(());
+        }
+        store::transition(&mut tx, order_id, OrderState::Refunding, OrderEvent::RefundCompleted).await?;
+        inventory::apply(&mut tx, order_id, Move::Restock).await?;
+        release_buyer_quota(&mut tx, &order).await?;
+        sqlx::query("UPDATE tickets SET status = 'void' WHERE order_id = $1").bind(order_id).execute(&mut *tx).await?;
+        let summary = store::summary(&mut tx, &order).await?;
+        outbox::enqueue(&mut tx, SERVICE, &OrderRefunded { order: summary, reason }, request_id.map(str::to_owned))
+            .await?;
+        tx.commit().await?;
+        self.relay.wake();
+        Ok(())
+    }
+
+    async fn refund_payment(&self, order_id: &str, reason: &str, request_id: Option<&str>) -> Result<()> {
+        let refund = RefundRequest { order_id: order_id.to_owned(), reason: reason.to_owned() };
+        self.payments
+            .clone()
+            .refund(eventhive_platform::grpc::request(refund, request_id))
+            .await
+            .map_err(TicketingError::Upstream)?;
+        Ok(())
+    }
+
+    /// Buyer's cancel: a pending order releases its hold; a paid one is refunded until the
+    /// event starts.
+    #[tracing::instrument(skip_all, fields(order_id))]
+    pub async fn cancel_order(&self, buyer_id: &str, order_id: &str, request_id: Option<&str>) -> Result<Order> {
+        let mut conn = self.db.pool().acquire().await?;
+        let order = self.owned_order(&mut conn, buyer_id, order_id).await?;
+        let event = store::event(&mut conn, &order.event_id).await?.ok_or_else(|| anyhow::anyhow!("event vanished"))?;
+        drop(conn);
+        match order.state()? {
+            OrderState::PendingPayment => {
+                if !self.cancel_unpaid(order_id, "cancelled by the buyer").await? {
+                    return Err(TicketingError::Conflict("the order changed; try again".into()));
+                }
+            }
+            OrderState::Authorizing => {
+                return Err(TicketingError::Conflict("a payment for this order is in progress".into()));
+            }
+            OrderState::Paid => {
+                if event.starts_at <= now_ms() {
+                    return Err(TicketingError::Conflict(
+                        "the event has started; the order can no longer be refunded".into(),
+                    ));
+                }
+                self.refund_order(order_id, "cancelled by the buyer", request_id).await?;
+            }
+            OrderState::Refunding => self.finish_refund(order_id, request_id).await?,
+            OrderState::Expired | OrderState::Cancelled | OrderState::Refunded => {
+                return Err(TicketingError::Conflict(format!(
+                    "the order is {} already",
+                    order.state()?.public_status()
+                )));
+            }
+        }
+        self.get_order(buyer_id, order_id).await
+    }
+}
+
+/// For the sweeper: the orders in a state, oldest first.
+pub(crate) async fn orders_in(
+    conn: &mut AnyConnection,
+    sql_filter: &str,
+    binds: &[i64],
+    limit: i64,
+) -> Result<Vec<OrderRow>> {
+    let sql = format!("SELECT {} FROM orders WHERE {sql_filter} ORDER BY id LIMIT {limit}", store::ORDER_COLUMNS);
+    let mut query = sqlx::query_as::<_, OrderRow>(&sql);
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    Ok(query.fetch_all(&mut *conn).await?)
+}

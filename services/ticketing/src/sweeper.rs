@@ -1,0 +1,136 @@
+//! The sweeper keeps every order moving without anyone asking: it expires holds that ran out,
+//! resumes payments and refunds a crash abandoned, and refunds or cancels the orders of
+//! cancelled events. [`Sweeper::step`] does one pass at a given time, which is how the tests
+//! drive it; [`Sweeper::run`] repeats it in the background.
+
+use std::{sync::Arc, time::Duration};
+
+use eventhive_platform::{shutdown::CancellationToken, storage::now_ms};
+use tokio::sync::Notify;
+
+use crate::{engine::Engine, error::TicketingError, idempotency, purchase::orders_in};
+
+/// Orders handled per kind and pass; a backlog is worked off over several passes.
+const BATCH: i64 = 500;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    pub expired: usize,
+    pub cancelled: usize,
+    pub payments_resolved: usize,
+    pub refunds_started: usize,
+    pub refunds_finished: usize,
+    pub keys_purged: u64,
+    pub failures: usize,
+}
+
+#[derive(Clone)]
+pub struct Sweeper {
+    engine: Engine,
+    wake: Arc<Notify>,
+}
+
+impl Sweeper {
+    pub fn new(engine: Engine, wake: Arc<Notify>) -> Self {
+        Self { engine, wake }
+    }
+
+    /// One pass as of `now` (Unix ms). Failures of single orders are logged and retried on the
+    /// next pass.
+    pub async fn step(&self, now: i64) -> Result<Sweep, TicketingError> {
+        let engine = &self.engine;
+        let mut sweep = Sweep::default();
+        let mut conn = engine.db.pool().acquire().await?;
+        let due = orders_in(&mut conn, "status = 'pending_payment' AND expires_at <= $1", &[now], BATCH).await?;
+        let of_cancelled_events = orders_in(
+            &mut conn,
+            "status = 'pending_payment' AND event_id IN (SELECT id FROM events WHERE status = 'cancelled')",
+            &[],
+            BATCH,
+        )
+        .await?;
+        let stale = now - engine.stale_after_ms;
+        let abandoned_payments =
+            orders_in(&mut conn, "status = 'authorizing' AND authorizing_since <= $1", &[stale], BATCH).await?;
+        let paid_for_cancelled_events = orders_in(
+            &mut conn,
+            "status = 'paid' AND event_id IN (SELECT id FROM events WHERE status = 'cancelled')",
+            &[],
+            BATCH,
+        )
+        .await?;
+        let abandoned_refunds =
+            orders_in(&mut conn, "status = 'refunding' AND updated_at <= $1", &[stale], BATCH).await?;
+        drop(conn);
+
+        let mut note = |what: &str, order_id: &str, error: TicketingError| {
+            sweep.failures += 1;
+            tracing::warn!(order_id, error = format!("{error:#}"), "sweeper could not {what}; will retry");
+        };
+        let mut expired = 0;
+        for order in due {
+            match engine.expire(&order.id, now).await {
+                Ok(true) => expired += 1,
+                Ok(false) => {}
+                Err(error) => note("expire an order", &order.id, error),
+            }
+        }
+        let mut cancelled = 0;
+        for order in of_cancelled_events {
+            match engine.cancel_unpaid(&order.id, "the event was cancelled").await {
+                Ok(true) => cancelled += 1,
+                Ok(false) => {}
+                Err(error) => note("cancel an order", &order.id, error),
+            }
+        }
+        let mut resolved = 0;
+        for order in abandoned_payments {
+            match engine.resolve_payment(&order, now).await {
+                Ok(()) => resolved += 1,
+                Err(error) => note("resolve a payment", &order.id, error),
+            }
+        }
+        let mut refunds_started = 0;
+        for order in paid_for_cancelled_events {
+            match engine.refund_order(&order.id, "the event was cancelled", None).await {
+                Ok(()) => refunds_started += 1,
+                Err(error) => note("refund an order", &order.id, error),
+            }
+        }
+        let mut refunds_finished = 0;
+        for order in abandoned_refunds {
+            match engine.finish_refund(&order.id, None).await {
+                Ok(()) => refunds_finished += 1,
+                Err(error) => note("finish a refund", &order.id, error),
+            }
+        }
+        let mut conn = engine.db.pool().acquire().await?;
+        let keys_purged = idempotency::purge(&mut conn, now).await?;
+        Ok(Sweep {
+            expired,
+            cancelled,
+            payments_resolved: resolved,
+            refunds_started,
+            refunds_finished,
+            keys_purged,
+            failures: sweep.failures,
+        })
+    }
+
+    /// Sweeps every `interval`, and at once when woken, until `shutdown`.
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
+            match self.step(now_ms()).await {
+                Ok(sweep) if sweep != Sweep::default() => tracing::info!(?sweep, "swept"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "sweep failed"),
+            }
+        }
+    }
+}

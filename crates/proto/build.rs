@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "eventhive/catalog/v1/catalog.proto",
         "eventhive/ticketing/v1/ticketing.proto",
         "eventhive/payments/v1/payments.proto",
+        "eventhive/notifications/v1/notifications.proto",
+        "eventhive/analytics/v1/analytics.proto",
     ];
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;

@@ -33,13 +33,42 @@ enum Command {
     },
     /// One service as this process, for production.
     Serve {
-        /// gateway, identity, catalog, ticketing or payments.
+        /// gateway, identity, catalog, ticketing, payments, notifications or analytics.
         service: String,
     },
     /// Applies database migrations and exits.
     Migrate {
         /// Services to migrate; all when none is named.
         services: Vec<String>,
+    },
+    /// Email deliveries that failed every attempt (the dead-letter store).
+    Notifications {
+        #[command(subcommand)]
+        command: NotificationsCommand,
+    },
+    /// The analytics read model.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotificationsCommand {
+    /// Lists dead deliveries, with their last error.
+    DeadLetters,
+    /// Queues dead deliveries for sending again: the ids given, or all of them.
+    Replay { delivery_ids: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum AnalyticsCommand {
+    /// Rebuilds the read model from the stored domain events.
+    Rebuild {
+        /// Work on the database directly instead of asking the running service (use when it is
+        /// stopped).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -95,7 +124,61 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
             eventhive_system::serve(settings, service).await
         }
         Command::Migrate { services } => eventhive_system::migrate(&settings, &parse_services(&services)?).await,
+        Command::Notifications { command } => notifications(&settings, command).await,
+        Command::Analytics { command: AnalyticsCommand::Rebuild { offline } } => {
+            let replayed = if offline {
+                eventhive_analytics::rebuild(&settings).await?
+            } else {
+                let channel = eventhive_platform::grpc::streaming_channel(&settings.analytics_endpoint())?;
+                let mut client = eventhive_proto::analytics::analytics_client::AnalyticsClient::new(channel);
+                let response =
+                    client.rebuild(eventhive_proto::analytics::RebuildRequest {}).await.with_context(|| {
+                        format!(
+                            "asking analytics at {} (use --offline when it is stopped)",
+                            settings.analytics_endpoint()
+                        )
+                    })?;
+                u64::try_from(response.into_inner().events_replayed).unwrap_or_default()
+            };
+            println!("analytics rebuilt from {replayed} events");
+            Ok(())
+        }
     }
+}
+
+async fn notifications(settings: &Settings, command: NotificationsCommand) -> anyhow::Result<()> {
+    use eventhive_proto::notifications::{
+        ListDeadLettersRequest, ReplayDeadLettersRequest, notifications_client::NotificationsClient,
+    };
+    let channel = eventhive_platform::grpc::channel(
+        &settings.notifications_endpoint(),
+        std::time::Duration::from_millis(settings.grpc_deadline_ms),
+    )?;
+    let mut client = NotificationsClient::new(channel);
+    let reach = || format!("asking notifications at {}", settings.notifications_endpoint());
+    match command {
+        NotificationsCommand::DeadLetters => {
+            let letters = client.list_dead_letters(ListDeadLettersRequest {}).await.with_context(reach)?.into_inner();
+            if letters.dead_letters.is_empty() {
+                println!("no dead letters");
+            }
+            for letter in letters.dead_letters {
+                println!(
+                    "{}  {}  to {}  {:?}  after {} attempts: {}",
+                    letter.delivery_id, letter.kind, letter.to, letter.subject, letter.attempts, letter.last_error
+                );
+            }
+        }
+        NotificationsCommand::Replay { delivery_ids } => {
+            let replayed = client
+                .replay_dead_letters(ReplayDeadLettersRequest { delivery_ids })
+                .await
+                .with_context(reach)?
+                .into_inner();
+            println!("{} deliveries queued again", replayed.replayed);
+        }
+    }
+    Ok(())
 }
 
 fn print_banner(system: &System, seeded: bool) {
@@ -116,6 +199,15 @@ fn print_banner(system: &System, seeded: bool) {
     println!("  catalog      gRPC on {}:{}", settings.bind_host, settings.catalog_port);
     println!("  ticketing    gRPC on {}:{}", settings.bind_host, settings.ticketing_port);
     println!("  payments     gRPC on {}:{}  (simulated card processor)", settings.bind_host, settings.payments_port);
+    println!("  notifications gRPC on {}:{}", settings.bind_host, settings.notifications_port);
+    println!("  analytics    gRPC on {}:{}", settings.bind_host, settings.analytics_port);
+    match &settings.smtp_url {
+        Some(smtp) => println!("  mail         sent to {smtp}"),
+        None => println!("  mail         kept in the dev inbox: {url}/dev/mail"),
+    }
+    if let Some(port) = settings.metrics_port {
+        println!("  metrics      http://{}:{port}/metrics  (Prometheus)", settings.bind_host);
+    }
     println!("  storage      {storage}; bus {bus}; rate limits {limits}");
     println!();
     println!("  Demo logins (password {:?}){}:", demo::PASSWORD, if seeded { "" } else { ", seeded before" });

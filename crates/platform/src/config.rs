@@ -31,15 +31,22 @@ pub struct Settings {
     pub catalog_port: u16,
     pub ticketing_port: u16,
     pub payments_port: u16,
+    pub notifications_port: u16,
+    pub analytics_port: u16,
     /// Where the gateway reaches identity; defaults to `http://127.0.0.1:<identity_port>`.
     pub identity_url: Option<String>,
-    /// Where the gateway reaches catalog; defaults to `http://127.0.0.1:<catalog_port>`.
+    /// Where the gateway and ticketing reach catalog; defaults to `http://127.0.0.1:<catalog_port>`.
     pub catalog_url: Option<String>,
     /// Where the gateway reaches ticketing; defaults to `http://127.0.0.1:<ticketing_port>`.
     pub ticketing_url: Option<String>,
     /// Where ticketing reaches payments; defaults to `http://127.0.0.1:<payments_port>`.
     pub payments_url: Option<String>,
-    /// Prometheus metrics listener per process; none when unset.
+    /// Where the gateway and the CLI reach notifications.
+    pub notifications_url: Option<String>,
+    /// Where the gateway and the CLI reach analytics.
+    pub analytics_url: Option<String>,
+    /// Port of this process's Prometheus metrics listener (`GET /metrics`), apart from the
+    /// public one; none turns it off.
     pub metrics_port: Option<u16>,
 
     /// A PostgreSQL server URL; each service uses its own database `<database_prefix>_<service>`
@@ -96,6 +103,16 @@ pub struct Settings {
     pub payment_latency_ms: u64,
     /// The simulated card processor's share of calls failing transiently (0.0 to 1.0).
     pub payment_failure_rate: f64,
+
+    /// An SMTP server for outgoing mail (`smtp://host:port`, `smtps://` for TLS); unset: mail
+    /// is kept in the dev inbox served at `GET /dev/mail`.
+    pub smtp_url: Option<String>,
+    /// The sender of every email.
+    pub smtp_from: String,
+    /// Attempts to deliver one email before it is dead-lettered.
+    pub smtp_max_attempts: u32,
+    /// The first retry's delay; it doubles per attempt (at most 5 minutes).
+    pub smtp_retry_base_ms: u64,
 }
 
 impl Default for Settings {
@@ -107,11 +124,15 @@ impl Default for Settings {
             catalog_port: 50052,
             ticketing_port: 50053,
             payments_port: 50054,
+            notifications_port: 50055,
+            analytics_port: 50056,
             identity_url: None,
             catalog_url: None,
             ticketing_url: None,
             payments_url: None,
-            metrics_port: None,
+            notifications_url: None,
+            analytics_url: None,
+            metrics_port: Some(9464),
             database_url: None,
             database_prefix: "eventhive".into(),
             data_dir: PathBuf::from(".eventhive"),
@@ -137,6 +158,10 @@ impl Default for Settings {
             sweep_interval_ms: 1000,
             payment_latency_ms: 0,
             payment_failure_rate: 0.0,
+            smtp_url: None,
+            smtp_from: "EventHive <tickets@eventhive.dev>".into(),
+            smtp_max_attempts: 6,
+            smtp_retry_base_ms: 1_000,
         }
     }
 }
@@ -184,12 +209,15 @@ impl Settings {
             &mut self.catalog_url,
             &mut self.ticketing_url,
             &mut self.payments_url,
+            &mut self.notifications_url,
+            &mut self.analytics_url,
+            &mut self.smtp_url,
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
         }
-        let urls: [(&str, &Option<String>, &[&str], &str); 7] = [
+        let urls: [(&str, &Option<String>, &[&str], &str); 10] = [
             (
                 "database_url",
                 &self.database_url,
@@ -202,6 +230,9 @@ impl Settings {
             ("catalog_url", &self.catalog_url, &["http://", "https://"], "an http:// or https:// URL"),
             ("ticketing_url", &self.ticketing_url, &["http://", "https://"], "an http:// or https:// URL"),
             ("payments_url", &self.payments_url, &["http://", "https://"], "an http:// or https:// URL"),
+            ("notifications_url", &self.notifications_url, &["http://", "https://"], "an http:// or https:// URL"),
+            ("analytics_url", &self.analytics_url, &["http://", "https://"], "an http:// or https:// URL"),
+            ("smtp_url", &self.smtp_url, &["smtp://", "smtps://"], "an smtp:// or smtps:// URL"),
         ];
         for (field, value, schemes, expected) in urls {
             if let Some(url) = value
@@ -228,6 +259,9 @@ impl Settings {
         }
         if self.request_timeout_ms == 0 || self.grpc_deadline_ms == 0 {
             return Err(ConfigError::new("request_timeout_ms", "timeouts must be positive"));
+        }
+        if self.smtp_max_attempts == 0 {
+            return Err(ConfigError::new("smtp_max_attempts", "must be at least 1"));
         }
         if self.hold_ttl_secs == 0 {
             return Err(ConfigError::new("hold_ttl_secs", "must be positive"));
@@ -266,6 +300,14 @@ impl Settings {
 
     pub fn payments_endpoint(&self) -> String {
         self.service_url(&self.payments_url, self.payments_port)
+    }
+
+    pub fn notifications_endpoint(&self) -> String {
+        self.service_url(&self.notifications_url, self.notifications_port)
+    }
+
+    pub fn analytics_endpoint(&self) -> String {
+        self.service_url(&self.analytics_url, self.analytics_port)
     }
 }
 

@@ -31,6 +31,17 @@ pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
+/// Like [`channel`], without a per-call deadline: for server streams that last as long as
+/// their client.
+pub fn streaming_channel(url: &str) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_lazy())
+}
+
 /// A request carrying the caller's request id.
 pub fn request<T>(message: T, request_id: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

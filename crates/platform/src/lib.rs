@@ -6,6 +6,7 @@
 //! - [`telemetry`]: tracing, pretty in dev and JSON in production.
 //! - [`problem`]: error kinds, RFC 9457 problem+json, and their gRPC `Status` form.
 //! - [`grpc`]: serving and dialing gRPC with health, deadlines and request ids.
+//! - [`metrics`]: Prometheus metrics on a listener of their own.
 //! - [`shutdown`]: SIGINT/SIGTERM and bounded draining.
 //! - [`storage`]: one database per service, PostgreSQL or SQLite, migrated at start-up.
 //! - [`bus`]: the message bus trait, RabbitMQ and in-process.
@@ -15,6 +16,7 @@ pub mod bus;
 pub mod config;
 pub mod grpc;
 pub mod inbox;
+pub mod metrics;
 pub mod outbox;
 pub mod problem;
 pub mod shutdown;

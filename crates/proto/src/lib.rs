@@ -32,9 +32,19 @@ pub mod eventhive {
             tonic::include_proto!("eventhive.payments.v1");
         }
     }
+    pub mod notifications {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.notifications.v1");
+        }
+    }
+    pub mod analytics {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.analytics.v1");
+        }
+    }
 }
 
 pub use eventhive::{
-    catalog::v1 as catalog, common::v1 as common, identity::v1 as identity, payments::v1 as payments,
-    ticketing::v1 as ticketing,
+    analytics::v1 as analytics, catalog::v1 as catalog, common::v1 as common, identity::v1 as identity,
+    notifications::v1 as notifications, payments::v1 as payments, ticketing::v1 as ticketing,
 };

@@ -29,11 +29,22 @@ pub enum ServiceName {
     Catalog,
     Ticketing,
     Payments,
+    Notifications,
+    Analytics,
 }
 
 impl ServiceName {
-    /// In start order: a service comes after those it subscribes to or calls at start.
-    pub const ALL: [ServiceName; 5] = [Self::Identity, Self::Payments, Self::Ticketing, Self::Catalog, Self::Gateway];
+    /// In start order. Consumers are built before catalog, whose events they subscribe to, so
+    /// that nothing catalog publishes is missed.
+    pub const ALL: [ServiceName; 7] = [
+        Self::Identity,
+        Self::Payments,
+        Self::Ticketing,
+        Self::Notifications,
+        Self::Analytics,
+        Self::Catalog,
+        Self::Gateway,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +53,8 @@ impl ServiceName {
             Self::Catalog => eventhive_catalog::SERVICE,
             Self::Ticketing => eventhive_ticketing::SERVICE,
             Self::Payments => eventhive_payments::SERVICE,
+            Self::Notifications => eventhive_notifications::SERVICE,
+            Self::Analytics => eventhive_analytics::SERVICE,
         }
     }
 
@@ -56,6 +69,8 @@ impl ServiceName {
             Self::Catalog => settings.catalog_port,
             Self::Ticketing => settings.ticketing_port,
             Self::Payments => settings.payments_port,
+            Self::Notifications => settings.notifications_port,
+            Self::Analytics => settings.analytics_port,
         }
     }
 }
@@ -72,6 +87,8 @@ pub struct System {
     pub bus: Arc<dyn MessageBus>,
     /// Ticketing's sweeper and fault points, for tests and operator tools.
     pub ticketing: eventhive_ticketing::Handles,
+    /// Notifications' sender, for tests that drive deliveries step by step.
+    pub notifications: eventhive_notifications::Handles,
     shutdown: CancellationToken,
     tasks: JoinSet<(ServiceName, anyhow::Result<()>)>,
 }
@@ -83,23 +100,39 @@ impl System {
         let catalog_listener = bind(&settings, ServiceName::Catalog).await?;
         let ticketing_listener = bind(&settings, ServiceName::Ticketing).await?;
         let payments_listener = bind(&settings, ServiceName::Payments).await?;
+        let notifications_listener = bind(&settings, ServiceName::Notifications).await?;
+        let analytics_listener = bind(&settings, ServiceName::Analytics).await?;
         let gateway_listener = bind(&settings, ServiceName::Gateway).await?;
         settings.identity_port = identity_listener.local_addr()?.port();
         settings.catalog_port = catalog_listener.local_addr()?.port();
         settings.ticketing_port = ticketing_listener.local_addr()?.port();
         settings.payments_port = payments_listener.local_addr()?.port();
+        settings.notifications_port = notifications_listener.local_addr()?.port();
+        settings.analytics_port = analytics_listener.local_addr()?.port();
         settings.gateway_port = gateway_listener.local_addr()?.port();
 
+        eventhive_platform::metrics::recorder();
+        let metrics_listener = eventhive_platform::metrics::bind(&settings).await?;
+        if let Some(listener) = &metrics_listener {
+            settings.metrics_port = Some(listener.local_addr()?.port());
+        }
         let bus = bus::connect(&settings).await?;
         let identity = eventhive_identity::Application::build(&settings, identity_listener).await?;
         let payments = eventhive_payments::Application::build(&settings, payments_listener).await?;
         // Ticketing subscribes to catalog's events, so it is built before catalog publishes.
         let ticketing = eventhive_ticketing::Application::build(&settings, ticketing_listener, bus.clone()).await?;
+        let notifications =
+            eventhive_notifications::Application::build(&settings, notifications_listener, bus.clone()).await?;
+        let analytics = eventhive_analytics::Application::build(&settings, analytics_listener, bus.clone()).await?;
         let catalog = eventhive_catalog::Application::build(&settings, catalog_listener, bus.clone()).await?;
         let gateway = eventhive_gateway::Application::build(&settings, gateway_listener).await?;
         let ticketing_handles = ticketing.handles();
+        let notifications_handles = notifications.handles();
 
         let shutdown = CancellationToken::new();
+        if let Some(listener) = metrics_listener {
+            tokio::spawn(eventhive_platform::metrics::serve(listener, shutdown.clone()));
+        }
         let mut tasks = JoinSet::new();
         let token = shutdown.clone();
         tasks.spawn(async move { (ServiceName::Identity, identity.run_until_stopped(token).await) });
@@ -108,10 +141,14 @@ impl System {
         let token = shutdown.clone();
         tasks.spawn(async move { (ServiceName::Ticketing, ticketing.run_until_stopped(token).await) });
         let token = shutdown.clone();
+        tasks.spawn(async move { (ServiceName::Notifications, notifications.run_until_stopped(token).await) });
+        let token = shutdown.clone();
+        tasks.spawn(async move { (ServiceName::Analytics, analytics.run_until_stopped(token).await) });
+        let token = shutdown.clone();
         tasks.spawn(async move { (ServiceName::Catalog, catalog.run_until_stopped(token).await) });
         let token = shutdown.clone();
         tasks.spawn(async move { (ServiceName::Gateway, gateway.run_until_stopped(token).await) });
-        Ok(Self { settings, bus, ticketing: ticketing_handles, shutdown, tasks })
+        Ok(Self { settings, bus, ticketing: ticketing_handles, notifications: notifications_handles, shutdown, tasks })
     }
 
     pub fn gateway_url(&self) -> String {
@@ -171,7 +208,12 @@ fn report(joined: Result<(ServiceName, anyhow::Result<()>), tokio::task::JoinErr
 /// Runs one service as this process until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     let listener = bind(&settings, service).await?;
+    eventhive_platform::metrics::recorder();
+    let metrics_listener = eventhive_platform::metrics::bind(&settings).await?;
     let stop = shutdown::token_on_signal();
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(eventhive_platform::metrics::serve(listener, stop.clone()));
+    }
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let work: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> = match service {
         ServiceName::Identity => {
@@ -197,6 +239,22 @@ pub async fn serve(settings: Settings, service: ServiceName) -> anyhow::Result<(
         ServiceName::Payments => {
             Box::pin(eventhive_payments::Application::build(&settings, listener).await?.run_until_stopped(stop.clone()))
         }
+        ServiceName::Notifications => {
+            let bus = bus::connect(&settings).await?;
+            Box::pin(
+                eventhive_notifications::Application::build(&settings, listener, bus)
+                    .await?
+                    .run_until_stopped(stop.clone()),
+            )
+        }
+        ServiceName::Analytics => {
+            let bus = bus::connect(&settings).await?;
+            Box::pin(
+                eventhive_analytics::Application::build(&settings, listener, bus)
+                    .await?
+                    .run_until_stopped(stop.clone()),
+            )
+        }
     };
     shutdown::drain(service.as_str(), work, stop, grace).await
 }
@@ -210,6 +268,8 @@ pub async fn migrate(settings: &Settings, services: &[ServiceName]) -> anyhow::R
             ServiceName::Catalog => &eventhive_catalog::MIGRATIONS,
             ServiceName::Ticketing => &eventhive_ticketing::MIGRATIONS,
             ServiceName::Payments => &eventhive_payments::MIGRATIONS,
+            ServiceName::Notifications => &eventhive_notifications::MIGRATIONS,
+            ServiceName::Analytics => &eventhive_analytics::MIGRATIONS,
             ServiceName::Gateway => continue,
         };
         let db = Database::connect(settings, service.as_str()).await?;

@@ -9,12 +9,14 @@
 //! - [`TestApp`]: the running system and its HTTP client.
 //! - [`api`]: helpers that speak API.md (sign-up, organizations, events).
 //! - [`problem`]: assertions on problem+json answers.
+//! - [`smtp`]: a real SMTP server that records what it is sent (and can refuse at first).
 
 // Test helpers fail by panicking, exactly like the assertions around them.
 #![allow(clippy::panic)]
 
 pub mod api;
 pub mod problem;
+pub mod smtp;
 
 use std::{sync::Arc, time::Duration};
 
@@ -72,6 +74,8 @@ pub struct TestApp {
     pub bus: Arc<dyn MessageBus>,
     /// Ticketing's sweeper, fault points and outbox relay.
     pub ticketing: eventhive_ticketing::Handles,
+    /// Notifications' sender.
+    pub notifications: eventhive_notifications::Handles,
     stop: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
     /// Keeps the SQLite files alive as long as the app.
@@ -95,6 +99,8 @@ impl TestApp {
             catalog_port: 0,
             ticketing_port: 0,
             payments_port: 0,
+            notifications_port: 0,
+            analytics_port: 0,
             data_dir: data_dir.path().to_owned(),
             // Fast hashing: the tests are about behaviour, not about resisting cracking.
             password_hash_memory_kib: 1024,
@@ -103,6 +109,8 @@ impl TestApp {
             rate_limit_ip_per_sec: 0,
             rate_limit_user_per_sec: 0,
             outbox_poll_ms: 100,
+            // Many systems share a test process; the recorder is process-wide anyway.
+            metrics_port: None,
             shutdown_grace_secs: 5,
             ..Settings::default()
         };
@@ -121,6 +129,7 @@ impl TestApp {
         let settings = system.settings.clone();
         let bus = system.bus.clone();
         let ticketing = system.ticketing.clone();
+        let notifications = system.notifications.clone();
         let address = system.gateway_url();
         let stop = CancellationToken::new();
         let running = tokio::spawn(system.run_until(stop.clone()));
@@ -129,7 +138,18 @@ impl TestApp {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_else(|e| panic!("HTTP client: {e}"));
-        Self { address, client, backend, settings, bus, ticketing, stop, running: Some(running), _data_dir: data_dir }
+        Self {
+            address,
+            client,
+            backend,
+            settings,
+            bus,
+            ticketing,
+            notifications,
+            stop,
+            running: Some(running),
+            _data_dir: data_dir,
+        }
     }
 
     /// Stops every service, as a crash or a deploy would, and starts them again on the same
@@ -145,10 +165,13 @@ impl TestApp {
         settings.catalog_port = 0;
         settings.ticketing_port = 0;
         settings.payments_port = 0;
+        settings.notifications_port = 0;
+        settings.analytics_port = 0;
         let system = System::start(settings).await.unwrap_or_else(|e| panic!("restarting the system: {e:#}"));
         self.settings = system.settings.clone();
         self.bus = system.bus.clone();
         self.ticketing = system.ticketing.clone();
+        self.notifications = system.notifications.clone();
         self.address = system.gateway_url();
         self.stop = CancellationToken::new();
         self.running = Some(tokio::spawn(system.run_until(self.stop.clone())));

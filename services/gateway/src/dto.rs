@@ -498,3 +498,122 @@ pub struct CheckinKeyDto {
     pub public_key: String,
     pub code_format: String,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketTypeStatsDto {
+    pub ticket_type_id: String,
+    pub name: String,
+    pub capacity: i64,
+    pub sold: i64,
+    pub held: i64,
+    pub available: i64,
+    pub revenue: MoneyDto,
+    pub checkins: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MinuteSalesDto {
+    /// Start of the minute.
+    #[schema(format = DateTime)]
+    pub minute: String,
+    pub tickets: i64,
+    pub revenue: MoneyDto,
+}
+
+/// An event's sales figures; `tickets_sold + tickets_held + tickets_available` is the capacity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventAnalyticsDto {
+    pub event_id: String,
+    pub tickets_sold: i64,
+    pub tickets_held: i64,
+    pub tickets_available: i64,
+    pub revenue: MoneyDto,
+    pub orders_paid: i64,
+    pub checkins: i64,
+    pub by_ticket_type: Vec<TicketTypeStatsDto>,
+    pub sales_per_minute: Vec<MinuteSalesDto>,
+    /// When the figures last changed.
+    #[schema(format = DateTime)]
+    pub as_of: String,
+}
+
+impl From<eventhive_proto::analytics::EventAnalytics> for EventAnalyticsDto {
+    fn from(a: eventhive_proto::analytics::EventAnalytics) -> Self {
+        Self {
+            event_id: a.event_id,
+            tickets_sold: a.tickets_sold,
+            tickets_held: a.tickets_held,
+            tickets_available: a.tickets_available,
+            revenue: money_or_zero(a.revenue),
+            orders_paid: a.orders_paid,
+            checkins: a.checkins,
+            by_ticket_type: a
+                .by_ticket_type
+                .into_iter()
+                .map(|t| TicketTypeStatsDto {
+                    ticket_type_id: t.ticket_type_id,
+                    name: t.name,
+                    capacity: t.capacity,
+                    sold: t.sold,
+                    held: t.held,
+                    available: t.available,
+                    revenue: money_or_zero(t.revenue),
+                    checkins: t.checkins,
+                })
+                .collect(),
+            sales_per_minute: a
+                .sales_per_minute
+                .into_iter()
+                .map(|m| MinuteSalesDto { minute: m.minute, tickets: m.tickets, revenue: money_or_zero(m.revenue) })
+                .collect(),
+            as_of: a.as_of,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevMailAttachmentDto {
+    pub filename: String,
+    pub content_type: String,
+    pub content_id: String,
+    pub size: i64,
+}
+
+/// A message the dev inbox kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevMailDto {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+    pub html: String,
+    pub kind: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub attachments: Vec<DevMailAttachmentDto>,
+}
+
+impl From<eventhive_proto::notifications::DevMail> for DevMailDto {
+    fn from(m: eventhive_proto::notifications::DevMail) -> Self {
+        Self {
+            id: m.id,
+            to: m.to,
+            subject: m.subject,
+            body: m.body,
+            html: m.html,
+            kind: m.kind,
+            created_at: m.created_at,
+            attachments: m
+                .attachments
+                .into_iter()
+                .map(|a| DevMailAttachmentDto {
+                    filename: a.filename,
+                    content_type: a.content_type,
+                    content_id: a.content_id,
+                    size: a.size,
+                })
+                .collect(),
+        }
+    }
+}

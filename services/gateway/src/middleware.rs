@@ -1,10 +1,14 @@
 //! The layers every public request passes: authentication (verify the bearer token once),
 //! rate limits (per client IP, then per user), and a bound on the time a request may take.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, MatchedPath, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -110,5 +114,19 @@ pub async fn problem_for_plain_errors(request: Request, next: Next) -> Response 
         }
         return answer;
     }
+    response
+}
+
+/// Counts requests and their latency per route and status, for Prometheus.
+pub async fn record_metrics(request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("eventhive_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("eventhive_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }

@@ -37,6 +37,9 @@ use crate::routes;
         routes::orders::my_tickets,
         routes::orders::check_in,
         routes::orders::checkin_key,
+        routes::analytics::get,
+        routes::analytics::stream,
+        routes::analytics::dev_mail,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -45,6 +48,8 @@ use crate::routes;
         (name = "events", description = "Events and ticket types"),
         (name = "orders", description = "Orders, payment and tickets"),
         (name = "check-in", description = "Checking tickets in at the door"),
+        (name = "analytics", description = "Sales figures for organizers"),
+        (name = "dev", description = "Dev mode only"),
     )
 )]
 pub struct ApiDoc;

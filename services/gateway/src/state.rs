@@ -6,9 +6,11 @@ use std::sync::Arc;
 use eventhive_domain::UserId;
 use eventhive_platform::{Problem, Settings, grpc};
 use eventhive_proto::{
+    analytics::analytics_client::AnalyticsClient,
     catalog::catalog_client::CatalogClient,
     common::{Actor, Membership},
     identity::{ListMembershipsRequest, identity_client::IdentityClient},
+    notifications::notifications_client::NotificationsClient,
     ticketing::ticketing_client::TicketingClient,
 };
 use tonic::transport::Channel;
@@ -20,6 +22,10 @@ pub struct AppState {
     pub identity: IdentityClient<Channel>,
     pub catalog: CatalogClient<Channel>,
     pub ticketing: TicketingClient<Channel>,
+    pub analytics: AnalyticsClient<Channel>,
+    pub notifications: NotificationsClient<Channel>,
+    /// Analytics without a per-call deadline, for live streams that last as long as the client.
+    pub analytics_stream_channel: Channel,
     pub identity_channel: Channel,
     pub catalog_channel: Channel,
     pub ticketing_channel: Channel,
@@ -34,6 +40,9 @@ impl AppState {
         let identity_channel = grpc::channel(&settings.identity_endpoint(), deadline)?;
         let catalog_channel = grpc::channel(&settings.catalog_endpoint(), deadline)?;
         let ticketing_channel = grpc::channel(&settings.ticketing_endpoint(), deadline)?;
+        let analytics_channel = grpc::channel(&settings.analytics_endpoint(), deadline)?;
+        let notifications_channel = grpc::channel(&settings.notifications_endpoint(), deadline)?;
+        let analytics_stream_channel = grpc::streaming_channel(&settings.analytics_endpoint())?;
         let identity = IdentityClient::new(identity_channel.clone());
         let limiter = match &settings.redis_url {
             Some(url) => RateLimiter::redis(url, &settings.redis_prefix).await?,
@@ -44,6 +53,9 @@ impl AppState {
             identity,
             catalog: CatalogClient::new(catalog_channel.clone()),
             ticketing: TicketingClient::new(ticketing_channel.clone()),
+            analytics: AnalyticsClient::new(analytics_channel),
+            notifications: NotificationsClient::new(notifications_channel),
+            analytics_stream_channel,
             identity_channel,
             catalog_channel,
             ticketing_channel,

@@ -20,7 +20,23 @@ on_both_backends!(
     each_user_has_a_rate_limit_of_their_own,
     the_api_is_published_as_openapi_3_1_with_a_docs_page,
     health_readiness_request_ids_and_cors,
+    metrics_are_served_on_their_own_port,
 );
+
+async fn metrics_are_served_on_their_own_port(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.metrics_port = Some(0)).await;
+    assert_eq!(app.get("/v1/events", None).await.status(), 200);
+    let port = app.settings.metrics_port.unwrap();
+    let metrics = app.client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("eventhive_http_requests_total{method=\"GET\",route=\"/v1/events\",status=\"200\"}"),
+        "{text}"
+    );
+    // Never on the public port.
+    assert_problem(app.get("/metrics", None).await, 404, "not-found").await;
+}
 
 async fn malformed_json_and_missing_bodies_are_400(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -222,6 +238,17 @@ async fn the_api_is_published_as_openapi_3_1_with_a_docs_page(backend: Backend) 
         ("/v1/events/{id}/ticket-types", "post"),
         ("/v1/events/{id}/publish", "post"),
         ("/v1/events/{id}/cancel", "post"),
+        ("/v1/events/{id}/checkins", "post"),
+        ("/v1/events/{id}/checkin-key", "get"),
+        ("/v1/orders", "post"),
+        ("/v1/orders/{id}", "get"),
+        ("/v1/orders/{id}/payment", "post"),
+        ("/v1/orders/{id}/cancel", "post"),
+        ("/v1/me/orders", "get"),
+        ("/v1/me/tickets", "get"),
+        ("/v1/events/{id}/analytics", "get"),
+        ("/v1/events/{id}/analytics/stream", "get"),
+        ("/dev/mail", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");
     }

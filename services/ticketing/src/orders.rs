@@ -28,7 +28,7 @@ use crate::{
 type Result<T> = std::result::Result<T, TicketingError>;
 
 /// How long a duplicate request waits for the first one with its key.
-const DUPLICATE_WAIT_MS: i64 = 30_000;
+const DUPLICATE_WAIT_MS: i64 = 10_000;
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
@@ -109,8 +109,15 @@ impl Engine {
                     }
                     idempotency::finish(&mut tx, &scope, &result).await?;
                     tx.commit().await?;
-                    if result.is_ok() {
-                        self.relay.wake();
+                    match &result {
+                        Ok(_) => {
+                            metrics::counter!("eventhive_orders_placed_total").increment(1);
+                            self.relay.wake();
+                        }
+                        Err(TicketingError::SoldOut(_)) => {
+                            metrics::counter!("eventhive_orders_sold_out_total").increment(1)
+                        }
+                        Err(_) => {}
                     }
                     return result;
                 }
@@ -330,6 +337,8 @@ impl Engine {
         inventory::apply(&mut tx, order_id, Move::Release).await?;
         release_buyer_quota(&mut tx, &order).await?;
         let summary = store::summary(&mut tx, &order).await?;
+        let reason_label = if event == OrderEvent::HoldExpired { "expired" } else { "cancelled" };
+        metrics::counter!("eventhive_holds_released_total", "reason" => reason_label).increment(1);
         match event {
             OrderEvent::HoldExpired => {
                 outbox::enqueue(&mut tx, SERVICE, &OrderExpired { order: summary }, None).await?

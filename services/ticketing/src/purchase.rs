@@ -37,7 +37,9 @@ use crate::{
 
 type Result<T> = std::result::Result<T, TicketingError>;
 
-const DUPLICATE_WAIT_MS: i64 = 30_000;
+/// How long a duplicate waits for the first request with its key: below the gateway's request
+/// timeout, so the client gets an answer from us rather than a timeout.
+const DUPLICATE_WAIT_MS: i64 = 10_000;
 
 impl Engine {
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
@@ -151,10 +153,19 @@ impl Engine {
         };
         let payment = match self.payments.clone().charge(eventhive_platform::grpc::request(charge, request_id)).await {
             Ok(response) => response.into_inner(),
-            Err(status) => {
-                // Nothing was captured (payments answers errors only without a capture).
+            // Refused before any charge (an invalid card): the order may be paid again.
+            Err(status) if status.code() == Code::InvalidArgument => {
                 self.payment_failed(&order.id).await?;
                 return Err(TicketingError::Upstream(status));
+            }
+            // Anything else (payments or the processor down, a deadline, a charge in flight)
+            // leaves it unknown whether money moved: the order stays authorizing, holding its
+            // tickets, until the sweeper learns the outcome from payments.
+            Err(status) => {
+                tracing::warn!(order_id = %order.id, %status, "payment outcome unknown; the sweeper will resolve it");
+                return Err(TicketingError::Unavailable(
+                    "the payment's outcome is not known yet; the order will show it shortly".into(),
+                ));
             }
         };
         match payment.status.as_str() {
@@ -169,6 +180,7 @@ impl Engine {
                 store::order_proto(&mut conn, &paid).await
             }
             "declined" => {
+                metrics::counter!("eventhive_payments_declined_total").increment(1);
                 self.payment_failed(&order.id).await?;
                 Err(TicketingError::PaymentDeclined(payment.decline_code))
             }
@@ -250,8 +262,11 @@ impl Engine {
             rid.clone(),
         )
         .await?;
+        let issued_count = tickets_issued.tickets.len() as u64;
         outbox::enqueue(&mut tx, SERVICE, &tickets_issued, rid).await?;
         tx.commit().await?;
+        metrics::counter!("eventhive_orders_paid_total").increment(1);
+        metrics::counter!("eventhive_tickets_issued_total").increment(issued_count);
         self.relay.wake();
         Ok(())
     }
@@ -323,6 +338,7 @@ impl Engine {
         outbox::enqueue(&mut tx, SERVICE, &OrderRefunded { order: summary, reason }, request_id.map(str::to_owned))
             .await?;
         tx.commit().await?;
+        metrics::counter!("eventhive_orders_refunded_total").increment(1);
         self.relay.wake();
         Ok(())
     }

@@ -159,8 +159,9 @@ impl Engine {
             .await?;
         let ticket = ticket.ok_or_else(not_valid)?;
         match ticket.status.as_str() {
+            // Not a valid ticket any more (API.md: 404), but say why, for the door.
             "void" => {
-                return Err(TicketingError::Conflict(
+                return Err(TicketingError::NotFound(
                     "this ticket is void: its order was refunded or cancelled".into(),
                 ));
             }

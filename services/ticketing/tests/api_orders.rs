@@ -403,6 +403,10 @@ async fn a_buyer_cancels_a_pending_order_or_refunds_a_paid_one(backend: Backend)
         "conflict",
     )
     .await;
+    // A refunded ticket does not get in.
+    let code = refunded["tickets"][0]["code"].as_str().unwrap();
+    let checkins = format!("/v1/events/{}/checkins", sale.event_id);
+    assert_problem(app.post(&checkins, Some(&sale.organizer), &json!({"code": code})).await, 404, "not-found").await;
 }
 
 async fn a_paid_order_cannot_be_refunded_once_the_event_started(backend: Backend) {

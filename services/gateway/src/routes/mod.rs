@@ -1,5 +1,6 @@
 //! The public routes, one module per table of API.md.
 
+pub mod analytics;
 pub mod auth;
 pub mod events;
 pub mod ops;

@@ -1,0 +1,327 @@
+//! The figures of one event, aggregated from the read model's facts when they are asked for:
+//! the facts converge whatever order events arrive in, so figures computed from them do too.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use eventhive_domain::EventId;
+use eventhive_platform::{
+    Database,
+    storage::{Backend, ms_to_rfc3339},
+};
+use eventhive_proto::{analytics as pb, common::Money};
+use sqlx::Row;
+
+use crate::projection::OrderStatus;
+
+/// What an event's organizers see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Figures {
+    pub event_id: EventId,
+    /// The organization whose owner, admins and staff may see the figures.
+    pub organization_id: String,
+    /// Of every amount below, from the newest snapshot of the event.
+    pub currency: String,
+    /// Tickets of paid orders.
+    pub tickets_sold: i64,
+    /// Tickets of placed orders not yet paid, expired or cancelled.
+    pub tickets_held: i64,
+    /// Per ticket type, capacity less sold and held, never below zero; summed.
+    pub tickets_available: i64,
+    /// The totals of paid orders (refunded ones are not paid any more).
+    pub revenue_minor: i64,
+    pub orders_paid: i64,
+    /// Tickets scanned in at the door, each once.
+    pub checkins: i64,
+    /// The ticket types of the newest snapshot in its order, then any that only orders name.
+    pub by_ticket_type: Vec<TicketTypeFigures>,
+    /// Paid orders by the minute they were paid, oldest first.
+    pub sales_per_minute: Vec<MinuteFigures>,
+    /// When the newest event applied to these figures occurred (Unix ms). Taken from the events,
+    /// not the clock, so that a rebuild gives the very same figures.
+    pub as_of_ms: Option<i64>,
+}
+
+/// One ticket type's share of the figures, counted like the event's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketTypeFigures {
+    pub ticket_type_id: String,
+    /// Empty for a ticket type the newest snapshot no longer lists.
+    pub name: String,
+    /// From the newest snapshot; 0 for a ticket type it no longer lists.
+    pub capacity: i64,
+    pub sold: i64,
+    pub held: i64,
+    /// Capacity less sold and held, never below zero (a capacity may be cut below the sales).
+    pub available: i64,
+    /// Quantity times unit price over the paid orders' lines.
+    pub revenue_minor: i64,
+    pub checkins: i64,
+}
+
+/// The paid orders of one minute: the shape of a sale over time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteFigures {
+    /// Start of the minute, Unix ms.
+    pub minute_ms: i64,
+    pub tickets: i64,
+    pub revenue_minor: i64,
+}
+
+impl Figures {
+    /// Total capacity of the newest snapshot's ticket types.
+    pub fn capacity(&self) -> i64 {
+        self.by_ticket_type.iter().map(|t| t.capacity).sum()
+    }
+}
+
+/// The organization that runs `event_id`; `None` if analytics has not heard of the event.
+pub async fn organization_of(db: &Database, event_id: EventId) -> anyhow::Result<Option<String>> {
+    let organization = sqlx::query_scalar("SELECT organization_id FROM events WHERE event_id = $1")
+        .bind(event_id.to_string())
+        .fetch_optional(db.pool())
+        .await
+        .context("reading an event's organization")?;
+    Ok(organization)
+}
+
+/// The figures of `event_id`; `None` if analytics has not heard of the event.
+#[tracing::instrument(skip(db))]
+pub async fn load(db: &Database, event_id: EventId) -> anyhow::Result<Option<Figures>> {
+    let id = event_id.to_string();
+    let mut tx = db.pool().begin().await?;
+    if db.backend() == Backend::Postgres {
+        // One snapshot for all the queries below, so that sold, held and capacity agree even
+        // while consumers write. (SQLite's transaction is one snapshot already.)
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    }
+    let Some(event) = sqlx::query("SELECT organization_id, currency FROM events WHERE event_id = $1")
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading an event")?
+    else {
+        return Ok(None);
+    };
+
+    // Ticket types keyed by id, in the snapshot's order first.
+    let mut types: Vec<TicketTypeFigures> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let rows =
+        sqlx::query("SELECT ticket_type_id, name, capacity FROM ticket_types WHERE event_id = $1 ORDER BY ordinal")
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await
+            .context("reading ticket types")?;
+    for row in rows {
+        let ticket_type_id: String = row.try_get("ticket_type_id")?;
+        index.insert(ticket_type_id.clone(), types.len());
+        types.push(TicketTypeFigures {
+            ticket_type_id,
+            name: row.try_get("name")?,
+            capacity: row.try_get("capacity")?,
+            sold: 0,
+            held: 0,
+            available: 0,
+            revenue_minor: 0,
+            checkins: 0,
+        });
+    }
+    // Lines or check-ins of a ticket type the newest snapshot dropped still count in the totals;
+    // they are listed after the snapshot's, by id.
+    let mut unlisted: BTreeMap<String, TicketTypeFigures> = BTreeMap::new();
+
+    let rows = sqlx::query(
+        "SELECT l.ticket_type_id, o.status, CAST(SUM(l.quantity) AS BIGINT) AS quantity, \
+         CAST(SUM(l.quantity * l.unit_price_minor) AS BIGINT) AS amount \
+         FROM order_lines l JOIN orders o ON o.order_id = l.order_id \
+         WHERE o.event_id = $1 AND o.status IN ($2, $3) GROUP BY l.ticket_type_id, o.status",
+    )
+    .bind(&id)
+    .bind(OrderStatus::Placed.as_str())
+    .bind(OrderStatus::Paid.as_str())
+    .fetch_all(&mut *tx)
+    .await
+    .context("summing order lines")?;
+    for row in rows {
+        let status: String = row.try_get("status")?;
+        let quantity: i64 = row.try_get("quantity")?;
+        let amount: i64 = row.try_get("amount")?;
+        let figures = entry(&mut types, &index, &mut unlisted, row.try_get("ticket_type_id")?);
+        if status == OrderStatus::Paid.as_str() {
+            figures.sold += quantity;
+            figures.revenue_minor += amount;
+        } else {
+            figures.held += quantity;
+        }
+    }
+
+    let rows = sqlx::query(
+        "SELECT ticket_type_id, COUNT(*) AS checkins FROM checkins WHERE event_id = $1 GROUP BY ticket_type_id",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await
+    .context("counting check-ins")?;
+    for row in rows {
+        let checkins: i64 = row.try_get("checkins")?;
+        entry(&mut types, &index, &mut unlisted, row.try_get("ticket_type_id")?).checkins += checkins;
+    }
+    types.extend(unlisted.into_values());
+    for figures in &mut types {
+        figures.available = (figures.capacity - figures.sold - figures.held).max(0);
+    }
+
+    let paid = sqlx::query(
+        "SELECT COUNT(*) AS orders, CAST(COALESCE(SUM(total_minor), 0) AS BIGINT) AS revenue \
+         FROM orders WHERE event_id = $1 AND status = $2",
+    )
+    .bind(&id)
+    .bind(OrderStatus::Paid.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .context("summing paid orders")?;
+
+    let sales_per_minute = sqlx::query(
+        // Integer division truncates a payment time (Unix ms) to the start of its minute.
+        "SELECT (paid_at / 60000) * 60000 AS minute, CAST(SUM(quantity) AS BIGINT) AS tickets, \
+         CAST(SUM(total_minor) AS BIGINT) AS revenue FROM orders \
+         WHERE event_id = $1 AND status = $2 AND paid_at IS NOT NULL \
+         GROUP BY (paid_at / 60000) * 60000 ORDER BY minute",
+    )
+    .bind(&id)
+    .bind(OrderStatus::Paid.as_str())
+    .fetch_all(&mut *tx)
+    .await
+    .context("summing sales per minute")?
+    .into_iter()
+    .map(|row| {
+        Ok(MinuteFigures {
+            minute_ms: row.try_get("minute")?,
+            tickets: row.try_get("tickets")?,
+            revenue_minor: row.try_get("revenue")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+
+    let as_of_ms: Option<i64> = sqlx::query_scalar("SELECT MAX(occurred_at) FROM event_log WHERE event_id = $1")
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await
+        .context("reading when the figures last changed")?;
+    tx.commit().await?;
+
+    Ok(Some(Figures {
+        event_id,
+        organization_id: event.try_get("organization_id")?,
+        currency: event.try_get("currency")?,
+        tickets_sold: types.iter().map(|t| t.sold).sum(),
+        tickets_held: types.iter().map(|t| t.held).sum(),
+        tickets_available: types.iter().map(|t| t.available).sum(),
+        revenue_minor: paid.try_get("revenue")?,
+        orders_paid: paid.try_get("orders")?,
+        checkins: types.iter().map(|t| t.checkins).sum(),
+        by_ticket_type: types,
+        sales_per_minute,
+        as_of_ms,
+    }))
+}
+
+/// The figures of `ticket_type_id`: the snapshot's, or a new unlisted entry.
+fn entry<'a>(
+    types: &'a mut [TicketTypeFigures],
+    index: &BTreeMap<String, usize>,
+    unlisted: &'a mut BTreeMap<String, TicketTypeFigures>,
+    ticket_type_id: String,
+) -> &'a mut TicketTypeFigures {
+    match index.get(&ticket_type_id).copied() {
+        Some(at) if at < types.len() => &mut types[at],
+        _ => unlisted.entry(ticket_type_id.clone()).or_insert_with(|| TicketTypeFigures {
+            ticket_type_id,
+            name: String::new(),
+            capacity: 0,
+            sold: 0,
+            held: 0,
+            available: 0,
+            revenue_minor: 0,
+            checkins: 0,
+        }),
+    }
+}
+
+impl From<Figures> for pb::EventAnalytics {
+    fn from(figures: Figures) -> Self {
+        let money = |amount_minor: i64| Some(Money { amount_minor, currency: figures.currency.clone() });
+        Self {
+            event_id: figures.event_id.to_string(),
+            tickets_sold: figures.tickets_sold,
+            tickets_held: figures.tickets_held,
+            tickets_available: figures.tickets_available,
+            revenue: money(figures.revenue_minor),
+            orders_paid: figures.orders_paid,
+            checkins: figures.checkins,
+            by_ticket_type: figures
+                .by_ticket_type
+                .iter()
+                .map(|t| pb::TicketTypeStats {
+                    ticket_type_id: t.ticket_type_id.clone(),
+                    name: t.name.clone(),
+                    capacity: t.capacity,
+                    sold: t.sold,
+                    held: t.held,
+                    available: t.available,
+                    revenue: money(t.revenue_minor),
+                    checkins: t.checkins,
+                })
+                .collect(),
+            sales_per_minute: figures
+                .sales_per_minute
+                .iter()
+                .map(|m| pb::MinuteSales {
+                    minute: ms_to_rfc3339(m.minute_ms),
+                    tickets: m.tickets,
+                    revenue: money(m.revenue_minor),
+                })
+                .collect(),
+            as_of: figures.as_of_ms.map(ms_to_rfc3339).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_form_carries_every_figure_in_the_event_currency() {
+        let figures = Figures {
+            event_id: EventId::new(),
+            organization_id: "org".into(),
+            currency: "EUR".into(),
+            tickets_sold: 3,
+            tickets_held: 1,
+            tickets_available: 6,
+            revenue_minor: 7500,
+            orders_paid: 2,
+            checkins: 1,
+            by_ticket_type: vec![TicketTypeFigures {
+                ticket_type_id: "t".into(),
+                name: "Early bird".into(),
+                capacity: 10,
+                sold: 3,
+                held: 1,
+                available: 6,
+                revenue_minor: 7500,
+                checkins: 1,
+            }],
+            sales_per_minute: vec![MinuteFigures { minute_ms: 120_000, tickets: 3, revenue_minor: 7500 }],
+            as_of_ms: Some(150_000),
+        };
+        assert_eq!(figures.capacity(), 10);
+        let wire = pb::EventAnalytics::from(figures);
+        assert_eq!(wire.revenue, Some(Money { amount_minor: 7500, currency: "EUR".into() }));
+        assert_eq!(wire.sales_per_minute[0].minute, "1970-01-01T00:02:00Z");
+        assert_eq!(wire.by_ticket_type[0].revenue.as_ref().map(|m| m.currency.as_str()), Some("EUR"));
+        assert_eq!(wire.as_of, "1970-01-01T00:02:30Z");
+    }
+}

@@ -1,0 +1,108 @@
+//! analytics: each event's sales figures for its organizers — tickets sold, held and
+//! available, revenue, check-ins, per ticket type and per minute — as a read model built from
+//! catalog's and ticketing's domain events, served once or as a live stream, and rebuilt from
+//! the stored events on demand.
+//!
+//! Each event is applied once however often it is delivered and in any order: the read model
+//! stores facts that converge (an order's furthest status, the newest snapshot of an event)
+//! and sums them only when the figures are read.
+//!
+//! # Layout
+//! - [`projection`]: the bus consumer that turns envelopes into facts, the event log and the
+//!   rebuild.
+//! - [`figures`]: the figures of one event, aggregated at read time.
+//! - [`access`]: who may read them.
+//! - [`service`]: the gRPC service, with the live stream; [`error`]: its errors.
+
+pub mod access;
+pub mod error;
+pub mod figures;
+pub mod projection;
+pub mod service;
+
+use std::sync::Arc;
+
+use eventhive_platform::{
+    Database, Settings,
+    bus::{MessageBus, Subscription},
+    grpc,
+    shutdown::CancellationToken,
+};
+use eventhive_proto::analytics::analytics_server::AnalyticsServer;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+
+pub use projection::Projection;
+pub use service::{AnalyticsService, WatchTiming};
+
+/// The name of this service: its database, its logs, its gRPC health entry.
+pub const SERVICE: &str = "analytics";
+
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// A built analytics service, bound to its listener and already consuming, ready to run.
+pub struct Application {
+    /// Bound by the caller (port 0 in tests), so that `eventhive dev` can run every service in
+    /// one process.
+    listener: TcpListener,
+    /// Consuming since build; the gRPC service reads through it and is woken by it.
+    projection: Projection,
+    /// Closed once the server has drained.
+    db: Database,
+    /// Stops the subscription, which starts at build time.
+    consuming: CancellationToken,
+}
+
+impl Application {
+    /// Connects and migrates the database and subscribes to the events the figures are made
+    /// of (at once, so that nothing published from now on is missed). `listener` may be on
+    /// port 0.
+    pub async fn build(settings: &Settings, listener: TcpListener, bus: Arc<dyn MessageBus>) -> anyhow::Result<Self> {
+        let db = Database::connect(settings, SERVICE).await?;
+        db.migrate(&MIGRATIONS).await?;
+        let projection = Projection::new(db.clone());
+        let consuming = CancellationToken::new();
+        let subscription = Subscription::new(projection::QUEUE, projection::routing_keys());
+        bus.subscribe(subscription, Arc::new(projection.clone()), consuming.clone()).await?;
+        Ok(Self { listener, projection, db, consuming })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The read model's writer, for tests and tools in the same process.
+    pub fn projection(&self) -> Projection {
+        self.projection.clone()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let consuming = self.consuming.clone();
+        let stop_consuming = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop_consuming.cancelled() => {}
+                // Already stopped: the server failed.
+                () = consuming.cancelled() => {}
+            }
+            consuming.cancel();
+        });
+        let health = tonic_health::server::health_reporter();
+        let service = AnalyticsServer::new(AnalyticsService::new(self.projection, shutdown.clone()));
+        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;
+        self.consuming.cancel();
+        self.db.close().await;
+        result
+    }
+}
+
+/// Rebuilds the read model of the database `settings` name from its event log (`eventhive
+/// analytics rebuild`); returns how many events were replayed. Running replicas see the new
+/// figures at their next poll.
+pub async fn rebuild(settings: &Settings) -> anyhow::Result<u64> {
+    let db = Database::connect(settings, SERVICE).await?;
+    db.migrate(&MIGRATIONS).await?;
+    let replayed = Projection::new(db.clone()).rebuild().await;
+    db.close().await;
+    replayed
+}

@@ -1,0 +1,107 @@
+//! Live sales figures for organizers, and the dev inbox.
+
+use std::convert::Infallible;
+
+use axum::{
+    Json,
+    extract::State,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use eventhive_platform::{ErrorKind, Problem, grpc::request};
+use eventhive_proto::{
+    analytics::{EventAnalytics, GetEventAnalyticsRequest},
+    notifications::ListDevMailRequest,
+};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::RequestId;
+use crate::{
+    auth::AuthUser,
+    dto::{DevMailDto, EventAnalyticsDto},
+    extract::{ApiQuery, PathId},
+    state::AppState,
+};
+
+/// Sold, held and available tickets, revenue, paid orders, check-ins, by ticket type and per
+/// minute. The organization's members only.
+#[utoipa::path(get, path = "/v1/events/{id}/analytics", tag = "analytics", security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    responses((status = 200, body = EventAnalyticsDto), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<AppState>,
+    rid: RequestId,
+    AuthUser(user): AuthUser,
+    PathId(event_id): PathId,
+) -> Result<Json<EventAnalyticsDto>, Problem> {
+    let actor = state.actor(user, rid.as_deref()).await?;
+    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id };
+    let figures = state
+        .analytics
+        .clone()
+        .get_event_analytics(request(message, rid.as_deref()))
+        .await
+        .map_err(|s| Problem::from_status(&s))?
+        .into_inner();
+    Ok(Json(figures.into()))
+}
+
+/// The same figures as a Server-Sent Events stream: one `analytics` event at once, then one
+/// whenever they change (within a second), until the client disconnects.
+#[utoipa::path(get, path = "/v1/events/{id}/analytics/stream", tag = "analytics", security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    responses((status = 200, description = "text/event-stream of `analytics` events whose data is an EventAnalyticsDto", content_type = "text/event-stream"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn stream(
+    State(state): State<AppState>,
+    rid: RequestId,
+    AuthUser(user): AuthUser,
+    PathId(event_id): PathId,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let actor = state.actor(user, rid.as_deref()).await?;
+    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id };
+    // Not through the client with the per-call deadline: this call lives as long as the client.
+    let mut client =
+        eventhive_proto::analytics::analytics_client::AnalyticsClient::new(state.analytics_stream_channel.clone());
+    let updates =
+        client.watch_event_analytics(request(message, rid.as_deref())).await.map_err(|s| Problem::from_status(&s))?;
+    // The stream ends at the first error (analytics going away); the client reconnects.
+    let events = updates.into_inner().take_while(|update| std::future::ready(update.is_ok())).filter_map(
+        |update: Result<EventAnalytics, tonic::Status>| {
+            let json = update.ok().and_then(|figures| serde_json::to_string(&EventAnalyticsDto::from(figures)).ok());
+            std::future::ready(json.map(|json| Ok(Event::default().event("analytics").data(json))))
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DevMailParams {
+    /// Only mail to this address.
+    pub to: Option<String>,
+}
+
+/// The dev inbox: mail EventHive would have sent, newest first. Only without
+/// `EVENTHIVE_SMTP_URL`; with it, mail goes to that server and this is 404.
+#[utoipa::path(get, path = "/dev/mail", tag = "dev", params(DevMailParams),
+    responses((status = 200, body = [DevMailDto]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn dev_mail(
+    State(state): State<AppState>,
+    rid: RequestId,
+    ApiQuery(params): ApiQuery<DevMailParams>,
+) -> Result<Json<Vec<DevMailDto>>, Problem> {
+    let message = ListDevMailRequest { to: params.to.unwrap_or_default(), limit: 200 };
+    let mail = state.notifications.clone().list_dev_mail(request(message, rid.as_deref())).await.map_err(|status| {
+        let problem = Problem::from_status(&status);
+        if problem.kind() == ErrorKind::Conflict {
+            Problem::new(ErrorKind::NotFound, "the dev inbox is off: mail goes to EVENTHIVE_SMTP_URL")
+        } else {
+            problem
+        }
+    })?;
+    Ok(Json(mail.into_inner().messages.into_iter().map(DevMailDto::from).collect()))
+}

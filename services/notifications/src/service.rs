@@ -1,0 +1,161 @@
+//! The notifications gRPC service: the dev inbox and the dead letters, for the gateway's
+//! `GET /dev/mail` and for operators.
+
+use std::collections::HashMap;
+
+use eventhive_platform::{
+    Database, FieldError,
+    storage::{ms_to_rfc3339, now_ms},
+};
+use eventhive_proto::notifications::{
+    Attachment, DeadLetter, DevMail, ListDeadLettersRequest, ListDeadLettersResponse, ListDevMailRequest,
+    ListDevMailResponse, ReplayDeadLettersRequest, ReplayDeadLettersResponse, notifications_server,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::NotificationsError,
+    sender::Sender,
+    store::{self, DELIVERY_COLUMNS, DeliveryRow},
+};
+
+/// Mail listed when the request names no limit.
+const DEFAULT_LIMIT: i64 = 100;
+/// The most one answer lists.
+const MAX_LIMIT: i64 = 1000;
+
+type Result<T, E = NotificationsError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct NotificationsService {
+    db: Database,
+    /// Tells whether there is a dev inbox, and is woken when dead letters are queued again.
+    sender: Sender,
+}
+
+impl NotificationsService {
+    pub fn new(db: Database, sender: Sender) -> Self {
+        Self { db, sender }
+    }
+
+    /// Mail the dev inbox kept, newest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn dev_mail(&self, to: &str, limit: i64) -> Result<Vec<DevMail>> {
+        if self.sender.uses_smtp() {
+            return Err(NotificationsError::NoDevInbox);
+        }
+        let limit = if limit <= 0 { DEFAULT_LIMIT } else { limit.min(MAX_LIMIT) };
+        let to = to.trim();
+        let filter = if to.is_empty() { "" } else { " AND LOWER(recipient) = LOWER($2)" };
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'sent' AND sent_via = 'dev_inbox'{filter} \
+             ORDER BY created_at DESC, id DESC LIMIT $1"
+        );
+        let mut query = sqlx::query_as::<_, DeliveryRow>(&sql).bind(limit);
+        if !to.is_empty() {
+            query = query.bind(to);
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        let rows = query.fetch_all(&mut *conn).await?;
+        let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
+        let mut attachments: HashMap<String, Vec<Attachment>> = HashMap::new();
+        for meta in store::attachment_metas(&mut conn, &ids).await? {
+            attachments.entry(meta.delivery_id).or_default().push(Attachment {
+                filename: meta.filename,
+                content_type: meta.content_type,
+                content_id: meta.content_id,
+                size: meta.size,
+            });
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| DevMail {
+                attachments: attachments.remove(&row.id).unwrap_or_default(),
+                id: row.id,
+                to: row.recipient,
+                subject: row.subject,
+                body: row.body_text,
+                html: row.body_html,
+                kind: row.kind,
+                created_at: ms_to_rfc3339(row.created_at),
+            })
+            .collect())
+    }
+
+    /// Deliveries that failed every attempt, oldest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'dead' ORDER BY created_at, id LIMIT $1"
+        ))
+        .bind(MAX_LIMIT)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| DeadLetter {
+                delivery_id: row.id,
+                to: row.recipient,
+                subject: row.subject,
+                kind: row.kind,
+                attempts: row.attempts,
+                last_error: row.last_error.unwrap_or_default(),
+                created_at: ms_to_rfc3339(row.created_at),
+            })
+            .collect())
+    }
+
+    /// Queues dead deliveries again with a fresh set of attempts: all, or those named.
+    #[tracing::instrument(skip(self))]
+    pub async fn replay(&self, delivery_ids: &[String]) -> Result<u64> {
+        let errors: Vec<FieldError> = delivery_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| uuid::Uuid::parse_str(id).is_err())
+            .map(|(index, _)| FieldError::new(format!("delivery_ids[{index}]"), "must be a delivery id (a UUID)"))
+            .collect();
+        if !errors.is_empty() {
+            return Err(NotificationsError::Invalid(errors));
+        }
+        let only = if delivery_ids.is_empty() {
+            String::new()
+        } else {
+            format!(" AND id IN ({})", store::placeholders(2, delivery_ids.len()))
+        };
+        let sql = format!(
+            "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = $1 WHERE status = 'dead'{only}"
+        );
+        let mut query = sqlx::query(&sql).bind(now_ms());
+        for id in delivery_ids {
+            query = query.bind(id);
+        }
+        let replayed = query.execute(self.db.pool()).await?.rows_affected();
+        if replayed > 0 {
+            tracing::info!(replayed, "dead letters queued again");
+            self.sender.wake();
+        }
+        Ok(replayed)
+    }
+}
+
+type Answer<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl notifications_server::Notifications for NotificationsService {
+    async fn list_dev_mail(&self, request: Request<ListDevMailRequest>) -> Answer<ListDevMailResponse> {
+        let request = request.into_inner();
+        Ok(Response::new(ListDevMailResponse { messages: self.dev_mail(&request.to, request.limit).await? }))
+    }
+
+    async fn list_dead_letters(&self, _request: Request<ListDeadLettersRequest>) -> Answer<ListDeadLettersResponse> {
+        Ok(Response::new(ListDeadLettersResponse { dead_letters: self.dead_letters().await? }))
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        request: Request<ReplayDeadLettersRequest>,
+    ) -> Answer<ReplayDeadLettersResponse> {
+        let replayed = self.replay(&request.into_inner().delivery_ids).await?;
+        Ok(Response::new(ReplayDeadLettersResponse { replayed: i64::try_from(replayed).unwrap_or(i64::MAX) }))
+    }
+}

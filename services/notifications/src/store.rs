@@ -1,0 +1,383 @@
+//! Notifications' tables: the read models kept from domain events (events, holders) and the
+//! delivery records. Functions take a connection so that the consumer can run several of them
+//! in the transaction that claims a domain event.
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use eventhive_domain::events::{EventSnapshot, IssuedTicket};
+use eventhive_platform::storage::to_ms;
+use sqlx::{AnyConnection, FromRow};
+
+use crate::render::Email;
+
+/// The reason ticketing gives when it refunds or cancels an order because its event was
+/// cancelled (ticketing's sweeper): such holders hear of the cancellation, not of a refund.
+pub const EVENT_CANCELLED_REASON: &str = "the event was cancelled";
+
+/// What an email says about an event.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct EventInfo {
+    pub id: String,
+    pub title: String,
+    pub venue_name: String,
+    pub venue_city: String,
+    pub venue_country: String,
+    /// Unix ms.
+    pub starts_at: i64,
+    pub ends_at: i64,
+    /// draft, on_sale or cancelled.
+    pub status: String,
+    /// Catalog's revision (Unix ms of its last change); only newer snapshots replace this one.
+    pub revision: i64,
+    /// The organizer's reason, once cancelled: holders who hear of it late are told it too.
+    pub cancel_reason: Option<String>,
+}
+
+impl EventInfo {
+    pub fn from_snapshot(snapshot: &EventSnapshot) -> Self {
+        Self {
+            id: snapshot.event_id.to_string(),
+            title: snapshot.title.clone(),
+            venue_name: snapshot.venue.name.clone(),
+            venue_city: snapshot.venue.city.clone(),
+            venue_country: snapshot.venue.country.clone(),
+            starts_at: to_ms(snapshot.starts_at),
+            ends_at: to_ms(snapshot.ends_at),
+            status: snapshot.status.clone(),
+            revision: snapshot.revision,
+            cancel_reason: None,
+        }
+    }
+
+    pub fn with_cancel_reason(mut self, reason: &str) -> Self {
+        self.cancel_reason = Some(reason.to_owned());
+        self
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "id, title, venue_name, venue_city, venue_country, starts_at, ends_at, status, revision, cancel_reason";
+
+pub async fn event(conn: &mut AnyConnection, event_id: &str) -> anyhow::Result<Option<EventInfo>> {
+    sqlx::query_as(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"))
+        .bind(event_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("reading an event")
+}
+
+/// Stores `info` unless what we hold is as new or newer. Returns what it replaced: `Some(None)`
+/// for a first sighting, `Some(Some(previous))` for an update, `None` when `info` was stale.
+pub async fn apply_event(conn: &mut AnyConnection, info: &EventInfo) -> anyhow::Result<Option<Option<EventInfo>>> {
+    let held = event(conn, &info.id).await?;
+    match &held {
+        None => {
+            sqlx::query(&format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(&info.id)
+            .bind(&info.title)
+            .bind(&info.venue_name)
+            .bind(&info.venue_city)
+            .bind(&info.venue_country)
+            .bind(info.starts_at)
+            .bind(info.ends_at)
+            .bind(&info.status)
+            .bind(info.revision)
+            .bind(&info.cancel_reason)
+            .execute(&mut *conn)
+            .await
+            .context("storing an event")?;
+        }
+        Some(previous) if previous.revision < info.revision => {
+            sqlx::query(
+                "UPDATE events SET title = $1, venue_name = $2, venue_city = $3, venue_country = $4, \
+                 starts_at = $5, ends_at = $6, status = $7, revision = $8, \
+                 cancel_reason = COALESCE($9, cancel_reason) WHERE id = $10 AND revision < $8",
+            )
+            .bind(&info.title)
+            .bind(&info.venue_name)
+            .bind(&info.venue_city)
+            .bind(&info.venue_country)
+            .bind(info.starts_at)
+            .bind(info.ends_at)
+            .bind(&info.status)
+            .bind(info.revision)
+            .bind(&info.cancel_reason)
+            .bind(&info.id)
+            .execute(&mut *conn)
+            .await
+            .context("updating an event")?;
+        }
+        Some(_) => {
+            // A cancellation is final whatever the order of delivery: keep its reason.
+            if let Some(reason) = &info.cancel_reason {
+                sqlx::query("UPDATE events SET cancel_reason = $1 WHERE id = $2 AND cancel_reason IS NULL")
+                    .bind(reason)
+                    .bind(&info.id)
+                    .execute(&mut *conn)
+                    .await
+                    .context("noting a cancellation")?;
+            }
+            return Ok(None);
+        }
+    }
+    Ok(Some(held))
+}
+
+/// A buyer's email as last looked up, from any of their orders.
+pub async fn cached_email(conn: &mut AnyConnection, buyer_id: &str) -> anyhow::Result<Option<String>> {
+    let email: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT buyer_email FROM holders WHERE buyer_id = $1 AND buyer_email IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+    )
+    .bind(buyer_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading a cached email")?;
+    Ok(email.flatten())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Holder {
+    pub order_id: String,
+    pub event_id: String,
+    pub buyer_id: String,
+    pub buyer_email: Option<String>,
+    pub status: String,
+    pub void_reason: Option<String>,
+}
+
+pub async fn holder(conn: &mut AnyConnection, order_id: &str) -> anyhow::Result<Option<Holder>> {
+    sqlx::query_as(
+        "SELECT order_id, event_id, buyer_id, buyer_email, status, void_reason FROM holders WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading a holder")
+}
+
+/// Records (or completes) the holder of an order's tickets. A holder already made void stays void.
+pub async fn upsert_holder(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    event_id: &str,
+    buyer_id: &str,
+    buyer_email: Option<&str>,
+    tickets: &[IssuedTicket],
+    now: i64,
+) -> anyhow::Result<()> {
+    let tickets = serde_json::to_string(tickets).context("encoding tickets")?;
+    sqlx::query(
+        "INSERT INTO holders (order_id, event_id, buyer_id, buyer_email, tickets, status, void_reason, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'valid', NULL, $6, $6) \
+         ON CONFLICT (order_id) DO UPDATE SET buyer_email = COALESCE(excluded.buyer_email, holders.buyer_email), \
+         tickets = excluded.tickets, updated_at = excluded.updated_at",
+    )
+    .bind(order_id)
+    .bind(event_id)
+    .bind(buyer_id)
+    .bind(buyer_email)
+    .bind(tickets)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .context("storing a holder")?;
+    Ok(())
+}
+
+/// Marks an order's tickets void. Returns the holder as it was, if there is one.
+pub async fn void_holder(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    reason: &str,
+    now: i64,
+) -> anyhow::Result<Option<Holder>> {
+    let before = holder(conn, order_id).await?;
+    if before.as_ref().is_some_and(|h| h.status == "valid") {
+        sqlx::query("UPDATE holders SET status = 'void', void_reason = $1, updated_at = $2 WHERE order_id = $3")
+            .bind(reason)
+            .bind(now)
+            .bind(order_id)
+            .execute(&mut *conn)
+            .await
+            .context("voiding a holder")?;
+    }
+    Ok(before)
+}
+
+/// Emails of the holders of valid tickets of an event, each once.
+pub async fn holders_to_tell_of_change(conn: &mut AnyConnection, event_id: &str) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT buyer_email FROM holders WHERE event_id = $1 AND status = 'valid' \
+         AND buyer_email IS NOT NULL ORDER BY buyer_email",
+    )
+    .bind(event_id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("listing holders")
+}
+
+/// Emails of the holders to tell that an event is cancelled, each once: holders of valid tickets,
+/// and those whose refund for the cancellation was heard of first, unless already told.
+pub async fn holders_to_tell_of_cancellation(conn: &mut AnyConnection, event_id: &str) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT h.buyer_email FROM holders h WHERE h.event_id = $1 AND h.buyer_email IS NOT NULL \
+         AND (h.status = 'valid' OR h.void_reason = $2) \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = h.event_id \
+         AND d.kind = 'event_cancelled' AND d.recipient = h.buyer_email) \
+         ORDER BY h.buyer_email",
+    )
+    .bind(event_id)
+    .bind(EVENT_CANCELLED_REASON)
+    .fetch_all(&mut *conn)
+    .await
+    .context("listing holders")
+}
+
+/// Whether `recipient` was sent (or is about to be sent) an email of `kind` about an event.
+pub async fn was_told(conn: &mut AnyConnection, event_id: &str, kind: &str, recipient: &str) -> anyhow::Result<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM deliveries WHERE event_id = $1 AND kind = $2 AND recipient = $3 LIMIT 1")
+            .bind(event_id)
+            .bind(kind)
+            .bind(recipient)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("looking for a delivery")?;
+    Ok(found.is_some())
+}
+
+/// An email to queue, and what caused it.
+pub struct NewDelivery<'a> {
+    pub message_id: &'a str,
+    pub recipient: &'a str,
+    pub kind: &'a str,
+    pub email: &'a Email,
+    pub event_id: Option<&'a str>,
+    pub order_id: Option<&'a str>,
+}
+
+/// Queues an email, due at once. `false`: this (message, recipient, kind) was queued before.
+pub async fn queue(conn: &mut AnyConnection, delivery: NewDelivery<'_>, now: i64) -> anyhow::Result<bool> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (id, message_id, recipient, kind, subject, body_text, body_html, event_id, order_id, \
+         status, attempts, last_error, next_attempt_at, created_at, sent_at, sent_via) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, NULL, $10, $10, NULL, NULL) \
+         ON CONFLICT (message_id, recipient, kind) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(delivery.message_id)
+    .bind(delivery.recipient)
+    .bind(delivery.kind)
+    .bind(&delivery.email.subject)
+    .bind(&delivery.email.text)
+    .bind(&delivery.email.html)
+    .bind(delivery.event_id)
+    .bind(delivery.order_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .context("queueing a delivery")?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for (position, attachment) in delivery.email.attachments.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO delivery_attachments (delivery_id, position, filename, content_type, content_id, size, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(i64::try_from(position)?)
+        .bind(&attachment.filename)
+        .bind(&attachment.content_type)
+        .bind(&attachment.content_id)
+        .bind(i64::try_from(attachment.data.len())?)
+        .bind(STANDARD.encode(&attachment.data))
+        .execute(&mut *conn)
+        .await
+        .context("storing an attachment")?;
+    }
+    Ok(true)
+}
+
+/// A delivery as the sender and the operator tools see it.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub recipient: String,
+    pub kind: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+pub const DELIVERY_COLUMNS: &str =
+    "id, recipient, kind, subject, body_text, body_html, status, attempts, last_error, created_at";
+
+/// An attachment's description, without its bytes.
+#[derive(Debug, Clone, FromRow)]
+pub struct AttachmentMeta {
+    pub delivery_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub content_id: String,
+    pub size: i64,
+}
+
+/// `$first, $first+1, ...`: placeholders for an `IN (...)` list of `count` values.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The attachments (without bytes) of the given deliveries, in order.
+pub async fn attachment_metas(
+    conn: &mut AnyConnection,
+    delivery_ids: &[String],
+) -> anyhow::Result<Vec<AttachmentMeta>> {
+    if delivery_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT delivery_id, filename, content_type, content_id, size FROM delivery_attachments \
+         WHERE delivery_id IN ({}) ORDER BY delivery_id, position",
+        placeholders(1, delivery_ids.len())
+    );
+    let mut query = sqlx::query_as(&sql);
+    for id in delivery_ids {
+        query = query.bind(id);
+    }
+    query.fetch_all(&mut *conn).await.context("reading attachments")
+}
+
+/// An attachment with its bytes, for sending.
+#[derive(Debug, Clone)]
+pub struct StoredAttachment {
+    pub filename: String,
+    pub content_type: String,
+    pub content_id: String,
+    pub data: Vec<u8>,
+}
+
+pub async fn attachments(conn: &mut AnyConnection, delivery_id: &str) -> anyhow::Result<Vec<StoredAttachment>> {
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT filename, content_type, content_id, data FROM delivery_attachments WHERE delivery_id = $1 \
+         ORDER BY position",
+    )
+    .bind(delivery_id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading attachments")?;
+    rows.into_iter()
+        .map(|(filename, content_type, content_id, data)| {
+            let data = STANDARD.decode(data).context("a stored attachment is not base64")?;
+            Ok(StoredAttachment { filename, content_type, content_id, data })
+        })
+        .collect()
+}

@@ -193,22 +193,22 @@ fn print_banner(system: &System, seeded: bool) {
     println!();
     println!("  EventHive is running.");
     println!();
-    println!("  API          {url}");
-    println!("  API docs     {url}/docs   (OpenAPI: {url}/openapi.json)");
-    println!("  identity     gRPC on {}:{}", settings.bind_host, settings.identity_port);
-    println!("  catalog      gRPC on {}:{}", settings.bind_host, settings.catalog_port);
-    println!("  ticketing    gRPC on {}:{}", settings.bind_host, settings.ticketing_port);
-    println!("  payments     gRPC on {}:{}  (simulated card processor)", settings.bind_host, settings.payments_port);
+    println!("  API           {url}");
+    println!("  API docs      {url}/docs   (OpenAPI: {url}/openapi.json)");
+    println!("  identity      gRPC on {}:{}", settings.bind_host, settings.identity_port);
+    println!("  catalog       gRPC on {}:{}", settings.bind_host, settings.catalog_port);
+    println!("  ticketing     gRPC on {}:{}", settings.bind_host, settings.ticketing_port);
+    println!("  payments      gRPC on {}:{}  (simulated card processor)", settings.bind_host, settings.payments_port);
     println!("  notifications gRPC on {}:{}", settings.bind_host, settings.notifications_port);
-    println!("  analytics    gRPC on {}:{}", settings.bind_host, settings.analytics_port);
+    println!("  analytics     gRPC on {}:{}", settings.bind_host, settings.analytics_port);
     match &settings.smtp_url {
-        Some(smtp) => println!("  mail         sent to {smtp}"),
-        None => println!("  mail         kept in the dev inbox: {url}/dev/mail"),
+        Some(smtp) => println!("  mail          sent to {smtp}"),
+        None => println!("  mail          kept in the dev inbox: {url}/dev/mail"),
     }
     if let Some(port) = settings.metrics_port {
-        println!("  metrics      http://{}:{port}/metrics  (Prometheus)", settings.bind_host);
+        println!("  metrics       http://{}:{port}/metrics  (Prometheus)", settings.bind_host);
     }
-    println!("  storage      {storage}; bus {bus}; rate limits {limits}");
+    println!("  storage       {storage}; bus {bus}; rate limits {limits}");
     println!();
     println!("  Demo logins (password {:?}){}:", demo::PASSWORD, if seeded { "" } else { ", seeded before" });
     println!("    organizer  {}  (owner of Hive Live Productions)", demo::ORGANIZER);

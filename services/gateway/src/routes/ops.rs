@@ -18,17 +18,26 @@ pub async fn healthz() -> Json<Health> {
 
 /// Ready: every service this gateway routes to, and Redis if used, answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let (identity, catalog, ticketing, limiter) = tokio::join!(
+    let (identity, catalog, ticketing, analytics, notifications, limiter) = tokio::join!(
         grpc::is_serving(state.identity_channel.clone()),
         grpc::is_serving(state.catalog_channel.clone()),
         grpc::is_serving(state.ticketing_channel.clone()),
+        grpc::is_serving(state.analytics_channel.clone()),
+        grpc::is_serving(state.notifications_channel.clone()),
         state.limiter.is_healthy(),
     );
-    let down: Vec<&str> = [("identity", identity), ("catalog", catalog), ("ticketing", ticketing), ("redis", limiter)]
-        .into_iter()
-        .filter(|(_, up)| !up)
-        .map(|(name, _)| name)
-        .collect();
+    let down: Vec<&str> = [
+        ("identity", identity),
+        ("catalog", catalog),
+        ("ticketing", ticketing),
+        ("analytics", analytics),
+        ("notifications", notifications),
+        ("redis", limiter),
+    ]
+    .into_iter()
+    .filter(|(_, up)| !up)
+    .map(|(name, _)| name)
+    .collect();
     if down.is_empty() {
         Ok(Json(Health { status: "ready".into() }))
     } else {

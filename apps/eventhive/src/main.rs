@@ -114,6 +114,7 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
             if let Some(dir) = data_dir {
                 settings.data_dir = dir;
             }
+            settings.dev_mode = true;
             let system = System::start(settings).await?;
             let seeded = if no_seed { false } else { demo::seed(&system.settings).await? };
             print_banner(&system, seeded);

@@ -89,6 +89,9 @@ pub struct Settings {
     pub cors_allowed_origins: String,
     /// How long in-flight work may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Dev mode (`eventhive dev`): developer conveniences such as the dev inbox at
+    /// `GET /dev/mail` are served. Never set in production: the inbox holds ticket codes.
+    pub dev_mode: bool,
     /// How often the outbox relay looks for unpublished messages when nothing woke it.
     pub outbox_poll_ms: u64,
 
@@ -109,7 +112,8 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     /// The sender of every email.
     pub smtp_from: String,
-    /// Attempts to deliver one email before it is dead-lettered.
+    /// Attempts to deliver one email before it is dead-lettered (with the default backoff, 12
+    /// attempts ride out about 18 minutes of SMTP outage).
     pub smtp_max_attempts: u32,
     /// The first retry's delay; it doubles per attempt (at most 5 minutes).
     pub smtp_retry_base_ms: u64,
@@ -152,6 +156,7 @@ impl Default for Settings {
             trust_forwarded_for: false,
             cors_allowed_origins: "*".into(),
             shutdown_grace_secs: 10,
+            dev_mode: false,
             outbox_poll_ms: 500,
             hold_ttl_secs: 600,
             inventory_shards: 4,
@@ -160,7 +165,7 @@ impl Default for Settings {
             payment_failure_rate: 0.0,
             smtp_url: None,
             smtp_from: "EventHive <tickets@eventhive.dev>".into(),
-            smtp_max_attempts: 6,
+            smtp_max_attempts: 12,
             smtp_retry_base_ms: 1_000,
         }
     }

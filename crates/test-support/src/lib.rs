@@ -109,6 +109,8 @@ impl TestApp {
             rate_limit_ip_per_sec: 0,
             rate_limit_user_per_sec: 0,
             outbox_poll_ms: 100,
+            // The system under test is `eventhive dev`, dev inbox included.
+            dev_mode: true,
             // Many systems share a test process; the recorder is process-wide anyway.
             metrics_port: None,
             shutdown_grace_secs: 5,

@@ -21,7 +21,13 @@ on_both_backends!(
     the_api_is_published_as_openapi_3_1_with_a_docs_page,
     health_readiness_request_ids_and_cors,
     metrics_are_served_on_their_own_port,
+    the_dev_inbox_is_not_served_outside_dev_mode,
 );
+
+async fn the_dev_inbox_is_not_served_outside_dev_mode(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.dev_mode = false).await;
+    assert_problem(app.get("/dev/mail", None).await, 404, "not-found").await;
+}
 
 async fn metrics_are_served_on_their_own_port(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.metrics_port = Some(0)).await;

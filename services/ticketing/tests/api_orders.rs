@@ -411,7 +411,7 @@ async fn a_buyer_cancels_a_pending_order_or_refunds_a_paid_one(backend: Backend)
 
 async fn a_paid_order_cannot_be_refunded_once_the_event_started(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
     let sale = app
         .sale(10, |body| {
             body["starts_at"] = json!(soon.format(&time::format_description::well_known::Rfc3339).unwrap());

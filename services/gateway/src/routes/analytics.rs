@@ -85,8 +85,8 @@ pub struct DevMailParams {
     pub to: Option<String>,
 }
 
-/// The dev inbox: mail EventHive would have sent, newest first. Only without
-/// `EVENTHIVE_SMTP_URL`; with it, mail goes to that server and this is 404.
+/// The dev inbox: mail EventHive would have sent, newest first. Only in dev mode
+/// (`eventhive dev`) and without `EVENTHIVE_SMTP_URL`; otherwise 404.
 #[utoipa::path(get, path = "/dev/mail", tag = "dev", params(DevMailParams),
     responses((status = 200, body = [DevMailDto]), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn dev_mail(
@@ -94,6 +94,10 @@ pub async fn dev_mail(
     rid: RequestId,
     ApiQuery(params): ApiQuery<DevMailParams>,
 ) -> Result<Json<Vec<DevMailDto>>, Problem> {
+    if !state.settings.dev_mode {
+        // The inbox holds ticket codes: never served outside dev mode.
+        return Err(Problem::new(ErrorKind::NotFound, "no such route"));
+    }
     let message = ListDevMailRequest { to: params.to.unwrap_or_default(), limit: 200 };
     let mail = state.notifications.clone().list_dev_mail(request(message, rid.as_deref())).await.map_err(|status| {
         let problem = Problem::from_status(&status);

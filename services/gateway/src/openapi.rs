@@ -39,7 +39,8 @@ use crate::routes;
         routes::orders::checkin_key,
         routes::analytics::get,
         routes::analytics::stream,
-        routes::analytics::dev_mail,
+        routes::dev::dev_mail,
+        routes::dev::dev_mail_page,
     ),
     modifiers(&BearerAuth),
     tags(

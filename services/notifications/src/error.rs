@@ -12,6 +12,8 @@ pub enum NotificationsError {
     Invalid(Vec<FieldError>),
     #[error("mail goes to an SMTP server (EVENTHIVE_SMTP_URL), so there is no dev inbox")]
     NoDevInbox,
+    #[error("the dev inbox has no message with this id")]
+    NoSuchMail,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -29,6 +31,7 @@ impl From<NotificationsError> for Status {
             NotificationsError::Invalid(fields) => validation_status(fields),
             // FAILED_PRECONDITION: the request is fine, the configuration is not for it.
             NotificationsError::NoDevInbox => status(ErrorKind::Conflict, message, &[]),
+            NotificationsError::NoSuchMail => status(ErrorKind::NotFound, message, &[]),
             NotificationsError::Unexpected(error) => internal_status(&error),
         }
     }

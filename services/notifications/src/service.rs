@@ -8,8 +8,8 @@ use eventhive_platform::{
     storage::{ms_to_rfc3339, now_ms},
 };
 use eventhive_proto::notifications::{
-    Attachment, DeadLetter, DevMail, ListDeadLettersRequest, ListDeadLettersResponse, ListDevMailRequest,
-    ListDevMailResponse, ReplayDeadLettersRequest, ReplayDeadLettersResponse, notifications_server,
+    Attachment, DeadLetter, DevMail, GetDevMailRequest, ListDeadLettersRequest, ListDeadLettersResponse,
+    ListDevMailRequest, ListDevMailResponse, ReplayDeadLettersRequest, ReplayDeadLettersResponse, notifications_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -65,6 +65,7 @@ impl NotificationsService {
                 content_type: meta.content_type,
                 content_id: meta.content_id,
                 size: meta.size,
+                content: Vec::new(),
             });
         }
         Ok(rows
@@ -80,6 +81,43 @@ impl NotificationsService {
                 created_at: ms_to_rfc3339(row.created_at),
             })
             .collect())
+    }
+
+    /// One message of the dev inbox, with its attachments' bytes (to show its QR codes).
+    #[tracing::instrument(skip(self))]
+    pub async fn dev_mail_message(&self, id: &str) -> Result<DevMail> {
+        if self.sender.uses_smtp() {
+            return Err(NotificationsError::NoDevInbox);
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        let row: Option<DeliveryRow> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1 AND status = 'sent' AND sent_via = 'dev_inbox'"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let row = row.ok_or(NotificationsError::NoSuchMail)?;
+        let attachments = store::attachments(&mut conn, &row.id)
+            .await?
+            .into_iter()
+            .map(|a| Attachment {
+                size: i64::try_from(a.data.len()).unwrap_or(i64::MAX),
+                filename: a.filename,
+                content_type: a.content_type,
+                content_id: a.content_id,
+                content: a.data,
+            })
+            .collect();
+        Ok(DevMail {
+            attachments,
+            id: row.id,
+            to: row.recipient,
+            subject: row.subject,
+            body: row.body_text,
+            html: row.body_html,
+            kind: row.kind,
+            created_at: ms_to_rfc3339(row.created_at),
+        })
     }
 
     /// Deliveries that failed every attempt, oldest first.
@@ -142,6 +180,10 @@ type Answer<T> = std::result::Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl notifications_server::Notifications for NotificationsService {
+    async fn get_dev_mail(&self, request: Request<GetDevMailRequest>) -> Answer<DevMail> {
+        Ok(Response::new(self.dev_mail_message(&request.into_inner().id).await?))
+    }
+
     async fn list_dev_mail(&self, request: Request<ListDevMailRequest>) -> Answer<ListDevMailResponse> {
         let request = request.into_inner();
         Ok(Response::new(ListDevMailResponse { messages: self.dev_mail(&request.to, request.limit).await? }))

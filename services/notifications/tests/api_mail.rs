@@ -77,6 +77,15 @@ async fn without_smtp_mail_waits_in_the_dev_inbox(backend: Backend) {
     assert_eq!(inbox[0]["kind"], "order_confirmation");
     assert!(inbox[0]["body"].as_str().unwrap().contains(&codes(&order)[0]));
     assert!(!inbox[0]["subject"].as_str().unwrap().is_empty());
+    // The message as a page, QR code included, for a person with a browser.
+    let page = app.get(&format!("/dev/mail/{}", inbox[0]["id"].as_str().unwrap()), None).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert_eq!(html.matches("data:image/png;base64,").count(), 1, "the ticket's QR code is embedded");
+    assert!(!html.contains("cid:"));
+    let missing = app.get("/dev/mail/01900000-0000-7000-8000-000000000000", None).await;
+    assert_eq!(missing.status(), 404);
 }
 
 /// Two holders (one with two orders) and a buyer whose order was refunded.

@@ -1,4 +1,4 @@
-//! Live sales figures for organizers, and the dev inbox.
+//! Live sales figures for organizers.
 
 use std::convert::Infallible;
 
@@ -7,22 +7,12 @@ use axum::{
     extract::State,
     response::sse::{Event, KeepAlive, Sse},
 };
-use eventhive_platform::{ErrorKind, Problem, grpc::request};
-use eventhive_proto::{
-    analytics::{EventAnalytics, GetEventAnalyticsRequest},
-    notifications::ListDevMailRequest,
-};
+use eventhive_platform::{Problem, grpc::request};
+use eventhive_proto::analytics::{EventAnalytics, GetEventAnalyticsRequest};
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use super::RequestId;
-use crate::{
-    auth::AuthUser,
-    dto::{DevMailDto, EventAnalyticsDto},
-    extract::{ApiQuery, PathId},
-    state::AppState,
-};
+use crate::{auth::AuthUser, dto::EventAnalyticsDto, extract::PathId, state::AppState};
 
 /// Sold, held and available tickets, revenue, paid orders, check-ins, by ticket type and per
 /// minute. The organization's members only.
@@ -76,36 +66,4 @@ pub async fn stream(
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DevMailParams {
-    /// Only mail to this address.
-    pub to: Option<String>,
-}
-
-/// The dev inbox: mail EventHive would have sent, newest first. Only in dev mode
-/// (`eventhive dev`) and without `EVENTHIVE_SMTP_URL`; otherwise 404.
-#[utoipa::path(get, path = "/dev/mail", tag = "dev", params(DevMailParams),
-    responses((status = 200, body = [DevMailDto]), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn dev_mail(
-    State(state): State<AppState>,
-    rid: RequestId,
-    ApiQuery(params): ApiQuery<DevMailParams>,
-) -> Result<Json<Vec<DevMailDto>>, Problem> {
-    if !state.settings.dev_mode {
-        // The inbox holds ticket codes: never served outside dev mode.
-        return Err(Problem::new(ErrorKind::NotFound, "no such route"));
-    }
-    let message = ListDevMailRequest { to: params.to.unwrap_or_default(), limit: 200 };
-    let mail = state.notifications.clone().list_dev_mail(request(message, rid.as_deref())).await.map_err(|status| {
-        let problem = Problem::from_status(&status);
-        if problem.kind() == ErrorKind::Conflict {
-            Problem::new(ErrorKind::NotFound, "the dev inbox is off: mail goes to EVENTHIVE_SMTP_URL")
-        } else {
-            problem
-        }
-    })?;
-    Ok(Json(mail.into_inner().messages.into_iter().map(DevMailDto::from).collect()))
 }

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod dev;
 pub mod events;
 pub mod ops;
 pub mod orders;

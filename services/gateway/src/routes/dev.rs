@@ -1,0 +1,85 @@
+//! Dev mode's conveniences: the inbox of mail EventHive would have sent.
+
+use axum::{
+    Json,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use eventhive_platform::{ErrorKind, Problem, grpc::request};
+use eventhive_proto::notifications::{GetDevMailRequest, ListDevMailRequest};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::RequestId;
+use crate::{
+    dto::DevMailDto,
+    extract::{ApiQuery, PathId},
+    state::AppState,
+};
+
+/// The inbox holds ticket codes: it exists only in dev mode, and only while mail is not sent
+/// to an SMTP server.
+fn inbox_available(state: &AppState) -> Result<(), Problem> {
+    if state.settings.dev_mode { Ok(()) } else { Err(Problem::new(ErrorKind::NotFound, "no such route")) }
+}
+
+fn no_inbox(status: tonic::Status) -> Problem {
+    let problem = Problem::from_status(&status);
+    if problem.kind() == ErrorKind::Conflict {
+        Problem::new(ErrorKind::NotFound, "the dev inbox is off: mail goes to EVENTHIVE_SMTP_URL")
+    } else {
+        problem
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DevMailParams {
+    /// Only mail to this address.
+    pub to: Option<String>,
+}
+
+/// The dev inbox: mail EventHive would have sent, newest first. Only in dev mode
+/// (`eventhive dev`) and without `EVENTHIVE_SMTP_URL`; otherwise 404.
+#[utoipa::path(get, path = "/dev/mail", tag = "dev", params(DevMailParams),
+    responses((status = 200, body = [DevMailDto]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn dev_mail(
+    State(state): State<AppState>,
+    rid: RequestId,
+    ApiQuery(params): ApiQuery<DevMailParams>,
+) -> Result<Json<Vec<DevMailDto>>, Problem> {
+    inbox_available(&state)?;
+    let message = ListDevMailRequest { to: params.to.unwrap_or_default(), limit: 200 };
+    let mail = state.notifications.clone().list_dev_mail(request(message, rid.as_deref())).await.map_err(no_inbox)?;
+    Ok(Json(mail.into_inner().messages.into_iter().map(DevMailDto::from).collect()))
+}
+
+/// One message of the dev inbox as its HTML body, with its inline images (the tickets' QR
+/// codes) embedded, to look at in a browser.
+#[utoipa::path(get, path = "/dev/mail/{id}", tag = "dev", params(("id" = String, Path, description = "message id")),
+    responses((status = 200, description = "the message's HTML body", content_type = "text/html"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn dev_mail_page(
+    State(state): State<AppState>,
+    rid: RequestId,
+    PathId(id): PathId,
+) -> Result<Response, Problem> {
+    inbox_available(&state)?;
+    let message = state
+        .notifications
+        .clone()
+        .get_dev_mail(request(GetDevMailRequest { id }, rid.as_deref()))
+        .await
+        .map_err(no_inbox)?
+        .into_inner();
+    let mut html = message.html;
+    for attachment in &message.attachments {
+        if !attachment.content_id.is_empty() {
+            let data = format!("data:{};base64,{}", attachment.content_type, STANDARD.encode(&attachment.content));
+            html = html.replace(&format!("cid:{}", attachment.content_id), &data);
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use eventhive_platform::{Settings, shutdown, telemetry};
+use eventhive_platform::{Settings, config::LogFormat, shutdown, telemetry};
 use eventhive_system::{ServiceName, System, demo};
 
 #[derive(Parser)]
@@ -94,7 +94,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    let default_format = match cli.command {
+        Command::Serve { .. } => LogFormat::Json,
+        _ => LogFormat::Pretty,
+    };
+    telemetry::init(settings.log_format.unwrap_or(default_format));
     match run(cli, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -64,7 +64,9 @@ pub struct Settings {
     /// Prefix of every Redis key, so several deployments can share one server.
     pub redis_prefix: String,
 
-    pub log_format: LogFormat,
+    /// Unset: pretty for `eventhive dev` and the other commands a person runs, JSON lines for
+    /// `eventhive serve` (production).
+    pub log_format: Option<LogFormat>,
 
     /// Lifetime of an access token (JWT).
     pub access_token_ttl_secs: u64,
@@ -144,7 +146,7 @@ impl Default for Settings {
             amqp_exchange: "eventhive.events".into(),
             redis_url: None,
             redis_prefix: "eventhive".into(),
-            log_format: LogFormat::Pretty,
+            log_format: None,
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             password_hash_memory_kib: 19 * 1024,

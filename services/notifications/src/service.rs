@@ -70,15 +70,9 @@ impl NotificationsService {
         }
         Ok(rows
             .into_iter()
-            .map(|row| DevMail {
-                attachments: attachments.remove(&row.id).unwrap_or_default(),
-                id: row.id,
-                to: row.recipient,
-                subject: row.subject,
-                body: row.body_text,
-                html: row.body_html,
-                kind: row.kind,
-                created_at: ms_to_rfc3339(row.created_at),
+            .map(|row| {
+                let attached = attachments.remove(&row.id).unwrap_or_default();
+                dev_mail(row, attached)
             })
             .collect())
     }
@@ -108,16 +102,7 @@ impl NotificationsService {
                 content: a.data,
             })
             .collect();
-        Ok(DevMail {
-            attachments,
-            id: row.id,
-            to: row.recipient,
-            subject: row.subject,
-            body: row.body_text,
-            html: row.body_html,
-            kind: row.kind,
-            created_at: ms_to_rfc3339(row.created_at),
-        })
+        Ok(dev_mail(row, attachments))
     }
 
     /// Deliveries that failed every attempt, oldest first.
@@ -177,6 +162,20 @@ impl NotificationsService {
 }
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
+
+/// A delivery as the dev inbox shows it.
+fn dev_mail(row: DeliveryRow, attachments: Vec<Attachment>) -> DevMail {
+    DevMail {
+        attachments,
+        id: row.id,
+        to: row.recipient,
+        subject: row.subject,
+        body: row.body_text,
+        html: row.body_html,
+        kind: row.kind,
+        created_at: ms_to_rfc3339(row.created_at),
+    }
+}
 
 #[tonic::async_trait]
 impl notifications_server::Notifications for NotificationsService {

@@ -6,10 +6,10 @@
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::STANDARD};
-use eventhive_platform::{ErrorKind, FieldError, storage::now_ms};
+use eventhive_platform::{Database, ErrorKind, FieldError, storage::now_ms};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
+use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::error::TicketingError;
 use eventhive_proto::ticketing::Order;
@@ -169,6 +169,42 @@ pub async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, Tic
         }
     }
     Ok(Claim::Running)
+}
+
+/// How long a duplicate waits for the first request with its key: below the gateway's request
+/// timeout, so the client gets an answer from us rather than a timeout.
+const DUPLICATE_WAIT_MS: i64 = 10_000;
+
+/// What [`claim_or_wait`] settled on.
+pub enum Turn<'c> {
+    /// The key is ours; the claim is written in this (uncommitted) transaction.
+    Owned(Transaction<'c, Any>),
+    /// The first request's answer, to give again.
+    Replay(Result<Order, TicketingError>),
+}
+
+/// Claims the key, waiting (up to a bound) while another request with it is running.
+pub async fn claim_or_wait<'c>(db: &'c Database, scope: &Scope) -> Result<Turn<'c>, TicketingError> {
+    let deadline = now_ms() + DUPLICATE_WAIT_MS;
+    loop {
+        let mut tx = db.pool().begin().await?;
+        match claim(&mut tx, scope).await? {
+            Claim::Owned => return Ok(Turn::Owned(tx)),
+            Claim::Answered(stored) => {
+                tx.commit().await?;
+                return Ok(Turn::Replay(stored.replay()));
+            }
+            Claim::Running => {
+                tx.rollback().await?;
+                if now_ms() > deadline {
+                    return Err(TicketingError::Conflict(
+                        "a request with this Idempotency-Key is still running".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// Keeps the answer of an owned claim, or lets the key go if the answer is temporary.

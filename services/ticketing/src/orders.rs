@@ -19,7 +19,7 @@ use crate::{
     SERVICE,
     engine::Engine,
     error::TicketingError,
-    idempotency::{self, Claim, Scope},
+    idempotency::{self, Scope, Turn},
     inventory::{self, Move},
     saga::{OrderEvent, OrderState},
     store::{self, ORDER_COLUMNS, OrderRow},
@@ -27,8 +27,6 @@ use crate::{
 
 type Result<T> = std::result::Result<T, TicketingError>;
 
-/// How long a duplicate request waits for the first one with its key.
-const DUPLICATE_WAIT_MS: i64 = 10_000;
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
@@ -81,48 +79,29 @@ impl Engine {
             Scope::new(&request.buyer_id, "POST /v1/orders".into(), &request.idempotency_key, fingerprint.as_bytes())?;
         self.know_event(&wanted, request_id).await?;
 
-        let deadline = now_ms() + DUPLICATE_WAIT_MS;
-        loop {
-            let mut tx = self.db.pool().begin().await?;
-            match idempotency::claim(&mut tx, &scope).await? {
-                Claim::Answered(stored) => {
-                    tx.commit().await?;
-                    return stored.replay();
-                }
-                Claim::Running => {
-                    tx.rollback().await?;
-                    if now_ms() > deadline {
-                        return Err(TicketingError::Conflict(
-                            "a request with this Idempotency-Key is still running".into(),
-                        ));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Claim::Owned => {
-                    // A savepoint: a refused order leaves no trace but its kept answer.
-                    let mut attempt = tx.begin().await?;
-                    let result = self.hold(&mut attempt, &request.buyer_id, &wanted, request_id).await;
-                    if result.is_ok() {
-                        attempt.commit().await?;
-                    } else {
-                        attempt.rollback().await?;
-                    }
-                    idempotency::finish(&mut tx, &scope, &result).await?;
-                    tx.commit().await?;
-                    match &result {
-                        Ok(_) => {
-                            metrics::counter!("eventhive_orders_placed_total").increment(1);
-                            self.relay.wake();
-                        }
-                        Err(TicketingError::SoldOut(_)) => {
-                            metrics::counter!("eventhive_orders_sold_out_total").increment(1)
-                        }
-                        Err(_) => {}
-                    }
-                    return result;
-                }
-            }
+        let mut tx = match idempotency::claim_or_wait(&self.db, &scope).await? {
+            Turn::Replay(answer) => return answer,
+            Turn::Owned(tx) => tx,
+        };
+        // A savepoint: a refused order leaves no trace but its kept answer.
+        let mut attempt = tx.begin().await?;
+        let result = self.hold(&mut attempt, &request.buyer_id, &wanted, request_id).await;
+        if result.is_ok() {
+            attempt.commit().await?;
+        } else {
+            attempt.rollback().await?;
         }
+        idempotency::finish(&mut tx, &scope, &result).await?;
+        tx.commit().await?;
+        match &result {
+            Ok(_) => {
+                metrics::counter!("eventhive_orders_placed_total").increment(1);
+                self.relay.wake();
+            }
+            Err(TicketingError::SoldOut(_)) => metrics::counter!("eventhive_orders_sold_out_total").increment(1),
+            Err(_) => {}
+        }
+        result
     }
 
     /// Makes sure ticketing knows the event and every ticket type named, asking catalog if not.

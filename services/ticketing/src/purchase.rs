@@ -27,7 +27,7 @@ use crate::{
     engine::Engine,
     error::TicketingError,
     faults::FaultPoint,
-    idempotency::{self, Claim, Scope},
+    idempotency::{self, Scope, Turn},
     inventory::{self, Move},
     orders::release_buyer_quota,
     saga::{OrderEvent, OrderState},
@@ -37,10 +37,6 @@ use crate::{
 
 type Result<T> = std::result::Result<T, TicketingError>;
 
-/// How long a duplicate waits for the first request with its key: below the gateway's request
-/// timeout, so the client gets an answer from us rather than a timeout.
-const DUPLICATE_WAIT_MS: i64 = 10_000;
-
 impl Engine {
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
     pub async fn pay_order(&self, request: PayOrderRequest, request_id: Option<&str>) -> Result<Order> {
@@ -49,28 +45,9 @@ impl Engine {
         let path = format!("POST /v1/orders/{}/payment", request.order_id);
         let scope = Scope::new(&request.buyer_id, path, &request.idempotency_key, fingerprint.as_bytes())?;
         // The key is claimed in a transaction of its own: the payment cannot run inside one.
-        let deadline = now_ms() + DUPLICATE_WAIT_MS;
-        loop {
-            let mut tx = self.db.pool().begin().await?;
-            match idempotency::claim(&mut tx, &scope).await? {
-                Claim::Answered(stored) => {
-                    tx.commit().await?;
-                    return stored.replay();
-                }
-                Claim::Owned => {
-                    tx.commit().await?;
-                    break;
-                }
-                Claim::Running => {
-                    tx.rollback().await?;
-                    if now_ms() > deadline {
-                        return Err(TicketingError::Conflict(
-                            "a request with this Idempotency-Key is still running".into(),
-                        ));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
+        match idempotency::claim_or_wait(&self.db, &scope).await? {
+            Turn::Replay(answer) => return answer,
+            Turn::Owned(tx) => tx.commit().await?,
         }
         let result = self.pay(&request, request_id).await;
         if matches!(result, Err(TicketingError::Fault(_))) {

@@ -102,6 +102,7 @@ impl OutboxRelay {
             published += 1;
         }
         tx.commit().await.context("outbox: commit")?;
+        metrics::counter!("eventhive_outbox_published_total").increment(published as u64);
         Ok(published)
     }
 

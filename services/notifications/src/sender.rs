@@ -138,10 +138,16 @@ impl Sender {
     /// Sends what is due at `now_ms` (Unix ms), once.
     #[tracing::instrument(name = "sender.step", skip(self), level = "debug")]
     pub async fn step(&self, now_ms: i64) -> anyhow::Result<SendReport> {
-        match &self.inner.mailer {
+        let report = match &self.inner.mailer {
             Mailer::DevInbox => self.keep_in_dev_inbox(now_ms).await,
             Mailer::Smtp(transport) => self.send_by_smtp(transport, now_ms).await,
+        }?;
+        for (outcome, count) in [("sent", report.sent), ("retried", report.retried), ("dead", report.dead)] {
+            if count > 0 {
+                metrics::counter!("eventhive_emails_total", "outcome" => outcome).increment(count);
+            }
         }
+        Ok(report)
     }
 
     /// Sends due deliveries until `shutdown`: every [`TICK`], at once when woken, and again

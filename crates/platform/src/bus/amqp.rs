@@ -194,6 +194,14 @@ impl AmqpBus {
                     }
                 };
                 let outcome = handler.handle(&envelope).await;
+                super::count_handled(
+                    &subscription.queue,
+                    match &outcome {
+                        Ok(()) => "ok",
+                        Err(_) if attempt >= subscription.max_attempts => "dead",
+                        Err(_) => "retry",
+                    },
+                );
                 let settled = match outcome {
                     Ok(()) => Ok(()),
                     Err(error) if attempt >= subscription.max_attempts => {

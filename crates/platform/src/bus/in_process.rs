@@ -90,7 +90,16 @@ impl MessageBus for InProcessBus {
                 let subscription = subscription.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(error) = handler.handle(&delivery.envelope).await {
+                    let outcome = handler.handle(&delivery.envelope).await;
+                    super::count_handled(
+                        &subscription.queue,
+                        match &outcome {
+                            Ok(()) => "ok",
+                            Err(_) if delivery.attempt >= subscription.max_attempts => "dead",
+                            Err(_) => "retry",
+                        },
+                    );
+                    if let Err(error) = outcome {
                         if delivery.attempt >= subscription.max_attempts {
                             tracing::error!(queue = %subscription.queue, message_id = %delivery.envelope.id, error = format!("{error:#}"), "dead-lettering message");
                             bus.lock().dead_letters.entry(subscription.queue.clone()).or_default().push(DeadLetter {

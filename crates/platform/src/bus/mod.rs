@@ -102,6 +102,12 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Arc<dyn MessageBus>>
     }
 }
 
+/// Counts what became of a delivered message: `ok`, `retry` or `dead`.
+pub(crate) fn count_handled(queue: &str, outcome: &'static str) {
+    metrics::counter!("eventhive_bus_messages_handled_total", "queue" => queue.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// Backoff before attempt `attempt` (1-based) of a failed message: 100 ms doubling, at most 5 s.
 pub fn retry_backoff(attempt: u32) -> Duration {
     let exponent = attempt.saturating_sub(1).min(6);

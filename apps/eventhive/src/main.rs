@@ -210,7 +210,7 @@ fn print_banner(system: &System, seeded: bool) {
         Some(smtp) => println!("  mail          sent to {smtp}"),
         None => println!("  mail          kept in the dev inbox: {url}/dev/mail"),
     }
-    if let Some(port) = settings.metrics_port {
+    if let Some(port) = settings.metrics_port.filter(|_| settings.metrics_enabled) {
         println!("  metrics       http://{}:{port}/metrics  (Prometheus)", settings.bind_host);
     }
     println!("  storage       {storage}; bus {bus}; rate limits {limits}");

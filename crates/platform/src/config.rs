@@ -46,8 +46,11 @@ pub struct Settings {
     /// Where the gateway and the CLI reach analytics.
     pub analytics_url: Option<String>,
     /// Port of this process's Prometheus metrics listener (`GET /metrics`), apart from the
-    /// public one; none turns it off.
+    /// public one (0: any free port).
     pub metrics_port: Option<u16>,
+    /// `false` serves no metrics listener (`EVENTHIVE_METRICS_ENABLED=false`), e.g. when
+    /// several processes share a host and nobody scrapes them.
+    pub metrics_enabled: bool,
 
     /// A PostgreSQL server URL; each service uses its own database `<database_prefix>_<service>`
     /// on it, created if missing. Unset: embedded SQLite files under `data_dir`.
@@ -139,6 +142,7 @@ impl Default for Settings {
             notifications_url: None,
             analytics_url: None,
             metrics_port: Some(9464),
+            metrics_enabled: true,
             database_url: None,
             database_prefix: "eventhive".into(),
             data_dir: PathBuf::from(".eventhive"),

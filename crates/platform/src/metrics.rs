@@ -30,7 +30,7 @@ pub fn recorder() -> Option<PrometheusHandle> {
 /// Binds the metrics listener if one is configured. Bind before serving, so that a taken port
 /// stops the process at start-up with a clear message.
 pub async fn bind(settings: &Settings) -> anyhow::Result<Option<TcpListener>> {
-    let Some(port) = settings.metrics_port else { return Ok(None) };
+    let Some(port) = settings.metrics_port.filter(|_| settings.metrics_enabled) else { return Ok(None) };
     let address = format!("{}:{port}", settings.bind_host);
     let listener = TcpListener::bind(&address)
         .await

@@ -56,6 +56,9 @@ pub struct Settings {
     /// on it, created if missing. Unset: embedded SQLite files under `data_dir`.
     pub database_url: Option<String>,
     pub database_prefix: String,
+    /// Connections each service keeps to PostgreSQL at most. Seven services share one server:
+    /// the sum must stay below its `max_connections` (100 by default).
+    pub database_max_connections: u32,
     /// Where embedded storage lives.
     pub data_dir: PathBuf,
     /// RabbitMQ; unset: the in-process bus.
@@ -145,6 +148,7 @@ impl Default for Settings {
             metrics_enabled: true,
             database_url: None,
             database_prefix: "eventhive".into(),
+            database_max_connections: 12,
             data_dir: PathBuf::from(".eventhive"),
             amqp_url: None,
             amqp_exchange: "eventhive.events".into(),
@@ -273,6 +277,9 @@ impl Settings {
         }
         if self.smtp_max_attempts == 0 {
             return Err(ConfigError::new("smtp_max_attempts", "must be at least 1"));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::new("database_max_connections", "must be at least 1"));
         }
         if self.hold_ttl_secs == 0 {
             return Err(ConfigError::new("hold_ttl_secs", "must be positive"));

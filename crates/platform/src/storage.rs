@@ -42,7 +42,7 @@ impl Database {
         sqlx::any::install_default_drivers();
         let name = format!("{}_{}", settings.database_prefix, service);
         match &settings.database_url {
-            Some(server_url) => Self::connect_postgres(server_url, &name).await,
+            Some(server_url) => Self::connect_postgres(server_url, &name, settings.database_max_connections).await,
             None => {
                 std::fs::create_dir_all(&settings.data_dir)
                     .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
@@ -52,12 +52,12 @@ impl Database {
         }
     }
 
-    async fn connect_postgres(server_url: &str, name: &str) -> anyhow::Result<Self> {
+    async fn connect_postgres(server_url: &str, name: &str, max_connections: u32) -> anyhow::Result<Self> {
         let server = PgConnectOptions::from_str(server_url).context("EVENTHIVE_DATABASE_URL is not a valid URL")?;
         create_postgres_database_if_missing(&server, name).await?;
         let url = server.database(name).to_url_lossy().to_string();
         let pool = AnyPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect(&url)
             .await

@@ -121,6 +121,9 @@ impl TestApp {
             settings.amqp_url = Some(env_or("EVENTHIVE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"));
             settings.redis_url = Some(env_or("EVENTHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379"));
             settings.database_prefix = format!("eh_test_{run_id}");
+            // Two tests run at once, each with seven services, on one PostgreSQL server with
+            // 100 connections.
+            settings.database_max_connections = 4;
             settings.amqp_exchange = format!("eh-test-{run_id}.events");
             settings.redis_prefix = format!("eh-test-{run_id}");
         }

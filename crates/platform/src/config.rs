@@ -114,6 +114,9 @@ pub struct Settings {
     pub payment_latency_ms: u64,
     /// The simulated card processor's share of calls failing transiently (0.0 to 1.0).
     pub payment_failure_rate: f64,
+    /// How long a charge whose outcome is unknown is left alone before payments asks the
+    /// processor how it ended. Must exceed one processor call's timeout.
+    pub payment_settle_delay_ms: u64,
 
     /// An SMTP server for outgoing mail (`smtp://host:port`, `smtps://` for TLS); unset: mail
     /// is kept in the dev inbox served at `GET /dev/mail`.
@@ -173,6 +176,7 @@ impl Default for Settings {
             sweep_interval_ms: 1000,
             payment_latency_ms: 0,
             payment_failure_rate: 0.0,
+            payment_settle_delay_ms: 5_000,
             smtp_url: None,
             smtp_from: "EventHive <tickets@eventhive.dev>".into(),
             smtp_max_attempts: 12,

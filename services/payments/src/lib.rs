@@ -47,7 +47,8 @@ impl Application {
             Duration::from_millis(settings.payment_latency_ms),
             settings.payment_failure_rate,
         );
-        let service = service::PaymentsService::new(db.clone(), Arc::new(processor));
+        let service = service::PaymentsService::new(db.clone(), Arc::new(processor))
+            .with_settle_delay(Duration::from_millis(settings.payment_settle_delay_ms));
         Ok(Self { listener, service, db })
     }
 

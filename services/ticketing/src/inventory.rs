@@ -198,18 +198,36 @@ pub struct Stock {
 }
 
 pub async fn stock(conn: &mut AnyConnection, event_id: &str) -> anyhow::Result<Vec<Stock>> {
-    sqlx::query_as(
-        "SELECT t.id AS ticket_type_id, t.capacity AS capacity, \
+    Ok(stock_of_events(conn, std::slice::from_ref(&event_id.to_owned())).await?.into_iter().map(|(_, s)| s).collect())
+}
+
+/// [`stock`] of several events in one query: (event id, stock) pairs, by event and type.
+pub async fn stock_of_events(conn: &mut AnyConnection, event_ids: &[String]) -> anyhow::Result<Vec<(String, Stock)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        event_id: String,
+        #[sqlx(flatten)]
+        stock: Stock,
+    }
+    if event_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=event_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT t.event_id AS event_id, t.id AS ticket_type_id, t.capacity AS capacity, \
                 CAST(COALESCE(SUM(s.sold), 0) AS BIGINT) AS sold, \
                 CAST(COALESCE(SUM(s.held), 0) AS BIGINT) AS held, \
                 CAST(COALESCE(SUM(s.available), 0) AS BIGINT) AS available \
          FROM ticket_types t LEFT JOIN inventory_shards s ON s.ticket_type_id = t.id \
-         WHERE t.event_id = $1 GROUP BY t.id, t.capacity ORDER BY t.id",
-    )
-    .bind(event_id)
-    .fetch_all(&mut *conn)
-    .await
-    .context("reading stock")
+         WHERE t.event_id IN ({}) GROUP BY t.event_id, t.id, t.capacity ORDER BY t.event_id, t.id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, Row>(&sql);
+    for id in event_ids {
+        query = query.bind(id);
+    }
+    let rows = query.fetch_all(&mut *conn).await.context("reading stock")?;
+    Ok(rows.into_iter().map(|row| (row.event_id, row.stock)).collect())
 }
 
 #[cfg(test)]

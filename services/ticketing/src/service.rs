@@ -2,9 +2,10 @@
 
 use eventhive_platform::grpc;
 use eventhive_proto::ticketing::{
-    Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, GetAvailabilityRequest,
-    GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse, ListTicketsRequest,
-    ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest, TicketTypeAvailability, ticketing_server,
+    Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, GetAvailabilitiesRequest,
+    GetAvailabilitiesResponse, GetAvailabilityRequest, GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest,
+    ListOrdersResponse, ListTicketsRequest, ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest,
+    TicketTypeAvailability, ticketing_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -21,6 +22,19 @@ impl TicketingService {
 }
 
 type Answer<T> = Result<Response<T>, Status>;
+
+/// Events one availability call may name: a page of search results.
+const MAX_EVENTS_PER_CALL: usize = 100;
+
+fn availability(stock: &inventory::Stock) -> TicketTypeAvailability {
+    TicketTypeAvailability {
+        ticket_type_id: stock.ticket_type_id.clone(),
+        capacity: stock.capacity,
+        sold: stock.sold,
+        held: stock.held,
+        available: stock.available,
+    }
+}
 
 #[tonic::async_trait]
 impl ticketing_server::Ticketing for TicketingService {
@@ -65,22 +79,35 @@ impl ticketing_server::Ticketing for TicketingService {
         Ok(Response::new(self.engine.checkin_key(request.actor.as_ref(), &request.event_id).await?))
     }
 
+    async fn get_availabilities(
+        &self,
+        request: Request<GetAvailabilitiesRequest>,
+    ) -> Answer<GetAvailabilitiesResponse> {
+        let event_ids = request.into_inner().event_ids;
+        if event_ids.len() > MAX_EVENTS_PER_CALL {
+            return Err(TicketingError::Invalid(vec![eventhive_platform::FieldError::new(
+                "event_ids",
+                format!("at most {MAX_EVENTS_PER_CALL} per call"),
+            )])
+            .into());
+        }
+        let mut conn = self.engine.db.pool().acquire().await.map_err(TicketingError::from)?;
+        let stock = inventory::stock_of_events(&mut conn, &event_ids).await.map_err(TicketingError::from)?;
+        let events = event_ids
+            .into_iter()
+            .map(|event_id| {
+                let ticket_types =
+                    stock.iter().filter(|(of, _)| *of == event_id).map(|(_, s)| availability(s)).collect();
+                Availability { event_id, ticket_types }
+            })
+            .collect();
+        Ok(Response::new(GetAvailabilitiesResponse { events }))
+    }
+
     async fn get_availability(&self, request: Request<GetAvailabilityRequest>) -> Answer<Availability> {
         let event_id = request.into_inner().event_id;
         let mut conn = self.engine.db.pool().acquire().await.map_err(TicketingError::from)?;
         let stock = inventory::stock(&mut conn, &event_id).await.map_err(TicketingError::from)?;
-        Ok(Response::new(Availability {
-            event_id,
-            ticket_types: stock
-                .into_iter()
-                .map(|s| TicketTypeAvailability {
-                    ticket_type_id: s.ticket_type_id,
-                    capacity: s.capacity,
-                    sold: s.sold,
-                    held: s.held,
-                    available: s.available,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(Availability { event_id, ticket_types: stock.iter().map(availability).collect() }))
     }
 }

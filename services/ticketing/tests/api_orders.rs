@@ -64,6 +64,9 @@ async fn a_buyer_holds_pays_and_gets_tickets_that_never_change(backend: Backend)
     assert_eq!(app.stock(&sale.ticket_type_id).await, (0, 3, 7));
     let event: Value = app.get(&format!("/v1/events/{}", sale.event_id), None).await.json().await.unwrap();
     assert_eq!(event["ticket_types"][0]["available"], 7);
+    let found: Value = app.get("/v1/events?q=test%20suite", None).await.json().await.unwrap();
+    let listed = found["items"].as_array().unwrap().iter().find(|e| e["id"] == sale.event_id.as_str()).unwrap();
+    assert_eq!(listed["ticket_types"][0]["available"], 7, "search shows what is left too");
 
     let response = app.pay(&buyer, &id(&order), cards::SUCCEEDS, "pay-1").await;
     assert_eq!(response.status(), 200);

@@ -7,7 +7,7 @@ use eventhive_proto::{
         AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, GetEventRequest, PublishEventRequest,
         SearchEventsRequest, UpdateEventRequest, Venue,
     },
-    ticketing::GetAvailabilityRequest,
+    ticketing::{Availability, GetAvailabilitiesRequest, GetAvailabilityRequest},
 };
 
 use super::RequestId;
@@ -33,13 +33,17 @@ async fn with_availability(state: &AppState, rid: &RequestId, mut event: EventDt
     let message = GetAvailabilityRequest { event_id: event.id.clone() };
     let availability =
         state.ticketing.clone().get_availability(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+    fill_availability(&mut event, &availability);
+    Ok(event)
+}
+
+fn fill_availability(event: &mut EventDto, availability: &Availability) {
     for ticket_type in &mut event.ticket_types {
         // Ticketing learns of a ticket type when it goes on sale; until then nothing is sold.
         if let Some(stock) = availability.ticket_types.iter().find(|s| s.ticket_type_id == ticket_type.id) {
             ticket_type.available = stock.available;
         }
     }
-    Ok(event)
 }
 
 /// Creates a draft event in an organization the caller owns or administers.
@@ -190,10 +194,22 @@ pub async fn search(
     };
     let page =
         state.catalog.clone().search_events(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
-    Ok(Json(EventPage {
-        items: page.items.into_iter().map(EventDto::from).collect(),
-        next_page_token: page.next_page_token,
-    }))
+    let mut items: Vec<EventDto> = page.items.into_iter().map(EventDto::from).collect();
+    if !items.is_empty() {
+        // One call for the whole page.
+        let message = GetAvailabilitiesRequest { event_ids: items.iter().map(|e| e.id.clone()).collect() };
+        let stock = state
+            .ticketing
+            .clone()
+            .get_availabilities(request(message, rid.as_deref()))
+            .await
+            .map_err(problem)?
+            .into_inner();
+        for (event, availability) in items.iter_mut().zip(&stock.events) {
+            fill_availability(event, availability);
+        }
+    }
+    Ok(Json(EventPage { items, next_page_token: page.next_page_token }))
 }
 
 /// One event with its ticket types. Drafts are visible to their organization's members only.

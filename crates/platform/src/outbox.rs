@@ -17,6 +17,12 @@ use crate::{
     storage::{Database, now_ms},
 };
 
+/// How long published outbox messages are kept, for operators tracing what went out.
+pub const OUTBOX_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// How long a consumer remembers a message id it applied.
+pub const INBOX_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Writes `event` to the outbox on `tx`; it is published after the transaction commits.
 pub async fn enqueue<E: DomainEvent>(
     tx: &mut AnyConnection,
@@ -114,10 +120,37 @@ impl OutboxRelay {
         Ok(count)
     }
 
-    /// Publishes until `shutdown`: at once when woken, else every `poll`.
+    /// Forgets what no longer needs remembering, as of `now` (Unix ms): outbox messages
+    /// published more than [`OUTBOX_RETENTION_MS`] ago, and inbox claims older than
+    /// [`INBOX_RETENTION_MS`] (a redelivery that late is not a thing brokers do). Returns the
+    /// rows removed from each.
+    pub async fn prune(&self, now: i64) -> anyhow::Result<(u64, u64)> {
+        let outbox = sqlx::query("DELETE FROM outbox_messages WHERE published_at IS NOT NULL AND published_at < $1")
+            .bind(now - OUTBOX_RETENTION_MS)
+            .execute(self.db.pool())
+            .await
+            .context("pruning the outbox")?;
+        let inbox = sqlx::query("DELETE FROM inbox_messages WHERE received_at < $1")
+            .bind(now - INBOX_RETENTION_MS)
+            .execute(self.db.pool())
+            .await
+            .context("pruning the inbox")?;
+        Ok((outbox.rows_affected(), inbox.rows_affected()))
+    }
+
+    /// Publishes until `shutdown`: at once when woken, else every `poll`; prunes hourly.
     pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
         let mut failures = 0u32;
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += PRUNE_EVERY;
+                match self.prune(now_ms()).await {
+                    Ok((0, 0)) => {}
+                    Ok((outbox, inbox)) => tracing::info!(outbox, inbox, "pruned old outbox and inbox rows"),
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "pruning failed; will retry"),
+                }
+            }
             match self.step().await {
                 Ok(n) if n as i64 == self.batch_size => {
                     failures = 0;

@@ -263,6 +263,12 @@ async fn the_outbox_publishes_after_commit_and_the_inbox_applies_once(kind: Kind
         .await
         .unwrap();
     assert_eq!(claimed, 3);
+
+    // Housekeeping: nothing recent is forgotten; a month on, published rows and claims are.
+    let now = eventhive_platform::storage::now_ms();
+    assert_eq!(relay.prune(now).await.unwrap(), (0, 0));
+    let later = now + eventhive_platform::outbox::INBOX_RETENTION_MS + 1;
+    assert_eq!(relay.prune(later).await.unwrap(), (3, 3));
     stop.cancel();
     rig.cleanup().await;
 }

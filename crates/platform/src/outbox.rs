@@ -120,22 +120,9 @@ impl OutboxRelay {
         Ok(count)
     }
 
-    /// Forgets what no longer needs remembering, as of `now` (Unix ms): outbox messages
-    /// published more than [`OUTBOX_RETENTION_MS`] ago, and inbox claims older than
-    /// [`INBOX_RETENTION_MS`] (a redelivery that late is not a thing brokers do). Returns the
-    /// rows removed from each.
+    /// See [`prune`].
     pub async fn prune(&self, now: i64) -> anyhow::Result<(u64, u64)> {
-        let outbox = sqlx::query("DELETE FROM outbox_messages WHERE published_at IS NOT NULL AND published_at < $1")
-            .bind(now - OUTBOX_RETENTION_MS)
-            .execute(self.db.pool())
-            .await
-            .context("pruning the outbox")?;
-        let inbox = sqlx::query("DELETE FROM inbox_messages WHERE received_at < $1")
-            .bind(now - INBOX_RETENTION_MS)
-            .execute(self.db.pool())
-            .await
-            .context("pruning the inbox")?;
-        Ok((outbox.rows_affected(), inbox.rows_affected()))
+        prune(&self.db, now).await
     }
 
     /// Publishes until `shutdown`: at once when woken, else every `poll`; prunes hourly.
@@ -145,11 +132,7 @@ impl OutboxRelay {
         loop {
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
-                match self.prune(now_ms()).await {
-                    Ok((0, 0)) => {}
-                    Ok((outbox, inbox)) => tracing::info!(outbox, inbox, "pruned old outbox and inbox rows"),
-                    Err(error) => tracing::warn!(error = format!("{error:#}"), "pruning failed; will retry"),
-                }
+                prune_logged(&self.db).await;
             }
             match self.step().await {
                 Ok(n) if n as i64 == self.batch_size => {
@@ -172,6 +155,42 @@ impl OutboxRelay {
         // One last pass so that what was committed before shutdown goes out now.
         if let Err(error) = self.step().await {
             tracing::warn!(error = format!("{error:#}"), "final outbox flush failed; it will be published on restart");
+        }
+    }
+}
+
+/// Forgets what no longer needs remembering, as of `now` (Unix ms): outbox messages published
+/// more than [`OUTBOX_RETENTION_MS`] ago, and inbox claims older than [`INBOX_RETENTION_MS`] (a
+/// redelivery that late is not a thing brokers do). Returns the rows removed from each.
+pub async fn prune(db: &Database, now: i64) -> anyhow::Result<(u64, u64)> {
+    let outbox = sqlx::query("DELETE FROM outbox_messages WHERE published_at IS NOT NULL AND published_at < $1")
+        .bind(now - OUTBOX_RETENTION_MS)
+        .execute(db.pool())
+        .await
+        .context("pruning the outbox")?;
+    let inbox = sqlx::query("DELETE FROM inbox_messages WHERE received_at < $1")
+        .bind(now - INBOX_RETENTION_MS)
+        .execute(db.pool())
+        .await
+        .context("pruning the inbox")?;
+    Ok((outbox.rows_affected(), inbox.rows_affected()))
+}
+
+async fn prune_logged(db: &Database) {
+    match prune(db, now_ms()).await {
+        Ok((0, 0)) => {}
+        Ok((outbox, inbox)) => tracing::info!(outbox, inbox, "pruned old outbox and inbox rows"),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "pruning failed; will retry"),
+    }
+}
+
+/// Prunes hourly until `shutdown`, for services that consume but run no relay.
+pub async fn prune_periodically(db: Database, shutdown: CancellationToken) {
+    loop {
+        prune_logged(&db).await;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
         }
     }
 }

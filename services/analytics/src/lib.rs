@@ -87,6 +87,8 @@ impl Application {
             }
             consuming.cancel();
         });
+        // The inbox's old claims; the event log is kept for rebuilds.
+        tokio::spawn(eventhive_platform::outbox::prune_periodically(self.db.clone(), shutdown.clone()));
         let health = tonic_health::server::health_reporter();
         let service = AnalyticsServer::new(AnalyticsService::new(self.projection, shutdown.clone()));
         let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;

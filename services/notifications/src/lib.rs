@@ -113,6 +113,7 @@ impl Application {
             stop_consuming.cancelled().await;
             consuming.cancel();
         });
+        tokio::spawn(eventhive_platform::outbox::prune_periodically(self.db.clone(), stop.clone()));
         let health = tonic_health::server::health_reporter();
         let result =
             grpc::serve(SERVICE, self.listener, NotificationsServer::new(self.service), health, shutdown).await;

@@ -12,7 +12,7 @@
 use anyhow::Context;
 use eventhive_platform::Database;
 use rand::Rng;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Connection};
 
 /// How a capacity is spread: `shards` rows (never more than there are tickets), the remainder
 /// on the first rows.
@@ -51,7 +51,10 @@ pub async fn hold(
     // Fast path: the whole quantity from one shard that no one else is writing, never waiting
     // for a lock (a waiting UPDATE keeps the lock of a row it then finds too empty, and
     // waiting in random shard order would deadlock). Starting at a random shard spreads
-    // buyers over the rows.
+    // buyers over the rows. It runs in a savepoint: PostgreSQL keeps a row locked that it
+    // locked and then found no longer matching, and rolling back to the savepoint lets go of
+    // such a lock before the slow path queues for all shards in order.
+    let mut attempt = tx.begin().await.context("savepoint")?;
     let start = rand::thread_rng().gen_range(0..shards.max(1));
     let free: Option<i64> = sqlx::query_scalar(&format!(
         "SELECT shard FROM inventory_shards WHERE ticket_type_id = $1 AND available >= $2 \
@@ -62,7 +65,7 @@ pub async fn hold(
     .bind(quantity)
     .bind(start)
     .bind(shards.max(1))
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *attempt)
     .await
     .context("finding a shard")?;
     if let Some(shard) = free {
@@ -73,14 +76,16 @@ pub async fn hold(
         .bind(quantity)
         .bind(ticket_type_id)
         .bind(shard)
-        .execute(&mut *tx)
+        .execute(&mut *attempt)
         .await
         .context("holding tickets")?;
         if taken.rows_affected() == 1 {
-            allocate(tx, order_id, ticket_type_id, shard, quantity).await?;
+            allocate(&mut attempt, order_id, ticket_type_id, shard, quantity).await?;
+            attempt.commit().await.context("savepoint")?;
             return Ok(true);
         }
     }
+    attempt.rollback().await.context("savepoint")?;
     // Slow path, near sell-out: gather from several shards under lock.
     let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
         "SELECT shard, available FROM inventory_shards WHERE ticket_type_id = $1 ORDER BY shard{}",

@@ -400,19 +400,7 @@ impl PaymentsService {
         )
         .await?;
         // A verdict is final whoever stores it; a concurrent charge that stored it first is left alone.
-        let stored = sqlx::query(
-            "UPDATE payments SET status = $1, processor_reference = $2, decline_code = $3, updated_at = $4 \
-             WHERE id = $5 AND status = 'pending'",
-        )
-        .bind(status.as_str())
-        .bind(reference)
-        .bind(decline_code)
-        .bind(now_ms())
-        .bind(&payment.id)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected()
-            == 1;
+        let stored = self.store_verdict(&payment.id, status, reference, decline_code).await?;
         if stored {
             tracing::info!(status = status.as_str(), "pending payment settled by a processor lookup");
         } else {
@@ -433,6 +421,29 @@ impl PaymentsService {
             .bind(idempotency_key)
             .fetch_optional(self.db.pool())
             .await?)
+    }
+
+    /// Stores the processor's verdict on a pending payment. A verdict is final whoever stores
+    /// it: `false` when another caller (a concurrent charge or lookup) settled it first.
+    async fn store_verdict(
+        &self,
+        payment_id: &str,
+        status: PaymentStatus,
+        reference: Option<String>,
+        decline_code: Option<String>,
+    ) -> Result<bool> {
+        let stored = sqlx::query(
+            "UPDATE payments SET status = $1, processor_reference = $2, decline_code = $3, updated_at = $4 \
+             WHERE id = $5 AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(reference)
+        .bind(decline_code)
+        .bind(now_ms())
+        .bind(payment_id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(stored.rows_affected() == 1)
     }
 
     async fn payment_by_id(&self, id: &str) -> Result<PaymentRow> {
@@ -525,19 +536,7 @@ impl PaymentsService {
                 return Err(PaymentsError::ProcessorUnavailable);
             }
         };
-        let stored = sqlx::query(
-            "UPDATE payments SET status = $1, processor_reference = $2, decline_code = $3, updated_at = $4 \
-             WHERE id = $5 AND status = 'pending'",
-        )
-        .bind(status.as_str())
-        .bind(reference)
-        .bind(decline_code)
-        .bind(now_ms())
-        .bind(&payment.id)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected()
-            == 1;
+        let stored = self.store_verdict(&payment.id, status, reference, decline_code).await?;
         let settled = self.payment_by_id(&payment.id).await?;
         let now_stored = settled.status()?;
         // A capture that was refunded since is the same answer, moved on.

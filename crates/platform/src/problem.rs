@@ -255,6 +255,12 @@ impl Problem {
     }
 }
 
+impl From<Status> for Problem {
+    fn from(status: Status) -> Self {
+        Problem::from_status(&status)
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

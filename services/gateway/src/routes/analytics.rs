@@ -33,7 +33,7 @@ pub async fn get(
         .clone()
         .get_event_analytics(request(message, rid.as_deref()))
         .await
-        .map_err(|s| Problem::from_status(&s))?
+        .map_err(Problem::from)?
         .into_inner();
     Ok(Json(figures.into()))
 }
@@ -56,8 +56,7 @@ pub async fn stream(
     // Not through the client with the per-call deadline: this call lives as long as the client.
     let mut client =
         eventhive_proto::analytics::analytics_client::AnalyticsClient::new(state.analytics_stream_channel.clone());
-    let updates =
-        client.watch_event_analytics(request(message, rid.as_deref())).await.map_err(|s| Problem::from_status(&s))?;
+    let updates = client.watch_event_analytics(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     // The stream ends at the first error (analytics going away); the client reconnects.
     let events = updates.into_inner().take_while(|update| std::future::ready(update.is_ok())).filter_map(
         |update: Result<EventAnalytics, tonic::Status>| {

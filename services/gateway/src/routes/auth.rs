@@ -22,12 +22,7 @@ pub async fn register(
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<UserDto>), Problem> {
     let message = RegisterRequest { email: body.email, password: body.password, display_name: body.display_name };
-    let user = state
-        .identity
-        .clone()
-        .register(request(message, rid.as_deref()))
-        .await
-        .map_err(|s| Problem::from_status(&s))?;
+    let user = state.identity.clone().register(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok((StatusCode::CREATED, Json(user.into_inner().into())))
 }
 
@@ -40,8 +35,7 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokenDto>, Problem> {
     let message = LoginRequest { email: body.email, password: body.password };
-    let pair =
-        state.identity.clone().login(request(message, rid.as_deref())).await.map_err(|s| Problem::from_status(&s))?;
+    let pair = state.identity.clone().login(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(pair.into_inner().into()))
 }
 
@@ -55,8 +49,7 @@ pub async fn refresh(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Json<TokenDto>, Problem> {
     let message = RefreshRequest { refresh_token: body.refresh_token };
-    let pair =
-        state.identity.clone().refresh(request(message, rid.as_deref())).await.map_err(|s| Problem::from_status(&s))?;
+    let pair = state.identity.clone().refresh(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(pair.into_inner().into()))
 }
 
@@ -69,7 +62,7 @@ pub async fn logout(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<StatusCode, Problem> {
     let message = LogoutRequest { refresh_token: body.refresh_token };
-    state.identity.clone().logout(request(message, rid.as_deref())).await.map_err(|s| Problem::from_status(&s))?;
+    state.identity.clone().logout(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -21,18 +21,19 @@ use crate::{
     state::AppState,
 };
 
-fn problem(status: tonic::Status) -> Problem {
-    Problem::from_status(&status)
-}
-
 /// Fills in what is still for sale, from ticketing (catalog knows only capacities).
 async fn with_availability(state: &AppState, rid: &RequestId, mut event: EventDto) -> Result<EventDto, Problem> {
     if event.ticket_types.is_empty() {
         return Ok(event);
     }
     let message = GetAvailabilityRequest { event_id: event.id.clone() };
-    let availability =
-        state.ticketing.clone().get_availability(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+    let availability = state
+        .ticketing
+        .clone()
+        .get_availability(request(message, rid.as_deref()))
+        .await
+        .map_err(Problem::from)?
+        .into_inner();
     fill_availability(&mut event, &availability);
     Ok(event)
 }
@@ -70,7 +71,7 @@ pub async fn create(
         max_tickets_per_order: body.max_tickets_per_order,
         max_tickets_per_buyer: body.max_tickets_per_buyer,
     };
-    let event = state.catalog.clone().create_event(request(message, rid.as_deref())).await.map_err(problem)?;
+    let event = state.catalog.clone().create_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok((StatusCode::CREATED, Json(event.into_inner().into())))
 }
 
@@ -96,7 +97,8 @@ pub async fn add_ticket_type(
         price_minor: body.price_minor,
         capacity: body.capacity,
     };
-    let ticket_type = state.catalog.clone().add_ticket_type(request(message, rid.as_deref())).await.map_err(problem)?;
+    let ticket_type =
+        state.catalog.clone().add_ticket_type(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok((StatusCode::CREATED, Json(ticket_type.into_inner().into())))
 }
 
@@ -130,7 +132,7 @@ pub async fn update(
         max_tickets_per_order: body.max_tickets_per_order,
         max_tickets_per_buyer: body.max_tickets_per_buyer,
     };
-    let event = state.catalog.clone().update_event(request(message, rid.as_deref())).await.map_err(problem)?;
+    let event = state.catalog.clone().update_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(event.into_inner().into()))
 }
 
@@ -148,7 +150,7 @@ pub async fn publish(
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = PublishEventRequest { actor: Some(actor), event_id };
-    let event = state.catalog.clone().publish_event(request(message, rid.as_deref())).await.map_err(problem)?;
+    let event = state.catalog.clone().publish_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(event.into_inner().into()))
 }
 
@@ -167,7 +169,7 @@ pub async fn cancel(
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = CancelEventRequest { actor: Some(actor), event_id, reason: body.reason };
-    let event = state.catalog.clone().cancel_event(request(message, rid.as_deref())).await.map_err(problem)?;
+    let event = state.catalog.clone().cancel_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(event.into_inner().into()))
 }
 
@@ -192,8 +194,13 @@ pub async fn search(
         page_size: params.page_size.unwrap_or(20),
         page_token: params.page_token.unwrap_or_default(),
     };
-    let page =
-        state.catalog.clone().search_events(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+    let page = state
+        .catalog
+        .clone()
+        .search_events(request(message, rid.as_deref()))
+        .await
+        .map_err(Problem::from)?
+        .into_inner();
     let mut items: Vec<EventDto> = page.items.into_iter().map(EventDto::from).collect();
     if !items.is_empty() {
         // One call for the whole page.
@@ -203,7 +210,7 @@ pub async fn search(
             .clone()
             .get_availabilities(request(message, rid.as_deref()))
             .await
-            .map_err(problem)?
+            .map_err(Problem::from)?
             .into_inner();
         for (event, availability) in items.iter_mut().zip(&stock.events) {
             fill_availability(event, availability);
@@ -226,6 +233,6 @@ pub async fn get(
         None => None,
     };
     let message = GetEventRequest { actor, event_id };
-    let event = state.catalog.clone().get_event(request(message, rid.as_deref())).await.map_err(problem)?;
+    let event = state.catalog.clone().get_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(with_availability(&state, &rid, event.into_inner().into()).await?))
 }

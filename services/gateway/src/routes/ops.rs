@@ -47,14 +47,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Probl
 
 /// The JWKS that verifies access tokens, for other verifiers (and the curious).
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, Problem> {
-    let jwks = state
-        .identity
-        .clone()
-        .get_jwks(GetJwksRequest {})
-        .await
-        .map_err(|s| Problem::from_status(&s))?
-        .into_inner()
-        .json;
+    let jwks = state.identity.clone().get_jwks(GetJwksRequest {}).await.map_err(Problem::from)?.into_inner().json;
     let mut response = jwks.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
     Ok(response)

@@ -25,10 +25,6 @@ use crate::{
     state::AppState,
 };
 
-fn problem(status: tonic::Status) -> Problem {
-    Problem::from_status(&status)
-}
-
 /// The `Idempotency-Key` header: required, 1 to 255 printable ASCII characters.
 pub struct IdempotencyKey(pub String);
 
@@ -80,7 +76,7 @@ pub async fn place(
             .map(|item| OrderItemInput { ticket_type_id: item.ticket_type_id, quantity: item.quantity })
             .collect(),
     };
-    let order = state.ticketing.clone().place_order(request(message, rid.as_deref())).await.map_err(problem)?;
+    let order = state.ticketing.clone().place_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok((StatusCode::CREATED, Json(order.into_inner().into())))
 }
 
@@ -111,7 +107,7 @@ pub async fn pay(
         idempotency_key: key,
         card: Some(Card { number: body.card.number, exp_month: month, exp_year: year, cvc: body.card.cvc }),
     };
-    let order = state.ticketing.clone().pay_order(request(message, rid.as_deref())).await.map_err(problem)?;
+    let order = state.ticketing.clone().pay_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
 }
 
@@ -126,7 +122,7 @@ pub async fn get(
     PathId(order_id): PathId,
 ) -> Result<Json<OrderDto>, Problem> {
     let message = GetOrderRequest { buyer_id: user.to_string(), order_id };
-    let order = state.ticketing.clone().get_order(request(message, rid.as_deref())).await.map_err(problem)?;
+    let order = state.ticketing.clone().get_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
 }
 
@@ -142,7 +138,7 @@ pub async fn cancel(
     PathId(order_id): PathId,
 ) -> Result<Json<OrderDto>, Problem> {
     let message = CancelOrderRequest { buyer_id: user.to_string(), order_id };
-    let order = state.ticketing.clone().cancel_order(request(message, rid.as_deref())).await.map_err(problem)?;
+    let order = state.ticketing.clone().cancel_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
 }
 
@@ -160,8 +156,13 @@ pub async fn mine(
         page_size: page_size(&params)?,
         page_token: params.page_token.unwrap_or_default(),
     };
-    let page =
-        state.ticketing.clone().list_orders(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+    let page = state
+        .ticketing
+        .clone()
+        .list_orders(request(message, rid.as_deref()))
+        .await
+        .map_err(Problem::from)?
+        .into_inner();
     Ok(Json(OrderPage {
         items: page.items.into_iter().map(OrderDto::from).collect(),
         next_page_token: page.next_page_token,
@@ -182,8 +183,13 @@ pub async fn my_tickets(
         page_size: page_size(&params)?,
         page_token: params.page_token.unwrap_or_default(),
     };
-    let page =
-        state.ticketing.clone().list_tickets(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+    let page = state
+        .ticketing
+        .clone()
+        .list_tickets(request(message, rid.as_deref()))
+        .await
+        .map_err(Problem::from)?
+        .into_inner();
     Ok(Json(TicketPage {
         items: page.items.into_iter().map(TicketDto::from).collect(),
         next_page_token: page.next_page_token,
@@ -209,7 +215,7 @@ pub async fn check_in(
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = CheckInRequest { actor: Some(actor), event_id, code: body.code };
     let checked =
-        state.ticketing.clone().check_in(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+        state.ticketing.clone().check_in(request(message, rid.as_deref())).await.map_err(Problem::from)?.into_inner();
     Ok(Json(CheckinDto { ticket_id: checked.ticket_id, status: checked.status, checked_in_at: checked.checked_in_at }))
 }
 
@@ -226,8 +232,13 @@ pub async fn checkin_key(
 ) -> Result<Json<CheckinKeyDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = GetCheckinKeyRequest { actor: Some(actor), event_id };
-    let key =
-        state.ticketing.clone().get_checkin_key(request(message, rid.as_deref())).await.map_err(problem)?.into_inner();
+    let key = state
+        .ticketing
+        .clone()
+        .get_checkin_key(request(message, rid.as_deref()))
+        .await
+        .map_err(Problem::from)?
+        .into_inner();
     Ok(Json(CheckinKeyDto {
         event_id: key.event_id,
         algorithm: key.algorithm,

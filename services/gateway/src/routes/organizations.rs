@@ -29,7 +29,7 @@ pub async fn create(
         .clone()
         .create_organization(request(message, rid.as_deref()))
         .await
-        .map_err(|s| Problem::from_status(&s))?
+        .map_err(Problem::from)?
         .into_inner();
     Ok((StatusCode::CREATED, Json(OrganizationDto { id: organization.id, name: organization.name })))
 }
@@ -55,12 +55,7 @@ pub async fn add_member(
         email: body.email,
         role: body.role.as_str().to_owned(),
     };
-    let member = state
-        .identity
-        .clone()
-        .add_member(request(message, rid.as_deref()))
-        .await
-        .map_err(|s| Problem::from_status(&s))?
-        .into_inner();
+    let member =
+        state.identity.clone().add_member(request(message, rid.as_deref())).await.map_err(Problem::from)?.into_inner();
     Ok((StatusCode::CREATED, Json(member.into())))
 }

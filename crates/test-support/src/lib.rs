@@ -63,6 +63,21 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
+/// Every service listens on a port the OS picks, so tests never collide.
+fn any_free_ports(settings: &mut Settings) {
+    for port in [
+        &mut settings.gateway_port,
+        &mut settings.identity_port,
+        &mut settings.catalog_port,
+        &mut settings.ticketing_port,
+        &mut settings.payments_port,
+        &mut settings.notifications_port,
+        &mut settings.analytics_port,
+    ] {
+        *port = 0;
+    }
+}
+
 /// The running system and a client for its public API.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>` of the gateway.
@@ -94,13 +109,6 @@ impl TestApp {
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mut settings = Settings {
             bind_host: "127.0.0.1".into(),
-            gateway_port: 0,
-            identity_port: 0,
-            catalog_port: 0,
-            ticketing_port: 0,
-            payments_port: 0,
-            notifications_port: 0,
-            analytics_port: 0,
             data_dir: data_dir.path().to_owned(),
             // Fast hashing: the tests are about behaviour, not about resisting cracking.
             password_hash_memory_kib: 1024,
@@ -127,6 +135,7 @@ impl TestApp {
             settings.amqp_exchange = format!("eh-test-{run_id}.events");
             settings.redis_prefix = format!("eh-test-{run_id}");
         }
+        any_free_ports(&mut settings);
         configure(&mut settings);
         let settings = settings.validated().unwrap_or_else(|e| panic!("test settings: {e}"));
         let system =
@@ -165,13 +174,7 @@ impl TestApp {
             let _ = running.await;
         }
         let mut settings = self.settings.clone();
-        settings.gateway_port = 0;
-        settings.identity_port = 0;
-        settings.catalog_port = 0;
-        settings.ticketing_port = 0;
-        settings.payments_port = 0;
-        settings.notifications_port = 0;
-        settings.analytics_port = 0;
+        any_free_ports(&mut settings);
         let system = System::start(settings).await.unwrap_or_else(|e| panic!("restarting the system: {e:#}"));
         self.settings = system.settings.clone();
         self.bus = system.bus.clone();

@@ -1,12 +1,19 @@
-//! The `eventhive` command: run the whole platform on a laptop (`dev`), one service in
-//! production (`serve`), or the migrations alone (`migrate`).
+//! The `eventhive` command:
+//! - `dev`: the whole platform in one process on a laptop, with demo data;
+//! - `serve <service>`: one service as this process, in production;
+//! - `migrate [service...]`: the migrations alone;
+//! - `notifications dead-letters|replay`: emails that failed every attempt;
+//! - `analytics rebuild [--offline]`: the sales figures recomputed from the stored events.
+//!
+//! Every command reads the same settings (see `eventhive_platform::config`); the services come
+//! from the one list in `eventhive_system::SERVICES`.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use eventhive_platform::{Settings, config::LogFormat, shutdown, telemetry};
-use eventhive_system::{ServiceName, System, demo};
+use eventhive_system::{SERVICES, System, demo};
 
 #[derive(Parser)]
 #[command(name = "eventhive", version, about = "EventHive: event ticketing that holds up on the busiest on-sale.")]
@@ -33,7 +40,8 @@ enum Command {
     },
     /// One service as this process, for production.
     Serve {
-        /// gateway, identity, catalog, ticketing, payments, notifications or analytics.
+        /// The service's name: gateway, identity, catalog, ticketing, payments, notifications,
+        /// analytics.
         service: String,
     },
     /// Applies database migrations and exits.
@@ -72,22 +80,10 @@ enum AnalyticsCommand {
     },
 }
 
-fn parse_services(names: &[String]) -> anyhow::Result<Vec<ServiceName>> {
-    names
-        .iter()
-        .map(|name| {
-            ServiceName::parse(name).with_context(|| {
-                let known: Vec<&str> = ServiceName::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown service {name:?}; known: {}", known.join(", "))
-            })
-        })
-        .collect()
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
+    let settings = match Settings::load().and_then(eventhive_system::prepare) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("eventhive: {error}");
@@ -113,36 +109,34 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev { port, data_dir, no_seed } => {
             if let Some(port) = port {
-                settings.gateway_port = port;
+                settings.set("gateway_port", port);
             }
             if let Some(dir) = data_dir {
                 settings.data_dir = dir;
             }
             settings.dev_mode = true;
             let system = System::start(settings).await?;
+            if let Err(down) = eventhive_system::readiness::wait(&system.settings, Duration::from_secs(30)).await {
+                anyhow::bail!("not ready after 30 s: {}", down.join(", "));
+            }
             let seeded = if no_seed { false } else { demo::seed(&system.settings).await? };
-            print_banner(&system, seeded);
+            print_banner(&system, seeded)?;
             system.run_until(shutdown::token_on_signal()).await
         }
-        Command::Serve { service } => {
-            let service = parse_services(&[service])?.remove(0);
-            eventhive_system::serve(settings, service).await
-        }
-        Command::Migrate { services } => eventhive_system::migrate(&settings, &parse_services(&services)?).await,
+        Command::Serve { service } => eventhive_system::serve(settings, &service).await,
+        Command::Migrate { services } => eventhive_system::migrate(&settings, &services).await,
         Command::Notifications { command } => notifications(&settings, command).await,
         Command::Analytics { command: AnalyticsCommand::Rebuild { offline } } => {
             let replayed = if offline {
                 eventhive_analytics::rebuild(&settings).await?
             } else {
-                let channel = eventhive_platform::grpc::streaming_channel(&settings.analytics_endpoint())?;
+                let endpoint = settings.endpoint(eventhive_analytics::SERVICE)?;
+                let channel = eventhive_platform::grpc::streaming_channel(&endpoint)?;
                 let mut client = eventhive_proto::analytics::analytics_client::AnalyticsClient::new(channel);
-                let response =
-                    client.rebuild(eventhive_proto::analytics::RebuildRequest {}).await.with_context(|| {
-                        format!(
-                            "asking analytics at {} (use --offline when it is stopped)",
-                            settings.analytics_endpoint()
-                        )
-                    })?;
+                let response = client
+                    .rebuild(eventhive_proto::analytics::RebuildRequest {})
+                    .await
+                    .with_context(|| format!("asking analytics at {endpoint} (use --offline when it is stopped)"))?;
                 u64::try_from(response.into_inner().events_replayed).unwrap_or_default()
             };
             println!("analytics rebuilt from {replayed} events");
@@ -155,12 +149,10 @@ async fn notifications(settings: &Settings, command: NotificationsCommand) -> an
     use eventhive_proto::notifications::{
         ListDeadLettersRequest, ReplayDeadLettersRequest, notifications_client::NotificationsClient,
     };
-    let channel = eventhive_platform::grpc::channel(
-        &settings.notifications_endpoint(),
-        std::time::Duration::from_millis(settings.grpc_deadline_ms),
-    )?;
-    let mut client = NotificationsClient::new(channel);
-    let reach = || format!("asking notifications at {}", settings.notifications_endpoint());
+    let endpoint = settings.endpoint(eventhive_notifications::SERVICE)?;
+    let deadline = std::time::Duration::from_millis(settings.grpc_deadline_ms);
+    let mut client = NotificationsClient::new(eventhive_platform::grpc::channel(&endpoint, deadline)?);
+    let reach = || format!("asking notifications at {endpoint}");
     match command {
         NotificationsCommand::DeadLetters => {
             let letters = client.list_dead_letters(ListDeadLettersRequest {}).await.with_context(reach)?.into_inner();
@@ -186,7 +178,7 @@ async fn notifications(settings: &Settings, command: NotificationsCommand) -> an
     Ok(())
 }
 
-fn print_banner(system: &System, seeded: bool) {
+fn print_banner(system: &System, seeded: bool) -> anyhow::Result<()> {
     let settings = &system.settings;
     let url = system.gateway_url();
     let storage = match &settings.database_url {
@@ -200,20 +192,18 @@ fn print_banner(system: &System, seeded: bool) {
     println!();
     println!("  API           {url}");
     println!("  API docs      {url}/docs   (OpenAPI: {url}/openapi.json)");
-    println!("  identity      gRPC on {}:{}", settings.bind_host, settings.identity_port);
-    println!("  catalog       gRPC on {}:{}", settings.bind_host, settings.catalog_port);
-    println!("  ticketing     gRPC on {}:{}", settings.bind_host, settings.ticketing_port);
-    println!("  payments      gRPC on {}:{}  (simulated card processor)", settings.bind_host, settings.payments_port);
-    println!("  notifications gRPC on {}:{}", settings.bind_host, settings.notifications_port);
-    println!("  analytics     gRPC on {}:{}", settings.bind_host, settings.analytics_port);
-    match &settings.smtp_url {
+    for entry in SERVICES.iter().filter(|entry| entry.name != eventhive_gateway::SERVICE) {
+        println!("  {:<13} gRPC on {}:{}", entry.name, settings.bind_host, settings.port(entry.name)?);
+    }
+    let mail: eventhive_notifications::NotificationsSettings = settings.section()?;
+    match &mail.smtp_url {
         Some(smtp) => println!("  mail          sent to {smtp}"),
         None => println!("  mail          kept in the dev inbox: {url}/dev/mail"),
     }
     if let Some(port) = settings.metrics_port.filter(|_| settings.metrics_enabled) {
         println!("  metrics       http://{}:{port}/metrics  (Prometheus)", settings.bind_host);
     }
-    println!("  storage       {storage}; bus {bus}; rate limits {limits}");
+    println!("  storage       {storage}; bus {bus}; rate limits {limits}; card processor simulated");
     println!();
     println!("  Demo logins (password {:?}){}:", demo::PASSWORD, if seeded { "" } else { ", seeded before" });
     println!("    organizer  {}  (owner of Hive Live Productions)", demo::ORGANIZER);
@@ -223,4 +213,5 @@ fn print_banner(system: &System, seeded: bool) {
     println!("  Try: curl -s '{url}/v1/events?q=jazz'");
     println!("  Stop with Ctrl-C.");
     println!();
+    Ok(())
 }

@@ -2,13 +2,13 @@
 //! (`EVENTHIVE_CONFIG`), then `EVENTHIVE_*` environment variables. It is validated once at
 //! start-up, and a bad value stops the process with a message that names the setting.
 
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,31 +20,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting of every service. One flat struct keeps the environment variables easy to
-/// guess: field `gateway_port` is `EVENTHIVE_GATEWAY_PORT`.
+/// The settings every service shares (where storage, the bus and Redis are, deadlines, run
+/// mode), plus each service's own section and each service's port and URL, kept as raw values
+/// until the service that owns them reads them with [`Settings::section`]. All of them live in
+/// one flat namespace so the environment variables stay easy to guess: `hold_ttl_secs` is
+/// `EVENTHIVE_HOLD_TTL_SECS`, `catalog_port` is `EVENTHIVE_CATALOG_PORT`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Address every listener binds to.
     pub bind_host: String,
-    pub gateway_port: u16,
-    pub identity_port: u16,
-    pub catalog_port: u16,
-    pub ticketing_port: u16,
-    pub payments_port: u16,
-    pub notifications_port: u16,
-    pub analytics_port: u16,
-    /// Where the gateway reaches identity; defaults to `http://127.0.0.1:<identity_port>`.
-    pub identity_url: Option<String>,
-    /// Where the gateway and ticketing reach catalog; defaults to `http://127.0.0.1:<catalog_port>`.
-    pub catalog_url: Option<String>,
-    /// Where the gateway reaches ticketing; defaults to `http://127.0.0.1:<ticketing_port>`.
-    pub ticketing_url: Option<String>,
-    /// Where ticketing reaches payments; defaults to `http://127.0.0.1:<payments_port>`.
-    pub payments_url: Option<String>,
-    /// Where the gateway and the CLI reach notifications.
-    pub notifications_url: Option<String>,
-    /// Where the gateway and the CLI reach analytics.
-    pub analytics_url: Option<String>,
     /// Port of this process's Prometheus metrics listener (`GET /metrics`), apart from the
     /// public one (0: any free port).
     pub metrics_port: Option<u16>,
@@ -74,27 +58,8 @@ pub struct Settings {
     /// `eventhive serve` (production).
     pub log_format: Option<LogFormat>,
 
-    /// Lifetime of an access token (JWT).
-    pub access_token_ttl_secs: u64,
-    /// Lifetime of a refresh token; each use rotates it.
-    pub refresh_token_ttl_secs: u64,
-    /// Argon2id memory cost in KiB (OWASP: at least 19 MiB with 2 iterations).
-    pub password_hash_memory_kib: u32,
-    pub password_hash_iterations: u32,
-
-    /// Requests per second per client IP at the gateway (burst twice that); 0 turns it off.
-    pub rate_limit_ip_per_sec: u32,
-    /// Requests per second per signed-in user at the gateway (burst twice that); 0 turns it off.
-    pub rate_limit_user_per_sec: u32,
-    /// Bound on one public request, gRPC calls included.
-    pub request_timeout_ms: u64,
     /// Deadline of one gRPC call between services.
     pub grpc_deadline_ms: u64,
-    /// Take the client IP from the last `X-Forwarded-For` hop (behind one trusted proxy or
-    /// ingress); otherwise the peer address is the client.
-    pub trust_forwarded_for: bool,
-    /// Origins browsers may call the API from; `*` allows any.
-    pub cors_allowed_origins: String,
     /// How long in-flight work may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
     /// Dev mode (`eventhive dev`): developer conveniences such as the dev inbox at
@@ -103,50 +68,40 @@ pub struct Settings {
     /// How often the outbox relay looks for unpublished messages when nothing woke it.
     pub outbox_poll_ms: u64,
 
-    /// How long a new order holds its tickets.
-    pub hold_ttl_secs: u64,
-    /// Counter rows per ticket type: more rows let more buyers of one ticket type hold
-    /// tickets at the same moment without waiting on one hot row.
-    pub inventory_shards: u32,
-    /// How often ticketing expires holds and resumes interrupted sagas.
-    pub sweep_interval_ms: u64,
-    /// The simulated card processor's latency per call, for benchmarks.
-    pub payment_latency_ms: u64,
-    /// The simulated card processor's share of calls failing transiently (0.0 to 1.0).
-    pub payment_failure_rate: f64,
-    /// How long a charge whose outcome is unknown is left alone before payments asks the
-    /// processor how it ended. Must exceed one processor call's timeout.
-    pub payment_settle_delay_ms: u64,
-
-    /// An SMTP server for outgoing mail (`smtp://host:port`, `smtps://` for TLS); unset: mail
-    /// is kept in the dev inbox served at `GET /dev/mail`.
-    pub smtp_url: Option<String>,
-    /// The sender of every email.
-    pub smtp_from: String,
-    /// Attempts to deliver one email before it is dead-lettered (with the default backoff, 12
-    /// attempts ride out about 18 minutes of SMTP outage).
-    pub smtp_max_attempts: u32,
-    /// The first retry's delay; it doubles per attempt (at most 5 minutes).
-    pub smtp_retry_base_ms: u64,
+    /// Every other key: each service's section (read with [`Settings::section`]) and each
+    /// service's `<name>_port` and `<name>_url` (read with [`Settings::port`] and
+    /// [`Settings::endpoint`]). The composition layer fills in every service's default port.
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
+
+/// One service's own settings: a struct of plain fields with defaults, read from the same flat
+/// namespace as the shared settings (so its field `hold_ttl_secs` is `EVENTHIVE_HOLD_TTL_SECS`).
+pub trait Section: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
+    /// Checks what types alone cannot; the error names the variable.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// The keys this section owns, for spotting misspelled settings.
+    fn keys() -> Vec<String> {
+        match serde_json::to_value(Self::default()) {
+            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The section of a service that has no settings of its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NoSettings {}
+
+impl Section for NoSettings {}
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             bind_host: "127.0.0.1".into(),
-            gateway_port: 8080,
-            identity_port: 50051,
-            catalog_port: 50052,
-            ticketing_port: 50053,
-            payments_port: 50054,
-            notifications_port: 50055,
-            analytics_port: 50056,
-            identity_url: None,
-            catalog_url: None,
-            ticketing_url: None,
-            payments_url: None,
-            notifications_url: None,
-            analytics_url: None,
             metrics_port: Some(9464),
             metrics_enabled: true,
             database_url: None,
@@ -158,29 +113,11 @@ impl Default for Settings {
             redis_url: None,
             redis_prefix: "eventhive".into(),
             log_format: None,
-            access_token_ttl_secs: 15 * 60,
-            refresh_token_ttl_secs: 30 * 24 * 3600,
-            password_hash_memory_kib: 19 * 1024,
-            password_hash_iterations: 2,
-            rate_limit_ip_per_sec: 100,
-            rate_limit_user_per_sec: 20,
-            request_timeout_ms: 15_000,
             grpc_deadline_ms: 10_000,
-            trust_forwarded_for: false,
-            cors_allowed_origins: "*".into(),
             shutdown_grace_secs: 10,
             dev_mode: false,
             outbox_poll_ms: 500,
-            hold_ttl_secs: 600,
-            inventory_shards: 4,
-            sweep_interval_ms: 1000,
-            payment_latency_ms: 0,
-            payment_failure_rate: 0.0,
-            payment_settle_delay_ms: 5_000,
-            smtp_url: None,
-            smtp_from: "EventHive <tickets@eventhive.dev>".into(),
-            smtp_max_attempts: 12,
-            smtp_retry_base_ms: 1_000,
+            sections: BTreeMap::new(),
         }
     }
 }
@@ -195,13 +132,23 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { variable: format!("EVENTHIVE_{}", field.to_uppercase()), message: message.into() }
+    /// An error in the setting `field` (a key such as `hold_ttl_secs`).
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { variable: variable(field), message: message.into() }
     }
 }
 
+/// The environment variable of a settings key.
+pub fn variable(key: &str) -> String {
+    format!("EVENTHIVE_{}", key.to_uppercase())
+}
+
+/// Variables that are not settings: the config file's path and the test harness's own.
+const NOT_SETTINGS: [&str; 2] = ["CONFIG", "TEST_"];
+
 impl Settings {
     /// Defaults, then the TOML file named by `EVENTHIVE_CONFIG` (if any), then the environment.
+    /// Each service's section is checked later, by [`Settings::section`].
     pub fn load() -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Ok(path) = std::env::var("EVENTHIVE_CONFIG") {
@@ -210,7 +157,9 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("EVENTHIVE_").ignore(&["CONFIG", "TEST_BACKEND"]));
+        figment = figment.merge(
+            Env::prefixed("EVENTHIVE_").filter(|key| !NOT_SETTINGS.iter().any(|skip| key.as_str().starts_with(skip))),
+        );
         let settings: Settings = figment.extract().map_err(|error| {
             let field = error.path.join("_");
             ConfigError::new(if field.is_empty() { "config" } else { &field }, error.kind.to_string())
@@ -220,23 +169,13 @@ impl Settings {
 
     /// Checks what types alone cannot, and treats empty optional values as unset.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
-        for value in [
-            &mut self.database_url,
-            &mut self.amqp_url,
-            &mut self.redis_url,
-            &mut self.identity_url,
-            &mut self.catalog_url,
-            &mut self.ticketing_url,
-            &mut self.payments_url,
-            &mut self.notifications_url,
-            &mut self.analytics_url,
-            &mut self.smtp_url,
-        ] {
+        for value in [&mut self.database_url, &mut self.amqp_url, &mut self.redis_url] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
         }
-        let urls: [(&str, &Option<String>, &[&str], &str); 10] = [
+        self.sections.retain(|_, value| !matches!(value, serde_json::Value::String(v) if v.trim().is_empty()));
+        let urls: [(&str, &Option<String>, &[&str], &str); 3] = [
             (
                 "database_url",
                 &self.database_url,
@@ -245,57 +184,21 @@ impl Settings {
             ),
             ("amqp_url", &self.amqp_url, &["amqp://", "amqps://"], "an amqp:// or amqps:// URL"),
             ("redis_url", &self.redis_url, &["redis://", "rediss://"], "a redis:// or rediss:// URL"),
-            ("identity_url", &self.identity_url, &["http://", "https://"], "an http:// or https:// URL"),
-            ("catalog_url", &self.catalog_url, &["http://", "https://"], "an http:// or https:// URL"),
-            ("ticketing_url", &self.ticketing_url, &["http://", "https://"], "an http:// or https:// URL"),
-            ("payments_url", &self.payments_url, &["http://", "https://"], "an http:// or https:// URL"),
-            ("notifications_url", &self.notifications_url, &["http://", "https://"], "an http:// or https:// URL"),
-            ("analytics_url", &self.analytics_url, &["http://", "https://"], "an http:// or https:// URL"),
-            ("smtp_url", &self.smtp_url, &["smtp://", "smtps://"], "an smtp:// or smtps:// URL"),
         ];
         for (field, value, schemes, expected) in urls {
-            if let Some(url) = value
-                && !schemes.iter().any(|scheme| url.starts_with(scheme))
-            {
-                return Err(ConfigError::new(field, format!("expected {expected}")));
+            if let Some(url) = value {
+                check_url(field, url, schemes, expected)?;
             }
         }
         let valid_name = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name(&self.database_prefix) {
             return Err(ConfigError::new("database_prefix", "use letters, digits and underscores only"));
         }
-        if self.access_token_ttl_secs == 0 || self.access_token_ttl_secs > 24 * 3600 {
-            return Err(ConfigError::new("access_token_ttl_secs", "must be between 1 and 86400"));
-        }
-        if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
-            return Err(ConfigError::new("refresh_token_ttl_secs", "must not be shorter than the access token's"));
-        }
-        if self.password_hash_memory_kib < 8 {
-            return Err(ConfigError::new("password_hash_memory_kib", "must be at least 8"));
-        }
-        if self.password_hash_iterations == 0 {
-            return Err(ConfigError::new("password_hash_iterations", "must be at least 1"));
-        }
-        if self.request_timeout_ms == 0 || self.grpc_deadline_ms == 0 {
-            return Err(ConfigError::new("request_timeout_ms", "timeouts must be positive"));
-        }
-        if self.smtp_max_attempts == 0 {
-            return Err(ConfigError::new("smtp_max_attempts", "must be at least 1"));
+        if self.grpc_deadline_ms == 0 {
+            return Err(ConfigError::new("grpc_deadline_ms", "must be positive"));
         }
         if self.database_max_connections == 0 {
             return Err(ConfigError::new("database_max_connections", "must be at least 1"));
-        }
-        if self.hold_ttl_secs == 0 {
-            return Err(ConfigError::new("hold_ttl_secs", "must be positive"));
-        }
-        if !(1..=64).contains(&self.inventory_shards) {
-            return Err(ConfigError::new("inventory_shards", "must be between 1 and 64"));
-        }
-        if self.sweep_interval_ms == 0 {
-            return Err(ConfigError::new("sweep_interval_ms", "must be positive"));
-        }
-        if !(0.0..=1.0).contains(&self.payment_failure_rate) {
-            return Err(ConfigError::new("payment_failure_rate", "must be between 0.0 and 1.0"));
         }
         if self.outbox_poll_ms == 0 {
             return Err(ConfigError::new("outbox_poll_ms", "must be positive"));
@@ -303,33 +206,117 @@ impl Settings {
         Ok(self)
     }
 
-    /// The URL a client of `service` dials, when it is not configured explicitly.
-    pub fn service_url(&self, explicit: &Option<String>, port: u16) -> String {
-        explicit.clone().unwrap_or_else(|| format!("http://{}:{}", self.bind_host, port))
+    /// A service's own settings: its section's defaults, overridden by whatever the file or
+    /// the environment set, then validated.
+    pub fn section<S: Section>(&self) -> Result<S, ConfigError> {
+        let serde_json::Value::Object(mut fields) =
+            serde_json::to_value(S::default()).map_err(|e| ConfigError::new("config", e.to_string()))?
+        else {
+            return Ok(S::default());
+        };
+        for (key, default) in fields.iter_mut() {
+            if let Some(value) = self.sections.get(key) {
+                *default = coerce(value, default);
+            }
+        }
+        let fields = serde_json::Value::Object(fields);
+        match serde_json::from_value::<S>(fields.clone()) {
+            Ok(section) => {
+                section.validate()?;
+                Ok(section)
+            }
+            Err(error) => Err(ConfigError::new(
+                &culprit::<S>(&fields).unwrap_or_else(|| "config".into()),
+                without_position(&error),
+            )),
+        }
     }
 
-    pub fn identity_endpoint(&self) -> String {
-        self.service_url(&self.identity_url, self.identity_port)
+    /// Sets one key of a section, a port or a URL (tests, and the CLI's flags).
+    pub fn set(&mut self, key: &str, value: impl Serialize) {
+        self.sections.insert(key.to_owned(), serde_json::to_value(value).unwrap_or_default());
     }
 
-    pub fn catalog_endpoint(&self) -> String {
-        self.service_url(&self.catalog_url, self.catalog_port)
+    /// Sets `key` unless the file or the environment already did.
+    pub fn set_default(&mut self, key: &str, value: impl Serialize) {
+        if !self.sections.contains_key(key) {
+            self.set(key, value);
+        }
     }
 
-    pub fn ticketing_endpoint(&self) -> String {
-        self.service_url(&self.ticketing_url, self.ticketing_port)
+    /// The port `service` listens on (`EVENTHIVE_<SERVICE>_PORT`).
+    pub fn port(&self, service: &str) -> Result<u16, ConfigError> {
+        let key = format!("{service}_port");
+        let value = self.sections.get(&key).ok_or_else(|| ConfigError::new(&key, "is not set"))?;
+        let port = match value {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        port.and_then(|p| u16::try_from(p).ok()).ok_or_else(|| ConfigError::new(&key, "expected a port (0 to 65535)"))
     }
 
-    pub fn payments_endpoint(&self) -> String {
-        self.service_url(&self.payments_url, self.payments_port)
+    /// Where `service` is dialed: `EVENTHIVE_<SERVICE>_URL`, else its port on `bind_host`.
+    pub fn endpoint(&self, service: &str) -> Result<String, ConfigError> {
+        let key = format!("{service}_url");
+        match self.sections.get(&key) {
+            Some(serde_json::Value::String(url)) => {
+                check_url(&key, url, &["http://", "https://"], "an http:// or https:// URL")?;
+                Ok(url.clone())
+            }
+            Some(_) => Err(ConfigError::new(&key, "expected an http:// or https:// URL")),
+            None => Ok(format!("http://{}:{}", self.bind_host, self.port(service)?)),
+        }
     }
 
-    pub fn notifications_endpoint(&self) -> String {
-        self.service_url(&self.notifications_url, self.notifications_port)
+    /// The keys the file or the environment set that `known` does not name: misspellings.
+    pub fn unknown_keys<'a>(&'a self, known: &[String]) -> Vec<&'a str> {
+        self.sections.keys().filter(|key| !known.contains(key)).map(String::as_str).collect()
     }
+}
 
-    pub fn analytics_endpoint(&self) -> String {
-        self.service_url(&self.analytics_url, self.analytics_port)
+fn check_url(field: &str, url: &str, schemes: &[&str], expected: &str) -> Result<(), ConfigError> {
+    if schemes.iter().any(|scheme| url.starts_with(scheme)) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, format!("expected {expected}")))
+    }
+}
+
+/// Environment variables arrive as numbers, booleans or strings, whatever the field is; a
+/// string field takes any of them as text, and a numeric field takes a numeric string.
+fn coerce(value: &serde_json::Value, default: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (value, default) {
+        (Value::Number(n), Value::String(_)) => Value::String(n.to_string()),
+        (Value::Bool(b), Value::String(_)) => Value::String(b.to_string()),
+        (Value::String(s), Value::Number(_)) => {
+            serde_json::from_str::<Value>(s.trim()).ok().filter(Value::is_number).unwrap_or_else(|| value.clone())
+        }
+        (Value::String(s), Value::Bool(_)) => match s.trim() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
+/// The key whose value alone makes `S` fail to parse, so the error can name its variable.
+fn culprit<S: Section>(fields: &serde_json::Value) -> Option<String> {
+    let defaults = serde_json::to_value(S::default()).ok()?;
+    fields.as_object()?.iter().find_map(|(key, value)| {
+        let mut probe = defaults.clone();
+        *probe.get_mut(key)? = value.clone();
+        serde_json::from_value::<S>(probe).is_err().then(|| key.clone())
+    })
+}
+
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.find(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
     }
 }
 
@@ -353,16 +340,19 @@ mod tests {
 
     #[test]
     fn empty_optional_values_are_unset() {
-        let settings = Settings { redis_url: Some(" ".into()), ..Settings::default() }.validated().unwrap();
+        let mut settings = Settings { redis_url: Some(" ".into()), ..Settings::default() };
+        settings.set("smtp_url", "");
+        let settings = settings.validated().unwrap();
         assert_eq!(settings.redis_url, None);
+        assert!(!settings.sections.contains_key("smtp_url"));
     }
 
     #[test]
     fn a_malformed_environment_value_names_its_variable() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("EVENTHIVE_GATEWAY_PORT", "eighty");
+            jail.set_env("EVENTHIVE_GRPC_DEADLINE_MS", "soon");
             let error = Settings::load().unwrap_err();
-            assert_eq!(error.variable, "EVENTHIVE_GATEWAY_PORT");
+            assert_eq!(error.variable, "EVENTHIVE_GRPC_DEADLINE_MS");
             Ok(())
         });
     }
@@ -374,9 +364,60 @@ mod tests {
             jail.set_env("EVENTHIVE_CONFIG", "eventhive.toml");
             jail.set_env("EVENTHIVE_GATEWAY_PORT", "9100");
             let settings = Settings::load().unwrap();
-            assert_eq!(settings.gateway_port, 9100);
-            assert_eq!(settings.catalog_port, 9001);
+            assert_eq!(settings.port("gateway").unwrap(), 9100);
+            assert_eq!(settings.port("catalog").unwrap(), 9001);
             Ok(())
         });
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Ticketing {
+        hold_ttl_secs: u64,
+        label: String,
+        strict: bool,
+    }
+
+    impl Section for Ticketing {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.hold_ttl_secs > 3600 {
+                return Err(ConfigError::new("hold_ttl_secs", "at most an hour"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_section_reads_its_keys_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EVENTHIVE_HOLD_TTL_SECS", "600");
+            jail.set_env("EVENTHIVE_LABEL", "42");
+            jail.set_env("EVENTHIVE_STRICT", "true");
+            let section: Ticketing = Settings::load().unwrap().section().unwrap();
+            assert_eq!(section.hold_ttl_secs, 600);
+            assert_eq!(section.label, "42");
+            assert!(section.strict);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_section_value_names_its_variable() {
+        let mut settings = Settings::default();
+        settings.set("hold_ttl_secs", "ten minutes");
+        assert_eq!(settings.section::<Ticketing>().unwrap_err().variable, "EVENTHIVE_HOLD_TTL_SECS");
+        settings.set("hold_ttl_secs", 7200);
+        assert_eq!(settings.section::<Ticketing>().unwrap_err().variable, "EVENTHIVE_HOLD_TTL_SECS");
+    }
+
+    #[test]
+    fn endpoints_default_to_the_port_on_the_bind_host() {
+        let mut settings = Settings::default();
+        settings.set("catalog_port", 50052);
+        assert_eq!(settings.endpoint("catalog").unwrap(), "http://127.0.0.1:50052");
+        settings.set("catalog_url", "http://catalog:50052");
+        assert_eq!(settings.endpoint("catalog").unwrap(), "http://catalog:50052");
+        settings.set("catalog_url", "catalog:50052");
+        assert_eq!(settings.endpoint("catalog").unwrap_err().variable, "EVENTHIVE_CATALOG_URL");
+        assert_eq!(settings.port("nowhere").unwrap_err().variable, "EVENTHIVE_NOWHERE_PORT");
     }
 }

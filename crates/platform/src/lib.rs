@@ -2,7 +2,9 @@
 //! configuration, telemetry, error mapping, health, shutdown, storage or messaging.
 //!
 //! # Layout
-//! - [`config`]: typed settings from defaults, an optional file and `EVENTHIVE_*` variables.
+//! - [`config`]: typed settings from defaults, an optional file and `EVENTHIVE_*` variables;
+//!   shared ones, and each service's section.
+//! - [`service`]: the one interface every service implements, and its entry in the list.
 //! - [`telemetry`]: tracing, pretty in dev and JSON in production.
 //! - [`problem`]: error kinds, RFC 9457 problem+json, and their gRPC `Status` form.
 //! - [`grpc`]: serving and dialing gRPC with health, deadlines and request ids.
@@ -19,11 +21,13 @@ pub mod inbox;
 pub mod metrics;
 pub mod outbox;
 pub mod problem;
+pub mod service;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 
 pub use async_trait;
-pub use config::Settings;
+pub use config::{NoSettings, Section, Settings};
 pub use problem::{ErrorKind, FieldError, Problem};
+pub use service::{Context, Service};
 pub use storage::Database;

@@ -23,9 +23,7 @@ pub mod service;
 use std::sync::Arc;
 
 use eventhive_platform::{
-    Database, Settings,
-    bus::{MessageBus, Subscription},
-    grpc,
+    Context, Database, NoSettings, Service, Settings, async_trait::async_trait, bus::Subscription, grpc,
     shutdown::CancellationToken,
 };
 use eventhive_proto::analytics::analytics_server::AnalyticsServer;
@@ -53,30 +51,29 @@ pub struct Application {
     consuming: CancellationToken,
 }
 
-impl Application {
-    /// Connects and migrates the database and subscribes to the events the figures are made
-    /// of (at once, so that nothing published from now on is missed). `listener` may be on
-    /// port 0.
-    pub async fn build(settings: &Settings, listener: TcpListener, bus: Arc<dyn MessageBus>) -> anyhow::Result<Self> {
-        let db = Database::connect(settings, SERVICE).await?;
-        db.migrate(&MIGRATIONS).await?;
+#[async_trait]
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = 50056;
+    const USES_BUS: bool = true;
+    type Settings = NoSettings;
+
+    fn migrations() -> Option<&'static Migrator> {
+        Some(&MIGRATIONS)
+    }
+
+    /// Subscribes to the events the figures are made of (at once, so that nothing published
+    /// from now on is missed).
+    async fn build(context: Context) -> anyhow::Result<Self> {
+        let db = context.database()?;
         let projection = Projection::new(db.clone());
         let consuming = CancellationToken::new();
         let subscription = Subscription::new(projection::QUEUE, projection::routing_keys());
-        bus.subscribe(subscription, Arc::new(projection.clone()), consuming.clone()).await?;
-        Ok(Self { listener, projection, db, consuming })
+        context.bus.subscribe(subscription, Arc::new(projection.clone()), consuming.clone()).await?;
+        Ok(Self { listener: context.listener, projection, db, consuming })
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
-    }
-
-    /// The read model's writer, for tests and tools in the same process.
-    pub fn projection(&self) -> Projection {
-        self.projection.clone()
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let consuming = self.consuming.clone();
         let stop_consuming = shutdown.clone();
         tokio::spawn(async move {

@@ -144,7 +144,7 @@ async fn the_live_stream_pushes_a_change_within_a_second(backend: Backend) {
 }
 
 async fn after_a_crowd_sale_analytics_equals_ticketing(backend: Backend) {
-    let app = Arc::new(TestApp::spawn_with(backend, |s| s.sweep_interval_ms = 3_600_000).await);
+    let app = Arc::new(TestApp::spawn_with(backend, |s| s.set("sweep_interval_ms", 3_600_000)).await);
     let sale = app
         .sale(50, |body| {
             body["max_tickets_per_order"] = json!(2);

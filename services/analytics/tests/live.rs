@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use common::{Backend, Cleanup, Harness, Sale, next_within, paid, placed};
 use eventhive_analytics::{Application, MIGRATIONS, Projection, SERVICE, WatchTiming, service::FiguresStream};
 use eventhive_platform::{
-    Database,
+    Context, Database, Service,
     bus::{MessageBus, MessageHandler, in_process::InProcessBus},
     shutdown::CancellationToken,
 };
@@ -137,8 +137,9 @@ async fn the_running_service_consumes_the_bus_and_answers_over_grpc(backend: Bac
     let cleanup = Cleanup { settings: common::settings(backend, &dir), dir };
     let bus: Arc<dyn MessageBus> = Arc::new(InProcessBus::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let application = Application::build(&cleanup.settings, listener, bus.clone()).await.unwrap();
-    let port = application.port();
+    let port = listener.local_addr().unwrap().port();
+    let context = Context::of::<Application>(cleanup.settings.clone(), listener, bus.clone()).await.unwrap();
+    let application = Application::build(context).await.unwrap();
     assert_ne!(port, 0);
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(application.run_until_stopped(shutdown.clone()));

@@ -12,9 +12,12 @@ pub mod domain;
 pub mod error;
 pub mod service;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use eventhive_platform::{Database, Settings, bus::MessageBus, grpc, outbox::OutboxRelay, shutdown::CancellationToken};
+use eventhive_platform::{
+    Context, Database, NoSettings, Service, async_trait::async_trait, grpc, outbox::OutboxRelay,
+    shutdown::CancellationToken,
+};
 use eventhive_proto::catalog::catalog_server::CatalogServer;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -32,26 +35,26 @@ pub struct Application {
     outbox_poll: Duration,
 }
 
-impl Application {
-    /// Connects and migrates the database. `listener` may be on port 0.
-    pub async fn build(settings: &Settings, listener: TcpListener, bus: Arc<dyn MessageBus>) -> anyhow::Result<Self> {
-        let db = Database::connect(settings, SERVICE).await?;
-        db.migrate(&MIGRATIONS).await?;
-        let relay = OutboxRelay::new(db.clone(), bus);
+#[async_trait]
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = 50052;
+    const USES_BUS: bool = true;
+    type Settings = NoSettings;
+
+    fn migrations() -> Option<&'static Migrator> {
+        Some(&MIGRATIONS)
+    }
+
+    async fn build(context: Context) -> anyhow::Result<Self> {
+        let db = context.database()?;
+        let relay = OutboxRelay::new(db.clone(), context.bus.clone());
         let service = service::CatalogService::new(db.clone(), relay.clone());
-        Ok(Self { listener, service, relay, db, outbox_poll: Duration::from_millis(settings.outbox_poll_ms) })
+        let outbox_poll = Duration::from_millis(context.settings.outbox_poll_ms);
+        Ok(Self { listener: context.listener, service, relay, db, outbox_poll })
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
-    }
-
-    /// The outbox relay, for tests that drive it step by step.
-    pub fn relay(&self) -> OutboxRelay {
-        self.relay.clone()
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let relay = tokio::spawn(self.relay.run(self.outbox_poll, shutdown.clone()));
         let health = tonic_health::server::health_reporter();
         let result = grpc::serve(SERVICE, self.listener, CatalogServer::new(self.service), health, shutdown).await;

@@ -32,7 +32,11 @@ use axum::{
     middleware::{from_fn, from_fn_with_state},
     routing::{get, post},
 };
-use eventhive_platform::{ErrorKind, Problem, Settings, grpc::REQUEST_ID, shutdown::CancellationToken};
+use eventhive_platform::{
+    Context, ErrorKind, Problem, Section, Service, async_trait::async_trait, config::ConfigError, grpc::REQUEST_ID,
+    service::Health, shutdown::CancellationToken,
+};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
@@ -45,6 +49,44 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use state::AppState;
 
 pub const SERVICE: &str = "gateway";
+
+/// The gateway's settings section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewaySettings {
+    /// Requests per second per client IP (burst twice that); 0 turns it off.
+    pub rate_limit_ip_per_sec: u32,
+    /// Requests per second per signed-in user (burst twice that); 0 turns it off.
+    pub rate_limit_user_per_sec: u32,
+    /// Bound on one public request, gRPC calls included.
+    pub request_timeout_ms: u64,
+    /// Take the client IP from the last `X-Forwarded-For` hop (behind one trusted proxy or
+    /// ingress); otherwise the peer address is the client.
+    pub trust_forwarded_for: bool,
+    /// Origins browsers may call the API from; `*` allows any.
+    pub cors_allowed_origins: String,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            rate_limit_ip_per_sec: 100,
+            rate_limit_user_per_sec: 20,
+            request_timeout_ms: 15_000,
+            trust_forwarded_for: false,
+            cors_allowed_origins: "*".into(),
+        }
+    }
+}
+
+impl Section for GatewaySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::new("request_timeout_ms", "must be positive"));
+        }
+        Ok(())
+    }
+}
 
 /// The public router, with every layer.
 pub fn router(state: AppState) -> Router {
@@ -87,7 +129,7 @@ pub fn router(state: AppState) -> Router {
     // Router::layer wraps: the last one added runs first. Plain errors become problems inside
     // CORS and the request id, so that those headers are on every answer.
     api.layer(from_fn(middleware::problem_for_plain_errors))
-        .layer(cors(&state.settings))
+        .layer(cors(&state.gateway))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
@@ -96,7 +138,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-fn cors(settings: &Settings) -> CorsLayer {
+fn cors(settings: &GatewaySettings) -> CorsLayer {
     let origins = settings.cors_allowed_origins.trim();
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
@@ -117,17 +159,24 @@ pub struct Application {
     router: Router,
 }
 
-impl Application {
-    pub async fn build(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let state = AppState::new(settings.clone()).await?;
-        Ok(Self { listener, router: router(state) })
+#[async_trait]
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = 8080;
+    const HEALTH: Health = Health::Http { path: "/readyz" };
+    type Settings = GatewaySettings;
+
+    fn migrations() -> Option<&'static eventhive_platform::service::Migrator> {
+        None
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    async fn build(context: Context) -> anyhow::Result<Self> {
+        let gateway: GatewaySettings = context.section()?;
+        let state = AppState::new(context.settings, gateway).await?;
+        Ok(Self { listener: context.listener, router: router(state) })
     }
 
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "HTTP listening");
         axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -22,9 +22,9 @@ use crate::{
 
 /// Verifies the bearer token, if any, and applies the rate limits.
 pub async fn authenticate_and_limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let ip = client_ip(&request, state.settings.trust_forwarded_for);
+    let ip = client_ip(&request, state.gateway.trust_forwarded_for);
     if let Decision::Deny { retry_after } =
-        state.limiter.check(&format!("ip:{ip}"), state.settings.rate_limit_ip_per_sec).await
+        state.limiter.check(&format!("ip:{ip}"), state.gateway.rate_limit_ip_per_sec).await
     {
         return too_many(retry_after);
     }
@@ -38,7 +38,7 @@ pub async fn authenticate_and_limit(State(state): State<AppState>, mut request: 
     };
     if let Authentication::User(user) = &authentication
         && let Decision::Deny { retry_after } =
-            state.limiter.check(&format!("user:{user}"), state.settings.rate_limit_user_per_sec).await
+            state.limiter.check(&format!("user:{user}"), state.gateway.rate_limit_user_per_sec).await
     {
         return too_many(retry_after);
     }
@@ -73,7 +73,7 @@ fn client_ip(request: &Request, trust_forwarded_for: bool) -> String {
 
 /// Answers 503 problem+json when a request takes longer than the configured bound.
 pub async fn bound_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = Duration::from_millis(state.settings.request_timeout_ms);
+    let limit = Duration::from_millis(state.gateway.request_timeout_ms);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => Problem::new(ErrorKind::Unavailable, "the request took too long; try again").into_response(),

@@ -15,7 +15,7 @@ use eventhive_proto::{
 };
 use tonic::transport::Channel;
 
-use crate::{auth::JwtVerifier, ratelimit::RateLimiter};
+use crate::{GatewaySettings, auth::JwtVerifier, ratelimit::RateLimiter};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,17 +34,19 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub limiter: Arc<RateLimiter>,
     pub settings: Arc<Settings>,
+    /// The gateway's own section: rate limits, time bound, CORS, proxies.
+    pub gateway: Arc<GatewaySettings>,
 }
 
 impl AppState {
-    pub async fn new(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn new(settings: Settings, gateway: GatewaySettings) -> anyhow::Result<Self> {
         let deadline = std::time::Duration::from_millis(settings.grpc_deadline_ms);
-        let identity_channel = grpc::channel(&settings.identity_endpoint(), deadline)?;
-        let catalog_channel = grpc::channel(&settings.catalog_endpoint(), deadline)?;
-        let ticketing_channel = grpc::channel(&settings.ticketing_endpoint(), deadline)?;
-        let analytics_channel = grpc::channel(&settings.analytics_endpoint(), deadline)?;
-        let notifications_channel = grpc::channel(&settings.notifications_endpoint(), deadline)?;
-        let analytics_stream_channel = grpc::streaming_channel(&settings.analytics_endpoint())?;
+        let identity_channel = grpc::channel(&settings.endpoint("identity")?, deadline)?;
+        let catalog_channel = grpc::channel(&settings.endpoint("catalog")?, deadline)?;
+        let ticketing_channel = grpc::channel(&settings.endpoint("ticketing")?, deadline)?;
+        let analytics_channel = grpc::channel(&settings.endpoint("analytics")?, deadline)?;
+        let notifications_channel = grpc::channel(&settings.endpoint("notifications")?, deadline)?;
+        let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?)?;
         let identity = IdentityClient::new(identity_channel.clone());
         let limiter = match &settings.redis_url {
             Some(url) => RateLimiter::redis(url, &settings.redis_prefix).await?,
@@ -65,6 +67,7 @@ impl AppState {
             ticketing_channel,
             limiter: Arc::new(limiter),
             settings: Arc::new(settings),
+            gateway: Arc::new(gateway),
         })
     }
 

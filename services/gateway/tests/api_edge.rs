@@ -176,8 +176,8 @@ async fn unknown_routes_are_404_and_wrong_methods_405(backend: Backend) {
 
 async fn rate_limits_answer_429_with_retry_after(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
-        s.rate_limit_ip_per_sec = 5;
-        s.rate_limit_user_per_sec = 0;
+        s.set("rate_limit_ip_per_sec", 5);
+        s.set("rate_limit_user_per_sec", 0);
     })
     .await;
     // Per IP: a burst of twice the rate, then 429 (a slow machine may refill a token or two).
@@ -201,8 +201,8 @@ async fn rate_limits_answer_429_with_retry_after(backend: Backend) {
 
 async fn each_user_has_a_rate_limit_of_their_own(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
-        s.rate_limit_ip_per_sec = 1000;
-        s.rate_limit_user_per_sec = 2;
+        s.set("rate_limit_ip_per_sec", 1000);
+        s.set("rate_limit_user_per_sec", 2);
     })
     .await;
     let alice = app.sign_up().await;

@@ -18,8 +18,11 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use eventhive_platform::{Database, Settings, grpc, shutdown::CancellationToken};
+use eventhive_platform::{
+    Context, Section, Service, async_trait::async_trait, config::ConfigError, grpc, shutdown::CancellationToken,
+};
 use eventhive_proto::identity::identity_server::IdentityServer;
+use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
@@ -28,30 +31,77 @@ pub const SERVICE: &str = "identity";
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
+/// Identity's settings section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdentitySettings {
+    /// Lifetime of an access token (JWT).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token; each use rotates it.
+    pub refresh_token_ttl_secs: u64,
+    /// Argon2id memory cost in KiB (OWASP: at least 19 MiB with 2 iterations).
+    pub password_hash_memory_kib: u32,
+    pub password_hash_iterations: u32,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            password_hash_memory_kib: 19 * 1024,
+            password_hash_iterations: 2,
+        }
+    }
+}
+
+impl Section for IdentitySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.access_token_ttl_secs == 0 || self.access_token_ttl_secs > 24 * 3600 {
+            return Err(ConfigError::new("access_token_ttl_secs", "must be between 1 and 86400"));
+        }
+        if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
+            return Err(ConfigError::new("refresh_token_ttl_secs", "must not be shorter than the access token's"));
+        }
+        if self.password_hash_memory_kib < 8 {
+            return Err(ConfigError::new("password_hash_memory_kib", "must be at least 8"));
+        }
+        if self.password_hash_iterations == 0 {
+            return Err(ConfigError::new("password_hash_iterations", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// A built identity service, bound to its listener, ready to run.
 pub struct Application {
     listener: TcpListener,
     service: service::IdentityService,
-    db: Database,
+    db: eventhive_platform::Database,
 }
 
-impl Application {
-    /// Connects and migrates the database, loads the signing keys. `listener` may be on port 0.
-    pub async fn build(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let db = Database::connect(settings, SERVICE).await?;
-        db.migrate(&MIGRATIONS).await?;
+#[async_trait]
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = 50051;
+    type Settings = IdentitySettings;
+
+    fn migrations() -> Option<&'static Migrator> {
+        Some(&MIGRATIONS)
+    }
+
+    /// Loads the signing keys and sets up password hashing.
+    async fn build(context: Context) -> anyhow::Result<Self> {
+        let settings: IdentitySettings = context.section()?;
+        let db = context.database()?;
         let tokens = Arc::new(tokens::TokenIssuer::load(&db, settings.access_token_ttl_secs).await?);
         let passwords =
             passwords::PasswordHashing::new(settings.password_hash_memory_kib, settings.password_hash_iterations)?;
         let service = service::IdentityService::new(db.clone(), passwords, tokens, settings.refresh_token_ttl_secs);
-        Ok(Self { listener, service, db })
+        Ok(Self { listener: context.listener, service, db })
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let health = tonic_health::server::health_reporter();
         let result = grpc::serve(SERVICE, self.listener, IdentityServer::new(self.service), health, shutdown).await;
         self.db.close().await;

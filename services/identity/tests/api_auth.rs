@@ -143,7 +143,7 @@ async fn me_shows_the_account_and_its_organizations(backend: Backend) {
 }
 
 async fn me_requires_a_valid_unexpired_token(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.access_token_ttl_secs = 1).await;
+    let app = TestApp::spawn_with(backend, |s| s.set("access_token_ttl_secs", 1)).await;
     let session = app.sign_up().await;
     assert_problem(app.get("/v1/me", None).await, 401, "unauthorized").await;
 

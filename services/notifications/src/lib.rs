@@ -24,12 +24,11 @@ pub mod store;
 use std::{sync::Arc, time::Duration};
 
 use eventhive_platform::{
-    Database, Settings,
-    bus::{MessageBus, Subscription},
-    grpc,
-    shutdown::CancellationToken,
+    Context, Database, Section, Service, async_trait::async_trait, bus::Subscription, config::ConfigError, grpc,
+    service::Handles as ServiceHandles, shutdown::CancellationToken,
 };
 use eventhive_proto::notifications::notifications_server::NotificationsServer;
+use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
@@ -45,6 +44,47 @@ const QUEUE: &str = "notifications.email";
 /// Deliveries of one domain event before the bus parks it: generous, because a failure here
 /// mostly means identity is briefly unreachable, and the email should still go out.
 const MAX_HANDLER_ATTEMPTS: u32 = 10;
+
+/// Notifications' settings section: where mail goes and how hard to try.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationsSettings {
+    /// An SMTP server for outgoing mail (`smtp://host:port`, `smtps://` for TLS); unset: mail
+    /// is kept in the dev inbox served at `GET /dev/mail`.
+    pub smtp_url: Option<String>,
+    /// The sender of every email.
+    pub smtp_from: String,
+    /// Attempts to deliver one email before it is dead-lettered (with the default backoff, 12
+    /// attempts ride out about 18 minutes of SMTP outage).
+    pub smtp_max_attempts: u32,
+    /// The first retry's delay; it doubles per attempt (at most 5 minutes).
+    pub smtp_retry_base_ms: u64,
+}
+
+impl Default for NotificationsSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            smtp_from: "EventHive <tickets@eventhive.dev>".into(),
+            smtp_max_attempts: 12,
+            smtp_retry_base_ms: 1_000,
+        }
+    }
+}
+
+impl Section for NotificationsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(ConfigError::new("smtp_url", "expected an smtp:// or smtps:// URL"));
+        }
+        if self.smtp_max_attempts == 0 {
+            return Err(ConfigError::new("smtp_max_attempts", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
 
 /// What tests (and operators' tools) reach into a running notifications with.
 #[derive(Clone)]
@@ -63,30 +103,39 @@ pub struct Application {
     consuming: CancellationToken,
 }
 
-impl Application {
-    /// Connects and migrates the database, builds the mailer and subscribes to the domain
-    /// events (at once, so that nothing published from now on is missed). `listener` may be
-    /// on port 0.
-    pub async fn build(settings: &Settings, listener: TcpListener, bus: Arc<dyn MessageBus>) -> anyhow::Result<Self> {
-        let db = Database::connect(settings, SERVICE).await?;
-        db.migrate(&MIGRATIONS).await?;
-        let sender = Sender::new(db.clone(), settings)?;
-        let deadline = Duration::from_millis(settings.grpc_deadline_ms);
-        let recipients = directory::IdentityDirectory::new(grpc::channel(&settings.identity_endpoint(), deadline)?);
-        let events = directory::CatalogDirectory::new(grpc::channel(&settings.catalog_endpoint(), deadline)?);
+#[async_trait]
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = 50055;
+    const USES_BUS: bool = true;
+    type Settings = NotificationsSettings;
+
+    fn migrations() -> Option<&'static Migrator> {
+        Some(&MIGRATIONS)
+    }
+
+    /// Builds the mailer and subscribes to the domain events (at once, so that nothing
+    /// published from now on is missed).
+    async fn build(context: Context) -> anyhow::Result<Self> {
+        let settings: NotificationsSettings = context.section()?;
+        let db = context.database()?;
+        let sender = Sender::new(db.clone(), &settings)?;
+        let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
+        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline)?;
+        let catalog = grpc::channel(&context.settings.endpoint("catalog")?, deadline)?;
         let consumer = consumer::EmailConsumer::new(
             db.clone(),
             Arc::new(render::Templates::new()?),
-            Arc::new(recipients),
-            Arc::new(events),
+            Arc::new(directory::IdentityDirectory::new(identity)),
+            Arc::new(directory::CatalogDirectory::new(catalog)),
             sender.clone(),
         );
         let consuming = CancellationToken::new();
         let mut subscription = Subscription::new(QUEUE, consumer::routing_keys());
         subscription.max_attempts = MAX_HANDLER_ATTEMPTS;
-        bus.subscribe(subscription, Arc::new(consumer), consuming.clone()).await?;
+        context.bus.subscribe(subscription, Arc::new(consumer), consuming.clone()).await?;
         Ok(Self {
-            listener,
+            listener: context.listener,
             service: service::NotificationsService::new(db.clone(), sender.clone()),
             sender,
             db,
@@ -94,16 +143,12 @@ impl Application {
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
-    }
-
-    pub fn handles(&self) -> Handles {
-        Handles { sender: self.sender.clone() }
+    fn handles(&self) -> ServiceHandles {
+        ServiceHandles::of(Handles { sender: self.sender.clone() })
     }
 
     /// Serves gRPC and sends mail until `shutdown`; then stops consuming and closes the database.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         // Stops the background work on shutdown, and also if serving ends on its own.
         let stop = shutdown.child_token();
         let sending = tokio::spawn(self.sender.clone().run(stop.clone()));

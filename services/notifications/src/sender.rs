@@ -13,7 +13,9 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use eventhive_platform::{Database, Settings};
+use eventhive_platform::Database;
+
+use crate::NotificationsSettings;
 use futures::{StreamExt, stream};
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
@@ -66,7 +68,7 @@ pub enum Mailer {
 impl Mailer {
     /// The SMTP transport for `smtp://host:port` (plain; `?tls=required` or `?tls=opportunistic`
     /// for STARTTLS) or `smtps://host:port` (TLS), with `user:password@` if the server wants it.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &NotificationsSettings) -> anyhow::Result<Self> {
         match &settings.smtp_url {
             None => Ok(Self::DevInbox),
             Some(url) => {
@@ -105,11 +107,11 @@ enum Outcome {
 }
 
 impl Sender {
-    pub fn new(db: Database, settings: &Settings) -> anyhow::Result<Self> {
+    pub fn new(db: Database, settings: &NotificationsSettings) -> anyhow::Result<Self> {
         Self::with_mailer(db, Mailer::from_settings(settings)?, settings)
     }
 
-    pub fn with_mailer(db: Database, mailer: Mailer, settings: &Settings) -> anyhow::Result<Self> {
+    pub fn with_mailer(db: Database, mailer: Mailer, settings: &NotificationsSettings) -> anyhow::Result<Self> {
         let from: Mailbox = settings.smtp_from.parse().context("EVENTHIVE_SMTP_FROM is not an email address")?;
         let domain = from.email.domain().to_owned();
         Ok(Self {
@@ -355,9 +357,10 @@ mod tests {
 
     async fn sender(base_ms: u64) -> (Sender, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings { data_dir: dir.path().to_owned(), smtp_retry_base_ms: base_ms, ..Settings::default() };
+        let settings = eventhive_platform::Settings { data_dir: dir.path().to_owned(), ..Default::default() };
         let db = Database::connect(&settings, "notifications").await.unwrap();
-        (Sender::new(db, &settings).unwrap(), dir)
+        let section = NotificationsSettings { smtp_retry_base_ms: base_ms, ..Default::default() };
+        (Sender::new(db, &section).unwrap(), dir)
     }
 
     #[tokio::test]

@@ -43,7 +43,7 @@ fn unfolded(raw: &str) -> String {
 
 async fn a_purchase_is_confirmed_by_email_with_its_codes_and_qr_codes(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let app = TestApp::spawn_with(backend, |s| s.smtp_url = Some(smtp.url())).await;
+    let app = TestApp::spawn_with(backend, |s| s.set("smtp_url", smtp.url())).await;
     let sale = app.sale(10, |_| {}).await;
     let buyer = app.sign_up().await;
     let order = app.buy(&buyer, &sale, 2).await;
@@ -157,8 +157,8 @@ async fn holders_hear_of_a_cancellation_once_each(backend: Backend) {
 async fn a_failing_smtp_server_still_delivers_exactly_one_email(backend: Backend) {
     let smtp = SmtpServer::failing_first(2).await;
     let app = TestApp::spawn_with(backend, |s| {
-        s.smtp_url = Some(smtp.url());
-        s.smtp_retry_base_ms = 50;
+        s.set("smtp_url", smtp.url());
+        s.set("smtp_retry_base_ms", 50);
     })
     .await;
     let sale = app.sale(10, |_| {}).await;

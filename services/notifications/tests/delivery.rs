@@ -74,7 +74,8 @@ impl Harness {
         let settings = settings.validated().unwrap();
         let db = Database::connect(&settings, SERVICE).await.unwrap();
         db.migrate(&MIGRATIONS).await.unwrap();
-        let sender = Sender::new(db.clone(), &settings).unwrap();
+        let section: eventhive_notifications::NotificationsSettings = settings.section().unwrap();
+        let sender = Sender::new(db.clone(), &section).unwrap();
         let recipients = InMemoryRecipients::new();
         let events = InMemoryEvents::new();
         let consumer = EmailConsumer::new(
@@ -226,7 +227,7 @@ fn read_qr(png_bytes: &[u8]) -> String {
 
 async fn a_confirmation_carries_every_code_and_one_qr_image_per_ticket(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let harness = Harness::new(backend, |s| s.smtp_url = Some(smtp.url())).await;
+    let harness = Harness::new(backend, |s| s.set("smtp_url", smtp.url())).await;
     let event = published(&harness).await;
     let buyer = harness.user("ada@example.com");
     let order = issued(event.event_id, buyer, 2);
@@ -269,7 +270,7 @@ async fn a_confirmation_carries_every_code_and_one_qr_image_per_ticket(backend: 
 
 async fn a_redelivered_domain_event_sends_no_second_email(backend: Backend) {
     let smtp = SmtpServer::start().await;
-    let harness = Harness::new(backend, |s| s.smtp_url = Some(smtp.url())).await;
+    let harness = Harness::new(backend, |s| s.set("smtp_url", smtp.url())).await;
     let event = published(&harness).await;
     let buyer = harness.user("ada@example.com");
     let envelope = harness.feed(&issued(event.event_id, buyer, 1)).await;
@@ -411,8 +412,8 @@ async fn buyers_hear_of_their_own_refunds_and_of_expired_holds(backend: Backend)
 async fn a_server_failing_the_first_two_attempts_still_delivers_one_email(backend: Backend) {
     let smtp = SmtpServer::failing_first(2).await;
     let harness = Harness::new(backend, |s| {
-        s.smtp_url = Some(smtp.url());
-        s.smtp_retry_base_ms = 1000;
+        s.set("smtp_url", smtp.url());
+        s.set("smtp_retry_base_ms", 1000);
     })
     .await;
     let event = published(&harness).await;
@@ -435,9 +436,9 @@ async fn a_server_failing_the_first_two_attempts_still_delivers_one_email(backen
 async fn after_the_last_attempt_a_delivery_is_dead_until_replayed(backend: Backend) {
     let smtp = SmtpServer::failing_first(3).await;
     let harness = Harness::new(backend, |s| {
-        s.smtp_url = Some(smtp.url());
-        s.smtp_max_attempts = 3;
-        s.smtp_retry_base_ms = 10;
+        s.set("smtp_url", smtp.url());
+        s.set("smtp_max_attempts", 3);
+        s.set("smtp_retry_base_ms", 10);
     })
     .await;
     let event = published(&harness).await;
@@ -506,7 +507,7 @@ async fn without_smtp_the_dev_inbox_lists_the_mail(backend: Backend) {
 
     // With an SMTP server there is no dev inbox to list.
     let smtp = SmtpServer::start().await;
-    let with_smtp = Harness::new(backend, |s| s.smtp_url = Some(smtp.url())).await;
+    let with_smtp = Harness::new(backend, |s| s.set("smtp_url", smtp.url())).await;
     let request = tonic::Request::new(ListDevMailRequest::default());
     let status = with_smtp.service.list_dev_mail(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);

@@ -19,15 +19,46 @@ pub mod service;
 
 use std::{sync::Arc, time::Duration};
 
-use eventhive_platform::{Database, Settings, grpc, shutdown::CancellationToken};
+use eventhive_platform::{
+    Context, Database, Section, Service, async_trait::async_trait, config::ConfigError, grpc,
+    shutdown::CancellationToken,
+};
 use eventhive_proto::payments::payments_server::PaymentsServer;
+use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
-/// The name of this service: its database, its logs, its gRPC health entry.
 pub const SERVICE: &str = "payments";
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// Payments' settings section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PaymentsSettings {
+    /// The simulated card processor's latency per call, for benchmarks.
+    pub payment_latency_ms: u64,
+    /// The simulated card processor's share of calls failing transiently (0.0 to 1.0).
+    pub payment_failure_rate: f64,
+    /// How long a charge whose outcome is unknown is left alone before payments asks the
+    /// processor how it ended. Must exceed one processor call's timeout.
+    pub payment_settle_delay_ms: u64,
+}
+
+impl Default for PaymentsSettings {
+    fn default() -> Self {
+        Self { payment_latency_ms: 0, payment_failure_rate: 0.0, payment_settle_delay_ms: 5_000 }
+    }
+}
+
+impl Section for PaymentsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.payment_failure_rate) {
+            return Err(ConfigError::new("payment_failure_rate", "must be between 0.0 and 1.0"));
+        }
+        Ok(())
+    }
+}
 
 /// A built payments service, bound to its listener, ready to run.
 pub struct Application {
@@ -36,12 +67,20 @@ pub struct Application {
     db: Database,
 }
 
-impl Application {
-    /// Connects and migrates the database and sets up the simulated processor from
-    /// `payment_latency_ms` and `payment_failure_rate`. `listener` may be on port 0.
-    pub async fn build(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let db = Database::connect(settings, SERVICE).await?;
-        db.migrate(&MIGRATIONS).await?;
+#[async_trait]
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = 50054;
+    type Settings = PaymentsSettings;
+
+    fn migrations() -> Option<&'static Migrator> {
+        Some(&MIGRATIONS)
+    }
+
+    /// Sets up the simulated processor from `payment_latency_ms` and `payment_failure_rate`.
+    async fn build(context: Context) -> anyhow::Result<Self> {
+        let settings: PaymentsSettings = context.section()?;
+        let db = context.database()?;
         let processor = processor::SimulatedProcessor::new(
             db.clone(),
             Duration::from_millis(settings.payment_latency_ms),
@@ -49,14 +88,10 @@ impl Application {
         );
         let service = service::PaymentsService::new(db.clone(), Arc::new(processor))
             .with_settle_delay(Duration::from_millis(settings.payment_settle_delay_ms));
-        Ok(Self { listener, service, db })
+        Ok(Self { listener: context.listener, service, db })
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let health = tonic_health::server::health_reporter();
         let result = grpc::serve(SERVICE, self.listener, PaymentsServer::new(self.service), health, shutdown).await;
         self.db.close().await;

@@ -19,7 +19,9 @@ use eventhive_payments::{
     },
     service::PaymentsService,
 };
-use eventhive_platform::{Database, Problem, Settings, shutdown::CancellationToken, storage::now_ms, telemetry};
+use eventhive_platform::{
+    Context, Database, Problem, Service, Settings, shutdown::CancellationToken, storage::now_ms, telemetry,
+};
 use eventhive_proto::{
     common::Money,
     payments::{
@@ -724,8 +726,10 @@ async fn the_application_serves_payments_over_grpc(backend: Backend) {
     let settings = test_settings(backend, &data_dir);
     let _drop_database = DropDatabase(settings.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build(&settings, listener).await.unwrap();
-    let port = app.port();
+    let port = listener.local_addr().unwrap().port();
+    let bus = Arc::new(eventhive_platform::bus::in_process::InProcessBus::new());
+    let context = Context::of::<Application>(settings.clone(), listener, bus).await.unwrap();
+    let app = Application::build(context).await.unwrap();
     let stop = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
 

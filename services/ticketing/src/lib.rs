@@ -34,16 +34,14 @@ use std::{sync::Arc, time::Duration};
 
 use eventhive_domain::events::{DomainEvent, EventCancelled, EventChanged, EventPublished};
 use eventhive_platform::{
-    Database, Settings,
-    bus::{MessageBus, Subscription},
-    grpc,
-    outbox::OutboxRelay,
-    shutdown::CancellationToken,
+    Context, Database, Section, Service, async_trait::async_trait, bus::Subscription, config::ConfigError, grpc,
+    outbox::OutboxRelay, service::Handles as ServiceHandles, shutdown::CancellationToken,
 };
 use eventhive_proto::{
     catalog::catalog_client::CatalogClient, payments::payments_client::PaymentsClient,
     ticketing::ticketing_server::TicketingServer,
 };
+use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::{net::TcpListener, sync::Notify};
 
@@ -53,6 +51,40 @@ pub use sweeper::{Sweep, Sweeper};
 pub const SERVICE: &str = "ticketing";
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// Ticketing's settings section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TicketingSettings {
+    /// How long a new order holds its tickets.
+    pub hold_ttl_secs: u64,
+    /// Counter rows per ticket type: more rows let more buyers of one ticket type hold
+    /// tickets at the same moment without waiting on one hot row.
+    pub inventory_shards: u32,
+    /// How often ticketing expires holds and resumes interrupted sagas.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for TicketingSettings {
+    fn default() -> Self {
+        Self { hold_ttl_secs: 600, inventory_shards: 4, sweep_interval_ms: 1000 }
+    }
+}
+
+impl Section for TicketingSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold_ttl_secs == 0 {
+            return Err(ConfigError::new("hold_ttl_secs", "must be positive"));
+        }
+        if !(1..=64).contains(&self.inventory_shards) {
+            return Err(ConfigError::new("inventory_shards", "must be between 1 and 64"));
+        }
+        if self.sweep_interval_ms == 0 {
+            return Err(ConfigError::new("sweep_interval_ms", "must be positive"));
+        }
+        Ok(())
+    }
+}
 
 /// What tests (and operators' tools) reach into a running ticketing with.
 #[derive(Clone)]
@@ -74,16 +106,26 @@ pub struct Application {
     consuming: CancellationToken,
 }
 
-impl Application {
-    /// Connects and migrates the database and subscribes to catalog's events (at once, so that
-    /// nothing catalog publishes from now on is missed). `listener` may be on port 0.
-    pub async fn build(settings: &Settings, listener: TcpListener, bus: Arc<dyn MessageBus>) -> anyhow::Result<Self> {
-        let db = Database::connect(settings, SERVICE).await?;
-        db.migrate(&MIGRATIONS).await?;
-        let deadline = Duration::from_millis(settings.grpc_deadline_ms);
-        let catalog = CatalogClient::new(grpc::channel(&settings.catalog_endpoint(), deadline)?);
-        let payments = PaymentsClient::new(grpc::channel(&settings.payments_endpoint(), deadline)?);
-        let relay = OutboxRelay::new(db.clone(), bus.clone());
+#[async_trait]
+impl Service for Application {
+    const NAME: &'static str = SERVICE;
+    const DEFAULT_PORT: u16 = 50053;
+    const USES_BUS: bool = true;
+    type Settings = TicketingSettings;
+
+    fn migrations() -> Option<&'static Migrator> {
+        Some(&MIGRATIONS)
+    }
+
+    /// Subscribes to catalog's events (at once, so that nothing catalog publishes from now on
+    /// is missed).
+    async fn build(context: Context) -> anyhow::Result<Self> {
+        let settings: TicketingSettings = context.section()?;
+        let db = context.database()?;
+        let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
+        let catalog = CatalogClient::new(grpc::channel(&context.settings.endpoint("catalog")?, deadline)?);
+        let payments = PaymentsClient::new(grpc::channel(&context.settings.endpoint("payments")?, deadline)?);
+        let relay = OutboxRelay::new(db.clone(), context.bus.clone());
         let wake = Arc::new(Notify::new());
         let sync =
             catalog_sync::CatalogSync::new(db.clone(), catalog, i64::from(settings.inventory_shards), wake.clone());
@@ -100,28 +142,28 @@ impl Application {
             "ticketing.catalog",
             [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
         );
-        bus.subscribe(subscription, Arc::new(sync), consuming.clone()).await?;
+        context.bus.subscribe(subscription, Arc::new(sync), consuming.clone()).await?;
         Ok(Self {
-            listener,
+            listener: context.listener,
             sweeper: Sweeper::new(engine.clone(), wake),
             engine,
             relay,
             db,
-            outbox_poll: Duration::from_millis(settings.outbox_poll_ms),
+            outbox_poll: Duration::from_millis(context.settings.outbox_poll_ms),
             sweep_interval: Duration::from_millis(settings.sweep_interval_ms),
             consuming,
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    fn handles(&self) -> ServiceHandles {
+        ServiceHandles::of(Handles {
+            sweeper: self.sweeper.clone(),
+            faults: self.engine.faults().clone(),
+            relay: self.relay.clone(),
+        })
     }
 
-    pub fn handles(&self) -> Handles {
-        Handles { sweeper: self.sweeper.clone(), faults: self.engine.faults().clone(), relay: self.relay.clone() }
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let relay = tokio::spawn(self.relay.clone().run(self.outbox_poll, shutdown.clone()));
         let sweeper = tokio::spawn(self.sweeper.clone().run(self.sweep_interval, shutdown.clone()));
         let consuming = self.consuming.clone();

@@ -324,8 +324,8 @@ async fn an_expired_hold_returns_its_tickets_and_cannot_be_paid(backend: Backend
 
 async fn a_payment_after_expires_at_is_hold_expired_even_before_the_sweep(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
-        s.hold_ttl_secs = 1;
-        s.sweep_interval_ms = 3_600_000;
+        s.set("hold_ttl_secs", 1);
+        s.set("sweep_interval_ms", 3_600_000);
     })
     .await;
     let sale = app.sale(10, |_| {}).await;
@@ -511,7 +511,7 @@ async fn codes_verify_offline_with_the_checkin_key(backend: Backend) {
 }
 
 async fn cancelling_an_event_refunds_every_paid_order(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.sweep_interval_ms = 3_600_000).await;
+    let app = TestApp::spawn_with(backend, |s| s.set("sweep_interval_ms", 3_600_000)).await;
     let sale = app.sale(20, |_| {}).await;
     let (a, b, c) = (app.sign_up().await, app.sign_up().await, app.sign_up().await);
     let paid_a = app.buy(&a, &sale, 2).await;

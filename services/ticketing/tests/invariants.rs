@@ -172,7 +172,7 @@ async fn shop(app: Arc<TestApp>, buyer: Session, sale: Sale, persona: usize) {
 }
 
 async fn two_hundred_buyers_racing_for_fifty_tickets_never_oversell(backend: Backend) {
-    let app = Arc::new(TestApp::spawn_with(backend, |s| s.sweep_interval_ms = 3_600_000).await);
+    let app = Arc::new(TestApp::spawn_with(backend, |s| s.set("sweep_interval_ms", 3_600_000)).await);
     let sale = new_sale(&app).await;
     let buyers = futures::future::join_all((0..200).map(|_| app.sign_up())).await;
     let crowd = buyers.into_iter().enumerate().map(|(persona, buyer)| {
@@ -198,7 +198,7 @@ async fn two_hundred_buyers_racing_for_fifty_tickets_never_oversell(backend: Bac
 
 /// A paid-for scenario stopped at `point`, then the whole system restarted.
 async fn crash_and_restart(backend: Backend, point: FaultPoint) -> (TestApp, Sale, Session, String) {
-    let mut app = TestApp::spawn_with(backend, |s| s.sweep_interval_ms = 3_600_000).await;
+    let mut app = TestApp::spawn_with(backend, |s| s.set("sweep_interval_ms", 3_600_000)).await;
     let sale = new_sale(&app).await;
     let buyer = app.sign_up().await;
     let order = app.hold(&buyer, &sale, 2).await;

@@ -54,7 +54,8 @@ macro_rules! on_both_backends {
 /// Settings for a fresh analytics database: a SQLite file in `dir`, or a uniquely named
 /// PostgreSQL database.
 pub fn settings(backend: Backend, dir: &tempfile::TempDir) -> Settings {
-    let mut settings = Settings { data_dir: dir.path().to_owned(), analytics_port: 0, ..Settings::default() };
+    let mut settings = Settings { data_dir: dir.path().to_owned(), ..Settings::default() };
+    settings.set("analytics_port", 0);
     if backend == Backend::Postgres {
         let url = std::env::var("EVENTHIVE_TEST_DATABASE_URL")
             .ok()

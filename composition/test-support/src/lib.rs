@@ -65,17 +65,14 @@ fn env_or(name: &str, default: &str) -> String {
 
 /// Every service listens on a port the OS picks, so tests never collide.
 fn any_free_ports(settings: &mut Settings) {
-    for port in [
-        &mut settings.gateway_port,
-        &mut settings.identity_port,
-        &mut settings.catalog_port,
-        &mut settings.ticketing_port,
-        &mut settings.payments_port,
-        &mut settings.notifications_port,
-        &mut settings.analytics_port,
-    ] {
-        *port = 0;
+    for name in eventhive_system::names() {
+        settings.set(&format!("{name}_port"), 0);
     }
+}
+
+/// A service's handles, as the type the service gives them.
+fn handles<T: Clone + Send + Sync + 'static>(system: &System, service: &str) -> T {
+    system.handles(service).get::<T>().unwrap_or_else(|| panic!("{service} gives no handles of that type"))
 }
 
 /// The running system and a client for its public API.
@@ -110,12 +107,6 @@ impl TestApp {
         let mut settings = Settings {
             bind_host: "127.0.0.1".into(),
             data_dir: data_dir.path().to_owned(),
-            // Fast hashing: the tests are about behaviour, not about resisting cracking.
-            password_hash_memory_kib: 1024,
-            password_hash_iterations: 1,
-            // Off unless a test is about them: tests fire many requests from one address.
-            rate_limit_ip_per_sec: 0,
-            rate_limit_user_per_sec: 0,
             outbox_poll_ms: 100,
             // The system under test is `eventhive dev`, dev inbox included.
             dev_mode: true,
@@ -124,6 +115,12 @@ impl TestApp {
             shutdown_grace_secs: 5,
             ..Settings::default()
         };
+        // Fast hashing: the tests are about behaviour, not about resisting cracking.
+        settings.set("password_hash_memory_kib", 1024);
+        settings.set("password_hash_iterations", 1);
+        // Off unless a test is about them: tests fire many requests from one address.
+        settings.set("rate_limit_ip_per_sec", 0);
+        settings.set("rate_limit_user_per_sec", 0);
         if backend == Backend::Infra {
             settings.database_url = Some(env_or("EVENTHIVE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432"));
             settings.amqp_url = Some(env_or("EVENTHIVE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"));
@@ -142,8 +139,8 @@ impl TestApp {
             System::start(settings).await.unwrap_or_else(|e| panic!("starting the system ({backend:?}): {e:#}"));
         let settings = system.settings.clone();
         let bus = system.bus.clone();
-        let ticketing = system.ticketing.clone();
-        let notifications = system.notifications.clone();
+        let ticketing = handles(&system, eventhive_ticketing::SERVICE);
+        let notifications = handles(&system, eventhive_notifications::SERVICE);
         let address = system.gateway_url();
         let stop = CancellationToken::new();
         let running = tokio::spawn(system.run_until(stop.clone()));
@@ -178,8 +175,8 @@ impl TestApp {
         let system = System::start(settings).await.unwrap_or_else(|e| panic!("restarting the system: {e:#}"));
         self.settings = system.settings.clone();
         self.bus = system.bus.clone();
-        self.ticketing = system.ticketing.clone();
-        self.notifications = system.notifications.clone();
+        self.ticketing = handles(&system, eventhive_ticketing::SERVICE);
+        self.notifications = handles(&system, eventhive_notifications::SERVICE);
         self.address = system.gateway_url();
         self.stop = CancellationToken::new();
         self.running = Some(tokio::spawn(system.run_until(self.stop.clone())));
@@ -225,8 +222,10 @@ impl Drop for TestApp {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async move {
                 if let Some(url) = &settings.database_url {
-                    for service in ["identity", "catalog", "ticketing", "payments", "notifications", "analytics"] {
-                        let name = format!("{}_{service}", settings.database_prefix);
+                    let with_database =
+                        eventhive_system::SERVICES.iter().filter(|entry| (entry.migrations)().is_some());
+                    for entry in with_database {
+                        let name = format!("{}_{}", settings.database_prefix, entry.name);
                         let _ = eventhive_platform::storage::drop_postgres_database(url, &name).await;
                     }
                 }

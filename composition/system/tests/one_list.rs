@@ -1,0 +1,80 @@
+//! The list of services is the only place that names them all: every service crate in the
+//! workspace is in it (a crate left out would silently never run), and each entry is coherent.
+
+use std::collections::BTreeSet;
+
+use eventhive_system::SERVICES;
+
+fn service_crates() -> BTreeSet<String> {
+    let services = concat!(env!("CARGO_MANIFEST_DIR"), "/../../services");
+    std::fs::read_dir(services)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("Cargo.toml").is_file())
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn every_service_crate_is_in_the_list() {
+    let listed: BTreeSet<String> = SERVICES.iter().map(|entry| entry.name.to_owned()).collect();
+    let crates = service_crates();
+    let missing: Vec<_> = crates.difference(&listed).collect();
+    let stray: Vec<_> = listed.difference(&crates).collect();
+    assert!(missing.is_empty(), "services/ has crates that eventhive_system::SERVICES does not list: {missing:?}");
+    assert!(stray.is_empty(), "SERVICES lists services with no crate under services/: {stray:?}");
+}
+
+#[test]
+fn names_and_ports_are_unique() {
+    let names: BTreeSet<_> = SERVICES.iter().map(|entry| entry.name).collect();
+    let ports: BTreeSet<_> = SERVICES.iter().map(|entry| entry.default_port).collect();
+    assert_eq!(names.len(), SERVICES.len());
+    assert_eq!(ports.len(), SERVICES.len());
+}
+
+#[test]
+fn no_two_services_claim_the_same_setting() {
+    let mut seen = BTreeSet::new();
+    let shared = serde_json::to_value(eventhive_platform::Settings::default()).unwrap();
+    for entry in &SERVICES {
+        for key in entry.keys() {
+            assert!(shared.get(&key).is_none(), "{} claims the shared setting {key}", entry.name);
+            assert!(seen.insert(key.clone()), "two services claim the setting {key}");
+        }
+    }
+}
+
+#[test]
+fn a_misspelled_setting_is_refused_by_name() {
+    let mut settings = eventhive_platform::Settings::default();
+    settings.set("hold_ttl_sec", 60);
+    let error = eventhive_system::prepare(settings).unwrap_err();
+    assert_eq!(error.variable, "EVENTHIVE_HOLD_TTL_SEC");
+}
+
+#[test]
+fn a_bad_value_in_a_section_is_refused_by_name() {
+    let mut settings = eventhive_platform::Settings::default();
+    settings.set("inventory_shards", 0);
+    let error = eventhive_system::prepare(settings).unwrap_err();
+    assert_eq!(error.variable, "EVENTHIVE_INVENTORY_SHARDS");
+}
+
+#[test]
+fn the_shared_crates_know_no_service() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let services: Vec<String> = service_crates().into_iter().map(|name| format!("eventhive-{name}")).collect();
+    for shared in std::fs::read_dir(format!("{root}/crates")).unwrap() {
+        let manifest = shared.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        for line in text.lines() {
+            let dependency = line.split(['.', ' ', '=']).next().unwrap_or_default();
+            assert!(
+                !services.iter().any(|service| service == dependency),
+                "{} depends on the service crate {dependency}: shared crates sit below the services",
+                manifest.display()
+            );
+        }
+    }
+}

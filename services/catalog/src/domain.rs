@@ -1,10 +1,13 @@
 //! Catalog's domain: an event's lifecycle, who may do what to it, and the parsed fields of
-//! events and ticket types.
+//! events, ticket types and searches. Nothing here touches the database.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use eventhive_domain::{Currency, iso};
 use eventhive_platform::FieldError;
-use eventhive_proto::common::Actor;
+use eventhive_proto::{
+    catalog::{AddTicketTypeRequest, CreateEventRequest, SearchEventsRequest, UpdateEventRequest},
+    common::Actor,
+};
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -80,13 +83,237 @@ impl Checks {
         result.map_err(|e| self.0.push(e)).ok()
     }
 
-    pub fn push(&mut self, error: FieldError) {
-        self.0.push(error);
-    }
-
     pub fn finish(self) -> Result<(), Vec<FieldError>> {
         if self.0.is_empty() { Ok(()) } else { Err(self.0) }
     }
+}
+
+/// Bounds of what an organizer may set.
+pub const MAX_TICKETS_PER_ORDER: i64 = 100;
+pub const MAX_TICKETS_PER_BUYER: i64 = 1_000;
+const DEFAULT_TICKETS_PER_ORDER: i64 = 10;
+const DEFAULT_TICKETS_PER_BUYER: i64 = 10;
+const MAX_CAPACITY: i64 = 1_000_000;
+const MAX_PRICE_MINOR: i64 = 100_000_000;
+pub const MAX_PAGE_SIZE: i64 = 100;
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+
+/// An event as its organizer first describes it, every field checked. It starts as a draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub title: String,
+    pub description: String,
+    pub venue_name: String,
+    pub venue_city: String,
+    pub venue_country: String,
+    /// Unix milliseconds, like every time catalog stores.
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub currency: String,
+    pub max_tickets_per_order: i64,
+    pub max_tickets_per_buyer: i64,
+}
+
+impl TryFrom<&CreateEventRequest> for NewEvent {
+    /// Every invalid field, in the order of the form.
+    type Error = Vec<FieldError>;
+
+    fn try_from(request: &CreateEventRequest) -> Result<Self, Self::Error> {
+        let mut checks = Checks::default();
+        let title = checks.check(title(&request.title));
+        let description = checks.check(description(&request.description));
+        let venue = request.venue.clone().unwrap_or_default();
+        let venue_name = checks.check(venue_name(&venue.name));
+        let venue_city = checks.check(venue_city(&venue.city));
+        let venue_country = checks.check(venue_country(&venue.country));
+        let starts_at = checks.check(instant("starts_at", &request.starts_at));
+        let ends_at = checks.check(instant("ends_at", &request.ends_at));
+        if let (Some(start), Some(end)) = (starts_at, ends_at) {
+            checks.check(ends_after_start(start, end));
+        }
+        let currency = checks.check(currency("currency", &request.currency));
+        let per_order =
+            checks.check(max_tickets_per_order(request.max_tickets_per_order.unwrap_or(DEFAULT_TICKETS_PER_ORDER)));
+        let per_buyer = checks.check(max_tickets_per_buyer(
+            request.max_tickets_per_buyer.unwrap_or(DEFAULT_TICKETS_PER_BUYER.max(per_order.unwrap_or(1))),
+        ));
+        checks.finish()?;
+        // Every check passed, so every field is there.
+        let (
+            Some(title),
+            Some(description),
+            Some(venue_name),
+            Some(venue_city),
+            Some(venue_country),
+            Some(starts_at),
+            Some(ends_at),
+            Some(currency),
+            Some(max_tickets_per_order),
+            Some(max_tickets_per_buyer),
+        ) = (
+            title,
+            description,
+            venue_name,
+            venue_city,
+            venue_country,
+            starts_at,
+            ends_at,
+            currency,
+            per_order,
+            per_buyer,
+        )
+        else {
+            return Err(vec![]);
+        };
+        Ok(Self {
+            title,
+            description,
+            venue_name,
+            venue_city,
+            venue_country,
+            starts_at,
+            ends_at,
+            currency,
+            max_tickets_per_order,
+            max_tickets_per_buyer,
+        })
+    }
+}
+
+/// The changes an organizer asks for: a field left out stays as it is, a field sent is parsed
+/// here, rightly or not. Whether the parsed values fit the stored event (times in order, the
+/// currency of an event on sale) is for the event's update to say.
+#[derive(Debug, Clone)]
+pub struct EventPatch {
+    pub title: Option<Result<String, FieldError>>,
+    pub description: Option<Result<String, FieldError>>,
+    pub venue_name: Option<Result<String, FieldError>>,
+    pub venue_city: Option<Result<String, FieldError>>,
+    pub venue_country: Option<Result<String, FieldError>>,
+    pub starts_at: Option<Result<i64, FieldError>>,
+    pub ends_at: Option<Result<i64, FieldError>>,
+    pub currency: Option<Result<String, FieldError>>,
+    pub max_tickets_per_order: Option<Result<i64, FieldError>>,
+    pub max_tickets_per_buyer: Option<Result<i64, FieldError>>,
+}
+
+impl From<&UpdateEventRequest> for EventPatch {
+    fn from(request: &UpdateEventRequest) -> Self {
+        Self {
+            title: request.title.as_deref().map(title),
+            description: request.description.as_deref().map(description),
+            venue_name: request.venue_name.as_deref().map(venue_name),
+            venue_city: request.venue_city.as_deref().map(venue_city),
+            venue_country: request.venue_country.as_deref().map(venue_country),
+            starts_at: request.starts_at.as_deref().map(|v| instant("starts_at", v)),
+            ends_at: request.ends_at.as_deref().map(|v| instant("ends_at", v)),
+            currency: request.currency.as_deref().map(|v| currency("currency", v)),
+            max_tickets_per_order: request.max_tickets_per_order.map(max_tickets_per_order),
+            max_tickets_per_buyer: request.max_tickets_per_buyer.map(max_tickets_per_buyer),
+        }
+    }
+}
+
+/// A ticket type as the organizer describes it, every field checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicketType {
+    pub name: String,
+    pub price_minor: i64,
+    pub capacity: i64,
+}
+
+impl TryFrom<&AddTicketTypeRequest> for NewTicketType {
+    type Error = Vec<FieldError>;
+
+    fn try_from(request: &AddTicketTypeRequest) -> Result<Self, Self::Error> {
+        let mut checks = Checks::default();
+        let name = checks.check(text("name", &request.name, 1, 100, false));
+        let price_minor = checks.check(in_range("price_minor", request.price_minor, 0, MAX_PRICE_MINOR));
+        let capacity = checks.check(in_range("capacity", request.capacity, 1, MAX_CAPACITY));
+        checks.finish()?;
+        let (Some(name), Some(price_minor), Some(capacity)) = (name, price_minor, capacity) else {
+            return Err(vec![]);
+        };
+        Ok(Self { name, price_minor, capacity })
+    }
+}
+
+/// Why an event is called off, as its holders will read it.
+pub fn cancel_reason(raw: &str) -> Result<String, FieldError> {
+    text("reason", raw, 1, 500, true)
+}
+
+/// A public search: which on-sale events, and which page of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Lower-cased words to find in the title or description; empty for any.
+    pub text: String,
+    /// Lower-cased city; empty for any.
+    pub city: String,
+    /// Inclusive bounds on `starts_at`.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// The end of the previous page.
+    pub after: Option<PageToken>,
+    pub page_size: i64,
+}
+
+impl TryFrom<&SearchEventsRequest> for SearchQuery {
+    type Error = Vec<FieldError>;
+
+    fn try_from(request: &SearchEventsRequest) -> Result<Self, Self::Error> {
+        let mut checks = Checks::default();
+        let page_size = if request.page_size == 0 { DEFAULT_PAGE_SIZE } else { request.page_size };
+        let page_size = checks.check(in_range("page_size", page_size, 1, MAX_PAGE_SIZE)).unwrap_or(DEFAULT_PAGE_SIZE);
+        let from = if request.from.is_empty() { None } else { checks.check(instant("from", &request.from)) };
+        let to = if request.to.is_empty() { None } else { checks.check(instant("to", &request.to)) };
+        let after =
+            if request.page_token.is_empty() { None } else { checks.check(PageToken::decode(&request.page_token)) };
+        checks.finish()?;
+        Ok(Self {
+            text: request.q.trim().to_lowercase(),
+            city: request.city.trim().to_lowercase(),
+            from,
+            to,
+            after,
+            page_size,
+        })
+    }
+}
+
+// The bounds of each field an organizer sets, named once for creating and for changing.
+
+pub fn title(raw: &str) -> Result<String, FieldError> {
+    text("title", raw, 1, 200, false)
+}
+
+pub fn description(raw: &str) -> Result<String, FieldError> {
+    text("description", raw, 0, 10_000, true)
+}
+
+pub fn venue_name(raw: &str) -> Result<String, FieldError> {
+    text("venue.name", raw, 1, 200, false)
+}
+
+pub fn venue_city(raw: &str) -> Result<String, FieldError> {
+    text("venue.city", raw, 1, 100, false)
+}
+
+pub fn venue_country(raw: &str) -> Result<String, FieldError> {
+    country("venue.country", raw)
+}
+
+pub fn max_tickets_per_order(value: i64) -> Result<i64, FieldError> {
+    in_range("max_tickets_per_order", value, 1, MAX_TICKETS_PER_ORDER)
+}
+
+pub fn max_tickets_per_buyer(value: i64) -> Result<i64, FieldError> {
+    in_range("max_tickets_per_buyer", value, 1, MAX_TICKETS_PER_BUYER)
+}
+
+/// An event ends after it starts.
+pub fn ends_after_start(starts_at: i64, ends_at: i64) -> Result<(), FieldError> {
+    if ends_at <= starts_at { Err(FieldError::new("ends_at", "must be after starts_at")) } else { Ok(()) }
 }
 
 /// Trimmed text of `min..=max` characters without control characters (newlines allowed when

@@ -4,13 +4,20 @@
 //! (`EventPublished`, `EventChanged`, `EventCancelled`) through the outbox.
 //!
 //! # Layout
-//! - [`domain`]: lifecycle, access rules, field parsing, page tokens.
-//! - [`service`]: the gRPC service and its storage.
-//! - [`error`]: catalog's errors and their gRPC statuses.
+//! - `service`: the gRPC glue: decodes a request, runs an operation, encodes the answer.
+//! - `events`: the operations: create, update, publish, cancel, add a ticket type, get, search.
+//! - `domain`: lifecycle, access rules, field parsing, page tokens.
+//! - `repository`: every SQL statement on `events` and `ticket_types`.
+//! - `error`: catalog's errors and their gRPC statuses.
+//!
+//! Only [`Application`], [`SERVICE`] and [`MIGRATIONS`] are public: the platform starts the
+//! service through them, and nothing else reaches inside.
 
-pub mod domain;
-pub mod error;
-pub mod service;
+mod domain;
+mod error;
+mod events;
+mod repository;
+mod service;
 
 use std::time::Duration;
 

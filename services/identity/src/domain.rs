@@ -1,6 +1,7 @@
 //! Identity's domain types, parsed once from the wire so the rest of the service can trust them.
 
 use eventhive_platform::FieldError;
+use eventhive_proto::identity::{AddMemberRequest, RegisterRequest};
 
 /// An email address as people type it; compared by its lower-cased form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +30,13 @@ impl Email {
     }
 
     pub fn normalized(&self) -> String {
-        self.0.to_lowercase()
+        Self::normalize(&self.0)
+    }
+
+    /// The form emails are compared by, also of text that is not a valid email (a login with
+    /// it simply finds no account).
+    pub fn normalize(raw: &str) -> String {
+        raw.trim().to_lowercase()
     }
 }
 
@@ -92,6 +99,51 @@ impl OrganizationName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A sign-up, every field checked.
+#[derive(Debug)]
+pub struct NewUser {
+    pub email: Email,
+    pub password: NewPassword,
+    pub display_name: DisplayName,
+}
+
+impl TryFrom<&RegisterRequest> for NewUser {
+    /// Every invalid field, in the order of the form.
+    type Error = Vec<FieldError>;
+
+    fn try_from(request: &RegisterRequest) -> Result<Self, Self::Error> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&request.email).map_err(|e| errors.push(e)).ok();
+        let password = NewPassword::parse(&request.password).map_err(|e| errors.push(e)).ok();
+        let display_name = DisplayName::parse(&request.display_name).map_err(|e| errors.push(e)).ok();
+        match (email, password, display_name) {
+            (Some(email), Some(password), Some(display_name)) => Ok(Self { email, password, display_name }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Whom an owner or admin adds to their organization, and as what.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub email: Email,
+    pub role: Role,
+}
+
+impl TryFrom<&AddMemberRequest> for NewMember {
+    type Error = Vec<FieldError>;
+
+    fn try_from(request: &AddMemberRequest) -> Result<Self, Self::Error> {
+        let mut errors = Vec::new();
+        let role = Role::parse_grantable(&request.role).map_err(|e| errors.push(e)).ok();
+        let email = Email::parse(&request.email).map_err(|e| errors.push(e)).ok();
+        match (role, email) {
+            (Some(role), Some(email)) => Ok(Self { email, role }),
+            _ => Err(errors),
+        }
     }
 }
 

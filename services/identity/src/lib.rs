@@ -4,17 +4,31 @@
 //! themselves a role.
 //!
 //! # Layout
-//! - [`domain`]: parsed input (email, password, names, roles).
-//! - [`passwords`]: Argon2id hashing off the async workers.
-//! - [`tokens`]: access tokens, signing keys and JWKS, refresh token hashing.
-//! - [`service`]: the gRPC service and its storage.
-//! - [`error`]: identity's errors and their gRPC statuses.
+//! - `service`: the gRPC glue: decodes a request, runs an operation, encodes the answer.
+//! - The operations:
+//!   - `users`: sign up, a user with their organizations, find by email;
+//!   - `sessions`: log in, refresh (rotation, reuse detection), log out;
+//!   - `organizations`: create one, add members, list a user's memberships.
+//! - `domain`: parsed input (email, password, names, roles, new users and members).
+//! - `passwords`: Argon2id hashing off the async workers.
+//! - `tokens`: access tokens, the JWKS, refresh tokens and their hashes.
+//! - `repository`: every SQL statement on users, refresh tokens, organizations and memberships;
+//!   `signing_keys`: the SQL of the signing keys.
+//! - `error`: identity's errors and their gRPC statuses.
+//!
+//! Only [`Application`], [`SERVICE`] and [`MIGRATIONS`] are public: the platform starts the
+//! service through them, and nothing else reaches inside.
 
-pub mod domain;
-pub mod error;
-pub mod passwords;
-pub mod service;
-pub mod tokens;
+mod domain;
+mod error;
+mod organizations;
+mod passwords;
+mod repository;
+mod service;
+mod sessions;
+mod signing_keys;
+mod tokens;
+mod users;
 
 use std::sync::Arc;
 

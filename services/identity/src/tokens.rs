@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use eventhive_domain::UserId;
 use eventhive_platform::{Database, storage::now_ms};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::{
@@ -11,6 +12,8 @@ use ring::{
     signature::{Ed25519KeyPair, KeyPair},
 };
 use serde::{Deserialize, Serialize};
+
+use crate::signing_keys;
 
 /// `iss` of every access token.
 pub const ISSUER: &str = "eventhive";
@@ -43,10 +46,10 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// Loads the signing keys, creating the first one on a fresh database.
     pub async fn load(db: &Database, access_ttl_secs: u64) -> anyhow::Result<Self> {
-        let mut keys = load_keys(db).await?;
+        let mut keys = signing_keys::load(db).await?;
         if keys.is_empty() {
             create_key(db).await?;
-            keys = load_keys(db).await?;
+            keys = signing_keys::load(db).await?;
         }
         // Several replicas starting at once may each create a key; all verify, and every
         // replica signs with the newest, so they converge.
@@ -72,10 +75,10 @@ impl TokenIssuer {
         &self.jwks_json
     }
 
-    pub fn issue_access_token(&self, user_id: &str) -> anyhow::Result<String> {
+    pub fn issue_access_token(&self, user_id: UserId) -> anyhow::Result<String> {
         let now = now_ms() / 1000;
         let claims = Claims {
-            sub: user_id.to_owned(),
+            sub: user_id.to_string(),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: now,
@@ -87,26 +90,18 @@ impl TokenIssuer {
     }
 }
 
-async fn load_keys(db: &Database) -> anyhow::Result<Vec<(String, String, String)>> {
-    sqlx::query_as("SELECT kid, private_key_pkcs8, public_key FROM signing_keys ORDER BY created_at, kid")
-        .fetch_all(db.pool())
-        .await
-        .context("loading signing keys")
-}
-
 async fn create_key(db: &Database) -> anyhow::Result<()> {
     let rng = SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("cannot generate an Ed25519 key"))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| anyhow::anyhow!("generated key is invalid"))?;
-    sqlx::query("INSERT INTO signing_keys (kid, private_key_pkcs8, public_key, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(URL_SAFE_NO_PAD.encode(pkcs8.as_ref()))
-        .bind(URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()))
-        .bind(now_ms())
-        .execute(db.pool())
-        .await
-        .context("storing a signing key")?;
-    Ok(())
+    let kid = uuid::Uuid::now_v7().to_string();
+    signing_keys::insert(
+        db,
+        &kid,
+        &URL_SAFE_NO_PAD.encode(pkcs8.as_ref()),
+        &URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+    )
+    .await
 }
 
 /// A new refresh token: 256 random bits, URL-safe.

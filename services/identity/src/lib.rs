@@ -16,7 +16,7 @@
 //!   `signing_keys`: the SQL of the signing keys.
 //! - `error`: identity's errors and their gRPC statuses.
 //!
-//! Only [`Application`], [`SERVICE`] and [`MIGRATIONS`] are public: the platform starts the
+//! Only [`Application`], its settings section, [`SERVICE`] and [`MIGRATIONS`] are public: the platform starts the
 //! service through them, and nothing else reaches inside.
 
 mod domain;

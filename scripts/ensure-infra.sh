@@ -1,7 +1,36 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL, RabbitMQ and Redis answer on loopback, starting the ones that do not
 # with the commands in DEVELOPERS.md. Used by .ci/run; handy before running the tests locally.
+# On Debian/Ubuntu it offers to install the ones that are missing (`--yes` installs without
+# asking). Elsewhere: `docker compose -f deploy/test-infra.compose.yaml up -d`.
 set -euo pipefail
+
+assume_yes=false
+[[ "${1:-}" == "--yes" || "${1:-}" == "-y" ]] && assume_yes=true
+
+# server binary -> Debian package
+missing_packages=()
+command -v pg_ctlcluster >/dev/null 2>&1 || missing_packages+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing_packages+=(redis-server)
+command -v rabbitmq-server >/dev/null 2>&1 || missing_packages+=(rabbitmq-server)
+if ((${#missing_packages[@]})); then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-infra: not installed: ${missing_packages[*]}; install them, or run" >&2
+    echo "  docker compose -f deploy/test-infra.compose.yaml up -d" >&2
+    exit 1
+  fi
+  if ! $assume_yes; then
+    if [[ ! -t 0 ]]; then
+      echo "ensure-infra: not installed: ${missing_packages[*]} (rerun with --yes to apt-get install them)" >&2
+      exit 1
+    fi
+    read -r -p "ensure-infra: install ${missing_packages[*]} with apt-get? [y/N] " answer
+    [[ "$answer" == [yY]* ]] || exit 1
+  fi
+  sudo_if_needed=(); [[ $(id -u) -eq 0 ]] || sudo_if_needed=(sudo)
+  "${sudo_if_needed[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_if_needed[@]}" apt-get install -y -qq "${missing_packages[@]}"
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -25,6 +25,8 @@ use eventhive_system::System;
 use tokio::task::JoinHandle;
 
 pub use api::Session;
+/// Whether the real infrastructure is there, and what the run does when it is not.
+pub use eventhive_test_infra as infra;
 pub use problem::assert_problem;
 
 /// Where the system under test keeps its state.
@@ -36,7 +38,9 @@ pub enum Backend {
     Infra,
 }
 
-/// Runs each named `async fn(Backend)` as two tests, `embedded::<name>` and `infra::<name>`.
+/// Runs each named `async fn(Backend)` as two tests, `embedded::<name>` and `infra::<name>`;
+/// the second is skipped (or fails, under `EVENTHIVE_TEST_INFRA=required`) when PostgreSQL,
+/// RabbitMQ or Redis does not answer (see [`infra`]).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
@@ -52,15 +56,14 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
+                    if !$crate::infra::run_infra_test() {
+                        return;
+                    }
                     super::$test($crate::Backend::Infra).await
                 }
             )*
         }
     };
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
 /// Every service listens on a port the OS picks, so tests never collide.
@@ -122,9 +125,9 @@ impl TestApp {
         settings.set("rate_limit_ip_per_sec", 0);
         settings.set("rate_limit_user_per_sec", 0);
         if backend == Backend::Infra {
-            settings.database_url = Some(env_or("EVENTHIVE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432"));
-            settings.amqp_url = Some(env_or("EVENTHIVE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"));
-            settings.redis_url = Some(env_or("EVENTHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379"));
+            settings.database_url = Some(infra::database_url());
+            settings.amqp_url = Some(infra::amqp_url());
+            settings.redis_url = Some(infra::redis_url());
             settings.database_prefix = format!("eh_test_{run_id}");
             // Two tests run at once, each with seven services, on one PostgreSQL server with
             // 100 connections.

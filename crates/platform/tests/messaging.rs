@@ -63,10 +63,8 @@ impl Rig {
                 Self { bus: Arc::new(InProcessBus::new()), amqp: None, db, pg: None, _dir: dir }
             }
             Kind::Rabbit => {
-                let amqp_url = std::env::var("EVENTHIVE_TEST_AMQP_URL")
-                    .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-                let pg_url = std::env::var("EVENTHIVE_TEST_DATABASE_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+                let amqp_url = eventhive_test_infra::amqp_url();
+                let pg_url = eventhive_test_infra::database_url();
                 let exchange = format!("eh-test-{run}.events");
                 let prefix = format!("eh_test_{run}");
                 let settings = Settings {
@@ -297,16 +295,25 @@ mod rabbitmq {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_handler_is_retried_until_it_succeeds() {
+        if !eventhive_test_infra::run_infra_test() {
+            return;
+        }
         super::a_failing_handler_is_retried_until_it_succeeds(Kind::Rabbit).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_message_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
+        if !eventhive_test_infra::run_infra_test() {
+            return;
+        }
         super::a_message_that_keeps_failing_is_dead_lettered_and_can_be_replayed(Kind::Rabbit).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_outbox_publishes_after_commit_and_the_inbox_applies_once() {
+        if !eventhive_test_infra::run_infra_test() {
+            return;
+        }
         super::the_outbox_publishes_after_commit_and_the_inbox_applies_once(Kind::Rabbit).await
     }
 }

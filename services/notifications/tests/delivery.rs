@@ -63,10 +63,7 @@ impl Harness {
         let data_dir = tempfile::tempdir().unwrap();
         let mut settings = Settings { data_dir: data_dir.path().to_owned(), ..Settings::default() };
         if backend == Backend::Infra {
-            let url = std::env::var("EVENTHIVE_TEST_DATABASE_URL")
-                .ok()
-                .filter(|url| !url.is_empty())
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".to_owned());
+            let url = eventhive_test_support::infra::database_url();
             settings.database_url = Some(url);
             settings.database_prefix = format!("eh_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         }

@@ -50,6 +50,9 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
+                    if !eventhive_test_infra::run_infra_test() {
+                        return;
+                    }
                     super::$test(super::Backend::Postgres).await
                 }
             )*
@@ -79,10 +82,7 @@ on_both_backends!(
 );
 
 fn database_url() -> String {
-    std::env::var("EVENTHIVE_TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".to_owned())
+    eventhive_test_infra::database_url()
 }
 
 /// Settings for a database of the test's own: a SQLite file in `data_dir`, or a uniquely

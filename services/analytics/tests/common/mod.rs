@@ -44,6 +44,9 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
+                    if !eventhive_test_support::infra::run_infra_test() {
+                        return;
+                    }
                     super::$test(super::common::Backend::Postgres).await
                 }
             )*

@@ -2,7 +2,11 @@
 //! it, by the memberships the gateway established for this request — so a change of membership
 //! takes effect at the next request.
 
+use eventhive_domain::EventId;
+use eventhive_platform::Database;
 use eventhive_proto::common::Actor;
+
+use crate::{error::AnalyticsError, repository};
 
 /// The roles that see an event's figures: every role an organization has.
 const ROLES: [&str; 3] = ["owner", "admin", "staff"];
@@ -13,6 +17,15 @@ pub fn may_read(actor: Option<&Actor>, organization_id: &str) -> bool {
         .into_iter()
         .flat_map(|a| a.memberships.iter())
         .any(|m| m.organization_id == organization_id && ROLES.contains(&m.role.as_str()))
+}
+
+/// Whether the event exists (analytics heard of it) and `actor` may read its figures.
+pub async fn authorize(db: &Database, actor: Option<&Actor>, event_id: EventId) -> Result<(), AnalyticsError> {
+    let organization = repository::organization_of(db, event_id).await?.ok_or(AnalyticsError::EventNotFound)?;
+    if !may_read(actor, &organization) {
+        return Err(AnalyticsError::NotAllowed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

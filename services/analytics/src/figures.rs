@@ -3,16 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
 use eventhive_domain::EventId;
-use eventhive_platform::{
-    Database,
-    storage::{Backend, ms_to_rfc3339},
-};
+use eventhive_platform::{Database, storage::ms_to_rfc3339};
 use eventhive_proto::{analytics as pb, common::Money};
-use sqlx::Row;
 
-use crate::projection::OrderStatus;
+use crate::{facts::OrderStatus, repository};
 
 /// What an event's organizers see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,51 +70,21 @@ impl Figures {
     }
 }
 
-/// The organization that runs `event_id`; `None` if analytics has not heard of the event.
-pub async fn organization_of(db: &Database, event_id: EventId) -> anyhow::Result<Option<String>> {
-    let organization = sqlx::query_scalar("SELECT organization_id FROM events WHERE event_id = $1")
-        .bind(event_id.to_string())
-        .fetch_optional(db.pool())
-        .await
-        .context("reading an event's organization")?;
-    Ok(organization)
-}
-
 /// The figures of `event_id`; `None` if analytics has not heard of the event.
-#[tracing::instrument(skip(db))]
 pub async fn load(db: &Database, event_id: EventId) -> anyhow::Result<Option<Figures>> {
-    let id = event_id.to_string();
-    let mut tx = db.pool().begin().await?;
-    if db.backend() == Backend::Postgres {
-        // One snapshot for all the queries below, so that sold, held and capacity agree even
-        // while consumers write. (SQLite's transaction is one snapshot already.)
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-    }
-    let Some(event) = sqlx::query("SELECT organization_id, currency FROM events WHERE event_id = $1")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("reading an event")?
-    else {
+    let Some(facts) = repository::figure_facts(db, event_id).await? else {
         return Ok(None);
     };
 
     // Ticket types keyed by id, in the snapshot's order first.
     let mut types: Vec<TicketTypeFigures> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let rows =
-        sqlx::query("SELECT ticket_type_id, name, capacity FROM ticket_types WHERE event_id = $1 ORDER BY ordinal")
-            .bind(&id)
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading ticket types")?;
-    for row in rows {
-        let ticket_type_id: String = row.try_get("ticket_type_id")?;
-        index.insert(ticket_type_id.clone(), types.len());
+    for row in facts.ticket_types {
+        index.insert(row.ticket_type_id.clone(), types.len());
         types.push(TicketTypeFigures {
-            ticket_type_id,
-            name: row.try_get("name")?,
-            capacity: row.try_get("capacity")?,
+            ticket_type_id: row.ticket_type_id,
+            name: row.name,
+            capacity: row.capacity,
             sold: 0,
             held: 0,
             available: 0,
@@ -131,99 +96,36 @@ pub async fn load(db: &Database, event_id: EventId) -> anyhow::Result<Option<Fig
     // they are listed after the snapshot's, by id.
     let mut unlisted: BTreeMap<String, TicketTypeFigures> = BTreeMap::new();
 
-    let rows = sqlx::query(
-        "SELECT l.ticket_type_id, o.status, CAST(SUM(l.quantity) AS BIGINT) AS quantity, \
-         CAST(SUM(l.quantity * l.unit_price_minor) AS BIGINT) AS amount \
-         FROM order_lines l JOIN orders o ON o.order_id = l.order_id \
-         WHERE o.event_id = $1 AND o.status IN ($2, $3) GROUP BY l.ticket_type_id, o.status",
-    )
-    .bind(&id)
-    .bind(OrderStatus::Placed.as_str())
-    .bind(OrderStatus::Paid.as_str())
-    .fetch_all(&mut *tx)
-    .await
-    .context("summing order lines")?;
-    for row in rows {
-        let status: String = row.try_get("status")?;
-        let quantity: i64 = row.try_get("quantity")?;
-        let amount: i64 = row.try_get("amount")?;
-        let figures = entry(&mut types, &index, &mut unlisted, row.try_get("ticket_type_id")?);
-        if status == OrderStatus::Paid.as_str() {
-            figures.sold += quantity;
-            figures.revenue_minor += amount;
+    for line in facts.line_sums {
+        let figures = entry(&mut types, &index, &mut unlisted, line.ticket_type_id);
+        if line.status == OrderStatus::Paid.as_str() {
+            figures.sold += line.quantity;
+            figures.revenue_minor += line.amount;
         } else {
-            figures.held += quantity;
+            figures.held += line.quantity;
         }
     }
-
-    let rows = sqlx::query(
-        "SELECT ticket_type_id, COUNT(*) AS checkins FROM checkins WHERE event_id = $1 GROUP BY ticket_type_id",
-    )
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await
-    .context("counting check-ins")?;
-    for row in rows {
-        let checkins: i64 = row.try_get("checkins")?;
-        entry(&mut types, &index, &mut unlisted, row.try_get("ticket_type_id")?).checkins += checkins;
+    for (ticket_type_id, checkins) in facts.checkins {
+        entry(&mut types, &index, &mut unlisted, ticket_type_id).checkins += checkins;
     }
     types.extend(unlisted.into_values());
     for figures in &mut types {
         figures.available = (figures.capacity - figures.sold - figures.held).max(0);
     }
 
-    let paid = sqlx::query(
-        "SELECT COUNT(*) AS orders, CAST(COALESCE(SUM(total_minor), 0) AS BIGINT) AS revenue \
-         FROM orders WHERE event_id = $1 AND status = $2",
-    )
-    .bind(&id)
-    .bind(OrderStatus::Paid.as_str())
-    .fetch_one(&mut *tx)
-    .await
-    .context("summing paid orders")?;
-
-    let sales_per_minute = sqlx::query(
-        // Integer division truncates a payment time (Unix ms) to the start of its minute.
-        "SELECT (paid_at / 60000) * 60000 AS minute, CAST(SUM(quantity) AS BIGINT) AS tickets, \
-         CAST(SUM(total_minor) AS BIGINT) AS revenue FROM orders \
-         WHERE event_id = $1 AND status = $2 AND paid_at IS NOT NULL \
-         GROUP BY (paid_at / 60000) * 60000 ORDER BY minute",
-    )
-    .bind(&id)
-    .bind(OrderStatus::Paid.as_str())
-    .fetch_all(&mut *tx)
-    .await
-    .context("summing sales per minute")?
-    .into_iter()
-    .map(|row| {
-        Ok(MinuteFigures {
-            minute_ms: row.try_get("minute")?,
-            tickets: row.try_get("tickets")?,
-            revenue_minor: row.try_get("revenue")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-
-    let as_of_ms: Option<i64> = sqlx::query_scalar("SELECT MAX(occurred_at) FROM event_log WHERE event_id = $1")
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await
-        .context("reading when the figures last changed")?;
-    tx.commit().await?;
-
     Ok(Some(Figures {
         event_id,
-        organization_id: event.try_get("organization_id")?,
-        currency: event.try_get("currency")?,
+        organization_id: facts.organization_id,
+        currency: facts.currency,
         tickets_sold: types.iter().map(|t| t.sold).sum(),
         tickets_held: types.iter().map(|t| t.held).sum(),
         tickets_available: types.iter().map(|t| t.available).sum(),
-        revenue_minor: paid.try_get("revenue")?,
-        orders_paid: paid.try_get("orders")?,
+        revenue_minor: facts.revenue_minor,
+        orders_paid: facts.orders_paid,
         checkins: types.iter().map(|t| t.checkins).sum(),
         by_ticket_type: types,
-        sales_per_minute,
-        as_of_ms,
+        sales_per_minute: facts.sales_per_minute,
+        as_of_ms: facts.as_of_ms,
     }))
 }
 

@@ -8,17 +8,24 @@
 //! and sums them only when the figures are read.
 //!
 //! # Layout
-//! - [`projection`]: the bus consumer that turns envelopes into facts, the event log and the
-//!   rebuild.
+//! - [`service`]: the gRPC glue: parse a request, run one operation, answer.
+//! - [`projection`]: the bus consumer that applies each envelope once, and the rebuild.
+//! - [`facts`]: what an envelope tells the read model, and an order's status ranks.
 //! - [`figures`]: the figures of one event, aggregated at read time.
+//! - [`live`]: the live stream of an event's figures.
 //! - [`access`]: who may read them.
-//! - [`service`]: the gRPC service, with the live stream; [`error`]: its errors.
+//! - [`repository`]: every statement on analytics' tables: the event log, the read model and
+//!   the versions live streams poll.
+//! - [`error`]: analytics' errors and their gRPC statuses.
 
-pub mod access;
-pub mod error;
-pub mod figures;
-pub mod projection;
-pub mod service;
+mod access;
+mod error;
+mod facts;
+mod figures;
+mod live;
+mod projection;
+mod repository;
+mod service;
 
 use std::sync::Arc;
 
@@ -30,8 +37,9 @@ use eventhive_proto::analytics::analytics_server::AnalyticsServer;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
+pub use live::WatchTiming;
 pub use projection::Projection;
-pub use service::{AnalyticsService, WatchTiming};
+pub use service::{AnalyticsService, FiguresStream};
 
 /// The name of this service: its database, its logs, its gRPC health entry.
 pub const SERVICE: &str = "analytics";

@@ -1,6 +1,7 @@
-//! The gRPC face of analytics: an event's figures once or as a live stream, and the rebuild.
+//! The gRPC face of analytics: glue from the contract to the read model — an event's figures
+//! once ([`figures`]) or as a live stream ([`live`]), and the rebuild ([`Projection`]).
 
-use std::{pin::Pin, time::Duration};
+use std::pin::Pin;
 
 use eventhive_domain::EventId;
 use eventhive_platform::shutdown::CancellationToken;
@@ -10,36 +11,16 @@ use eventhive_proto::{
     },
     common::Actor,
 };
-use futures::{Stream, StreamExt, stream};
-use tokio::{
-    sync::broadcast::{self, error::RecvError},
-    time::{Instant, Interval, MissedTickBehavior},
-};
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::{
     access,
     error::AnalyticsError,
     figures,
-    projection::{self, Projection},
+    live::{self, WatchTiming},
+    projection::Projection,
 };
-
-/// How a live stream keeps up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WatchTiming {
-    /// How often a stream looks at its event's version: the bound on how late an update from
-    /// another replica (or a rebuild from the CLI) is seen.
-    pub poll: Duration,
-    /// Unchanged figures are sent again after this long, so that proxies and clients can tell
-    /// a quiet stream from a dead one.
-    pub keep_alive: Duration,
-}
-
-impl Default for WatchTiming {
-    fn default() -> Self {
-        Self { poll: Duration::from_millis(250), keep_alive: Duration::from_secs(15) }
-    }
-}
 
 /// The server-streaming answer of `WatchEventAnalytics`.
 pub type FiguresStream = Pin<Box<dyn Stream<Item = Result<EventAnalytics, Status>> + Send>>;
@@ -68,17 +49,8 @@ impl AnalyticsService {
     /// The event `event_id` names, if it exists and `actor` may read its figures.
     async fn authorize(&self, actor: Option<&Actor>, event_id: &str) -> Result<EventId, AnalyticsError> {
         let event_id = EventId::parse(event_id).map_err(|_| AnalyticsError::EventNotFound)?;
-        let organization =
-            figures::organization_of(self.projection.db(), event_id).await?.ok_or(AnalyticsError::EventNotFound)?;
-        if !access::may_read(actor, &organization) {
-            return Err(AnalyticsError::NotAllowed);
-        }
+        access::authorize(self.projection.db(), actor, event_id).await?;
         Ok(event_id)
-    }
-
-    async fn figures(&self, event_id: EventId) -> Result<EventAnalytics, AnalyticsError> {
-        let figures = figures::load(self.projection.db(), event_id).await?.ok_or(AnalyticsError::EventNotFound)?;
-        Ok(figures.into())
     }
 }
 
@@ -91,7 +63,11 @@ impl Analytics for AnalyticsService {
     ) -> Result<Response<EventAnalytics>, Status> {
         let request = request.into_inner();
         let event_id = self.authorize(request.actor.as_ref(), &request.event_id).await?;
-        Ok(Response::new(self.figures(event_id).await?))
+        let figures = figures::load(self.projection.db(), event_id)
+            .await
+            .map_err(AnalyticsError::from)?
+            .ok_or(AnalyticsError::EventNotFound)?;
+        Ok(Response::new(figures.into()))
     }
 
     type WatchEventAnalyticsStream = FiguresStream;
@@ -103,109 +79,13 @@ impl Analytics for AnalyticsService {
     ) -> Result<Response<FiguresStream>, Status> {
         let request = request.into_inner();
         let event_id = self.authorize(request.actor.as_ref(), &request.event_id).await?;
-        // Listen and read the version before the figures: a change landing in between is then
-        // seen as a change, never lost.
-        let changes = self.projection.changes();
-        let version = projection::version(self.projection.db(), event_id).await.map_err(AnalyticsError::from)?;
-        let first = self.figures(event_id).await?;
-        let mut ticker = tokio::time::interval(self.timing.poll);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let watch = Watch {
-            projection: self.projection.clone(),
-            event_id,
-            changes,
-            shutdown: self.shutdown.clone(),
-            ticker,
-            timing: self.timing,
-            version,
-            last: first.clone(),
-            last_sent: Instant::now(),
-            last_look: Instant::now(),
-        };
-        // When the client hangs up, tonic drops the stream, and the watch with it.
-        let updates =
-            stream::unfold(watch, |mut watch| async move { watch.next().await.map(|item| (Ok(item), watch)) });
-        Ok(Response::new(stream::once(async move { Ok(first) }).chain(updates).boxed()))
+        let figures = live::watch(&self.projection, event_id, self.timing, self.shutdown.clone()).await?;
+        Ok(Response::new(figures.map(Ok).boxed()))
     }
 
     #[tracing::instrument(skip_all)]
     async fn rebuild(&self, _request: Request<RebuildRequest>) -> Result<Response<RebuildResponse>, Status> {
         let replayed = self.projection.rebuild().await.map_err(AnalyticsError::from)?;
         Ok(Response::new(RebuildResponse { events_replayed: i64::try_from(replayed).unwrap_or(i64::MAX) }))
-    }
-}
-
-/// A live stream's state between two messages.
-struct Watch {
-    projection: Projection,
-    /// The event watched; the caller was authorized for it when the stream opened.
-    event_id: EventId,
-    /// Wakes the stream early when this replica changed some event's figures.
-    changes: broadcast::Receiver<EventId>,
-    /// The service's shutdown: an open stream would otherwise hold the server's drain.
-    shutdown: CancellationToken,
-    /// The poll, which sees changes made by other replicas and makes the keep-alive due.
-    ticker: Interval,
-    timing: WatchTiming,
-    /// The event's version when the figures last sent were read.
-    version: Option<i64>,
-    /// The figures sent last: a new version is sent only if the figures differ.
-    last: EventAnalytics,
-    /// When anything was sent last, for the keep-alive.
-    last_sent: Instant,
-    /// When the version was last read; bounds the reads a burst of changes causes.
-    last_look: Instant,
-}
-
-impl Watch {
-    /// Early wakes closer together than this wait for the next look: during a flash sale one
-    /// event changes hundreds of times a second, and each stream needs only a few looks.
-    const MIN_GAP: Duration = Duration::from_millis(50);
-
-    /// The next figures to send; `None` ends the stream (the service is stopping).
-    async fn next(&mut self) -> Option<EventAnalytics> {
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return None,
-                _ = self.ticker.tick() => {}
-                woke = self.changes.recv() => match woke {
-                    Ok(event_id) if event_id != self.event_id => continue,
-                    Ok(_) if self.last_look.elapsed() < Self::MIN_GAP => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    // The sender lives in the projection this watch holds: it cannot close.
-                    Err(RecvError::Closed) => return None,
-                },
-            }
-            match self.look().await {
-                Ok(Some(figures)) => return Some(figures),
-                Ok(None) => {}
-                // The database may be back at the next look; the client keeps its last figures.
-                Err(error) => {
-                    tracing::warn!(event_id = %self.event_id, error = format!("{error:#}"), "cannot refresh figures")
-                }
-            }
-        }
-    }
-
-    /// Figures to send now: changed ones, or unchanged ones when the keep-alive is due.
-    async fn look(&mut self) -> anyhow::Result<Option<EventAnalytics>> {
-        self.last_look = Instant::now();
-        let keep_alive = self.last_sent.elapsed() >= self.timing.keep_alive;
-        let version = projection::version(self.projection.db(), self.event_id).await?;
-        if version == self.version && !keep_alive {
-            return Ok(None);
-        }
-        let Some(figures) = figures::load(self.projection.db(), self.event_id).await? else {
-            return Ok(None);
-        };
-        self.version = version;
-        let figures = EventAnalytics::from(figures);
-        // A version can move without the figures changing (an order placed after it was paid).
-        if figures == self.last && !keep_alive {
-            return Ok(None);
-        }
-        self.last = figures.clone();
-        self.last_sent = Instant::now();
-        Ok(Some(figures))
     }
 }

@@ -11,7 +11,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{Backend, Cleanup, Harness, Sale, next_within, paid, placed};
-use eventhive_analytics::{Application, MIGRATIONS, Projection, SERVICE, WatchTiming, service::FiguresStream};
+use eventhive_analytics::{Application, FiguresStream, MIGRATIONS, Projection, SERVICE, WatchTiming};
 use eventhive_platform::{
     Context, Database, Service,
     bus::{MessageBus, MessageHandler, in_process::InProcessBus},

@@ -65,14 +65,7 @@ impl EmailConsumer {
     /// Whether the message was applied before: a cheap check that spares a redelivery the
     /// lookups in other services. The claim in the transaction remains the real guard.
     async fn applied_before(&self, message_id: MessageId) -> anyhow::Result<bool> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM inbox_messages WHERE consumer = $1 AND message_id = $2")
-                .bind(CONSUMER)
-                .bind(message_id.to_string())
-                .fetch_optional(self.db.pool())
-                .await
-                .context("reading the inbox")?;
-        Ok(found.is_some())
+        store::applied_before(&self.db, CONSUMER, message_id).await
     }
 
     /// A buyer's email: cached from an earlier order, else from the directory. `Err` when the

@@ -6,20 +6,22 @@
 //! after the last attempt. Without an SMTP server, mail is kept in a dev inbox.
 //!
 //! # Layout
+//! - [`service`]: the gRPC glue (dev inbox, dead letters).
 //! - [`consumer`]: domain events in; read models kept and emails queued, once per event.
 //! - [`directory`]: a buyer's email (identity) and an unknown event's details (catalog).
 //! - [`render`]: the email templates (text and HTML) and [`qr`]: ticket QR images.
 //! - [`sender`]: queued deliveries out, over SMTP or into the dev inbox, with retries.
-//! - [`store`]: the tables; [`service`]: the gRPC API (dev inbox, dead letters); [`error`].
+//! - [`store`]: every statement on notifications' tables: the read models, and the deliveries.
+//! - [`error`]: notifications' errors and their gRPC statuses.
 
-pub mod consumer;
-pub mod directory;
-pub mod error;
-pub mod qr;
-pub mod render;
-pub mod sender;
-pub mod service;
-pub mod store;
+mod consumer;
+mod directory;
+mod error;
+mod qr;
+mod render;
+mod sender;
+mod service;
+mod store;
 
 use std::{sync::Arc, time::Duration};
 
@@ -32,7 +34,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
+pub use consumer::EmailConsumer;
+pub use directory::{EventDirectory, InMemoryEvents, InMemoryRecipients, RecipientDirectory};
+pub use render::Templates;
 pub use sender::{SendReport, Sender};
+pub use service::NotificationsService;
+pub use store::{EVENT_CANCELLED_REASON, EventInfo};
 
 /// The name of this service: its database, its logs, its gRPC health entry.
 pub const SERVICE: &str = "notifications";

@@ -185,15 +185,8 @@ impl Sender {
 
     /// Without SMTP, every due delivery is "sent" into the dev inbox in one statement.
     async fn keep_in_dev_inbox(&self, now_ms: i64) -> anyhow::Result<SendReport> {
-        let kept = sqlx::query(
-            "UPDATE deliveries SET status = 'sent', sent_at = $1, sent_via = 'dev_inbox', attempts = attempts + 1, \
-             last_error = NULL WHERE status = 'queued' AND next_attempt_at <= $1",
-        )
-        .bind(now_ms)
-        .execute(self.inner.db.pool())
-        .await
-        .context("keeping mail in the dev inbox")?;
-        Ok(SendReport { sent: kept.rows_affected(), ..SendReport::default() })
+        let kept = store::keep_due_in_dev_inbox(&self.inner.db, now_ms).await?;
+        Ok(SendReport { sent: kept, ..SendReport::default() })
     }
 
     async fn send_by_smtp(
@@ -220,20 +213,7 @@ impl Sender {
 
     /// Leases up to [`BATCH`] due deliveries to this pass.
     async fn claim(&self, now_ms: i64) -> anyhow::Result<Vec<String>> {
-        let db = &self.inner.db;
-        let sql = format!(
-            "UPDATE deliveries SET next_attempt_at = $1 WHERE status = 'queued' AND next_attempt_at <= $2 AND id IN \
-             (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_at <= $2 \
-             ORDER BY next_attempt_at, id LIMIT $3{}) RETURNING id",
-            db.skip_locked()
-        );
-        sqlx::query_scalar(&sql)
-            .bind(now_ms + LEASE_MS)
-            .bind(now_ms)
-            .bind(BATCH)
-            .fetch_all(db.pool())
-            .await
-            .context("claiming due deliveries")
+        store::lease_due(&self.inner.db, now_ms, now_ms + LEASE_MS, BATCH).await
     }
 
     /// Sends one claimed delivery and records how it went.
@@ -246,12 +226,7 @@ impl Sender {
     ) -> anyhow::Result<Outcome> {
         let db = &self.inner.db;
         let mut conn = db.pool().acquire().await?;
-        let row: Option<store::DeliveryRow> =
-            sqlx::query_as(&format!("SELECT {} FROM deliveries WHERE id = $1", store::DELIVERY_COLUMNS))
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await
-                .context("reading a delivery")?;
+        let row = store::delivery(&mut conn, id).await?;
         let row = row.context("a claimed delivery vanished")?;
         let attachments = store::attachments(&mut conn, id).await?;
         // Never hold a connection across SMTP: SQLite has only one.
@@ -264,16 +239,7 @@ impl Sender {
         };
         match transport.send(message).await {
             Ok(_) => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'sent', sent_at = $1, sent_via = 'smtp', attempts = $2, \
-                     last_error = NULL WHERE id = $3",
-                )
-                .bind(now_ms)
-                .bind(attempts)
-                .bind(id)
-                .execute(db.pool())
-                .await
-                .context("recording a sent email")?;
+                store::mark_sent(db, id, attempts, now_ms).await?;
                 tracing::info!(recipient = row.recipient, kind = row.kind, "email sent");
                 Ok(Outcome::Sent)
             }
@@ -296,17 +262,7 @@ impl Sender {
     ) -> anyhow::Result<Outcome> {
         let dead = permanent || attempts >= self.inner.max_attempts;
         let next_attempt_at = now_ms.saturating_add(self.backoff_ms(attempts));
-        sqlx::query(
-            "UPDATE deliveries SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $5",
-        )
-        .bind(if dead { "dead" } else { "queued" })
-        .bind(attempts)
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(id)
-        .execute(self.inner.db.pool())
-        .await
-        .context("recording a failed attempt")?;
+        store::mark_failed(&self.inner.db, id, dead, attempts, error, next_attempt_at).await?;
         if dead {
             tracing::error!(delivery_id = id, attempts, error, "email is dead-lettered");
             Ok(Outcome::Dead)

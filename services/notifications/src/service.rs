@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     error::NotificationsError,
     sender::Sender,
-    store::{self, DELIVERY_COLUMNS, DeliveryRow},
+    store::{self, DeliveryRow},
 };
 
 /// Mail listed when the request names no limit.
@@ -46,17 +46,8 @@ impl NotificationsService {
         }
         let limit = if limit <= 0 { DEFAULT_LIMIT } else { limit.min(MAX_LIMIT) };
         let to = to.trim();
-        let filter = if to.is_empty() { "" } else { " AND LOWER(recipient) = LOWER($2)" };
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'sent' AND sent_via = 'dev_inbox'{filter} \
-             ORDER BY created_at DESC, id DESC LIMIT $1"
-        );
-        let mut query = sqlx::query_as::<_, DeliveryRow>(&sql).bind(limit);
-        if !to.is_empty() {
-            query = query.bind(to);
-        }
         let mut conn = self.db.pool().acquire().await?;
-        let rows = query.fetch_all(&mut *conn).await?;
+        let rows = store::dev_inbox(&mut conn, to, limit).await?;
         let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
         let mut attachments: HashMap<String, Vec<Attachment>> = HashMap::new();
         for meta in store::attachment_metas(&mut conn, &ids).await? {
@@ -84,12 +75,7 @@ impl NotificationsService {
             return Err(NotificationsError::NoDevInbox);
         }
         let mut conn = self.db.pool().acquire().await?;
-        let row: Option<DeliveryRow> = sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1 AND status = 'sent' AND sent_via = 'dev_inbox'"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let row = store::dev_inbox_message(&mut conn, id).await?;
         let row = row.ok_or(NotificationsError::NoSuchMail)?;
         let attachments = store::attachments(&mut conn, &row.id)
             .await?
@@ -108,12 +94,7 @@ impl NotificationsService {
     /// Deliveries that failed every attempt, oldest first.
     #[tracing::instrument(skip(self))]
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'dead' ORDER BY created_at, id LIMIT $1"
-        ))
-        .bind(MAX_LIMIT)
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows = store::dead_letters(&self.db, MAX_LIMIT).await?;
         Ok(rows
             .into_iter()
             .map(|row| DeadLetter {
@@ -140,19 +121,7 @@ impl NotificationsService {
         if !errors.is_empty() {
             return Err(NotificationsError::Invalid(errors));
         }
-        let only = if delivery_ids.is_empty() {
-            String::new()
-        } else {
-            format!(" AND id IN ({})", store::placeholders(2, delivery_ids.len()))
-        };
-        let sql = format!(
-            "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = $1 WHERE status = 'dead'{only}"
-        );
-        let mut query = sqlx::query(&sql).bind(now_ms());
-        for id in delivery_ids {
-            query = query.bind(id);
-        }
-        let replayed = query.execute(self.db.pool()).await?.rows_affected();
+        let replayed = store::replay_dead(&self.db, delivery_ids, now_ms()).await?;
         if replayed > 0 {
             tracing::info!(replayed, "dead letters queued again");
             self.sender.wake();

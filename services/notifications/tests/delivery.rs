@@ -16,12 +16,8 @@ use eventhive_domain::{
     },
 };
 use eventhive_notifications::{
-    MIGRATIONS, SERVICE, SendReport, Sender,
-    consumer::EmailConsumer,
-    directory::{InMemoryEvents, InMemoryRecipients},
-    render::Templates,
-    service::NotificationsService,
-    store::{EVENT_CANCELLED_REASON, EventInfo},
+    EVENT_CANCELLED_REASON, EmailConsumer, EventInfo, InMemoryEvents, InMemoryRecipients, MIGRATIONS,
+    NotificationsService, SERVICE, SendReport, Sender, Templates,
 };
 use eventhive_platform::{Database, Settings, bus::MessageHandler, storage::now_ms};
 use eventhive_proto::notifications::{

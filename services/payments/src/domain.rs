@@ -1,6 +1,6 @@
 //! Payments' domain types, parsed once from the wire so the rest of the service can trust them:
 //! a card (whose number and CVC never reach a log or the database), and the charge and refund
-//! requests.
+//! requests; and the states a payment goes through.
 
 use eventhive_domain::{Currency, Money, OrderId};
 use eventhive_platform::FieldError;
@@ -206,6 +206,53 @@ impl RefundInput {
 /// An order id in its canonical form, so that two spellings of one UUID are one order.
 pub fn parse_order_id(raw: &str) -> Result<OrderId, FieldError> {
     OrderId::parse(raw.trim()).map_err(|_| FieldError::new("order_id", "must be a UUID"))
+}
+
+/// Where a payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// Written before the processor is called; its outcome is not known yet.
+    Pending,
+    Captured,
+    Declined,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Captured => "captured",
+            Self::Declined => "declined",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    pub fn from_stored(status: &str) -> anyhow::Result<Self> {
+        match status {
+            "pending" => Ok(Self::Pending),
+            "captured" => Ok(Self::Captured),
+            "declined" => Ok(Self::Declined),
+            "refunded" => Ok(Self::Refunded),
+            other => Err(anyhow::anyhow!("unknown stored payment status {other:?}")),
+        }
+    }
+}
+
+/// What a processor call was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    Charge,
+    Refund,
+}
+
+impl AttemptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Charge => "charge",
+            Self::Refund => "refund",
+        }
+    }
 }
 
 #[cfg(test)]

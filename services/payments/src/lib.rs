@@ -7,15 +7,22 @@
 //! cards ships.
 //!
 //! # Layout
-//! - [`domain`]: parsed input: cards (never stored, never logged), charge and refund requests.
-//! - [`processor`]: the [`processor::PaymentProcessor`] trait and the [`processor::SimulatedProcessor`].
-//! - [`service`]: the gRPC service and its storage.
+//! - [`service`]: the gRPC glue: parse a request, run one operation, answer the payment.
+//! - [`charges`]: the operations (charge, refund, the payment for an order, settling a pending
+//!   one) and how they keep a charge at most once.
+//! - [`domain`]: parsed input: cards (never stored, never logged), charge and refund requests,
+//!   and a payment's states.
+//! - [`repository`]: every statement on `payments`, `payment_attempts` and `refunds`.
+//! - [`processor`]: the [`PaymentProcessor`] trait and the [`SimulatedProcessor`], with its own
+//!   ledger.
 //! - [`error`]: payments' errors and their gRPC statuses.
 
-pub mod domain;
-pub mod error;
-pub mod processor;
-pub mod service;
+mod charges;
+mod domain;
+mod error;
+mod processor;
+mod repository;
+mod service;
 
 use std::{sync::Arc, time::Duration};
 
@@ -28,6 +35,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
+pub use domain::Card;
+pub use error::PaymentsError;
+pub use processor::{
+    ChargeCommand, ChargeOutcome, PaymentProcessor, ProcessorError, RefundCommand, SimulatedProcessor, test_cards,
+};
+pub use service::PaymentsService;
+
+/// The name of this service: its database, its logs, its gRPC health entry.
 pub const SERVICE: &str = "payments";
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");

@@ -11,13 +11,8 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use eventhive_domain::{Currency, OrderId};
 use eventhive_payments::{
-    Application, MIGRATIONS, SERVICE,
-    domain::Card as ParsedCard,
-    error::PaymentsError,
-    processor::{
-        ChargeCommand, ChargeOutcome, PaymentProcessor, ProcessorError, RefundCommand, SimulatedProcessor, test_cards,
-    },
-    service::PaymentsService,
+    Application, Card as ParsedCard, ChargeCommand, ChargeOutcome, MIGRATIONS, PaymentProcessor, PaymentsError,
+    PaymentsService, ProcessorError, RefundCommand, SERVICE, SimulatedProcessor, test_cards,
 };
 use eventhive_platform::{
     Context, Database, Problem, Service, Settings, shutdown::CancellationToken, storage::now_ms, telemetry,

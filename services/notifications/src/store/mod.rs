@@ -1,14 +1,19 @@
-//! Notifications' tables: the read models kept from domain events (events, holders) and the
-//! delivery records. Functions take a connection so that the consumer can run several of them
-//! in the transaction that claims a domain event.
+//! Notifications' tables: the read models kept from domain events (events, holders) here, and
+//! the delivery records in [`deliveries`]. Every statement on them is in this module. Functions
+//! take a connection so that the consumer can run several of them in the transaction that
+//! claims a domain event.
+
+mod deliveries;
+
+pub use deliveries::*;
 
 use anyhow::Context;
-use base64::{Engine, engine::general_purpose::STANDARD};
-use eventhive_domain::events::{EventSnapshot, IssuedTicket};
-use eventhive_platform::storage::to_ms;
+use eventhive_domain::{
+    MessageId,
+    events::{EventSnapshot, IssuedTicket},
+};
+use eventhive_platform::{Database, storage::to_ms};
 use sqlx::{AnyConnection, FromRow};
-
-use crate::render::Email;
 
 /// The reason ticketing gives when it refunds or cancels an order because its event was
 /// cancelled (ticketing's sweeper): such holders hear of the cancellation, not of a refund.
@@ -138,24 +143,20 @@ pub async fn cached_email(conn: &mut AnyConnection, buyer_id: &str) -> anyhow::R
     Ok(email.flatten())
 }
 
+/// What the consumer needs of an order's holder: whom to tell, and whether the tickets are valid.
 #[derive(Debug, Clone, FromRow)]
 pub struct Holder {
-    pub order_id: String,
-    pub event_id: String,
-    pub buyer_id: String,
     pub buyer_email: Option<String>,
+    /// `valid` or `void`.
     pub status: String,
-    pub void_reason: Option<String>,
 }
 
 pub async fn holder(conn: &mut AnyConnection, order_id: &str) -> anyhow::Result<Option<Holder>> {
-    sqlx::query_as(
-        "SELECT order_id, event_id, buyer_id, buyer_email, status, void_reason FROM holders WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("reading a holder")
+    sqlx::query_as("SELECT buyer_email, status FROM holders WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("reading a holder")
 }
 
 /// Records (or completes) the holder of an order's tickets. A holder already made void stays void.
@@ -236,148 +237,14 @@ pub async fn holders_to_tell_of_cancellation(conn: &mut AnyConnection, event_id:
     .context("listing holders")
 }
 
-/// Whether `recipient` was sent (or is about to be sent) an email of `kind` about an event.
-pub async fn was_told(conn: &mut AnyConnection, event_id: &str, kind: &str, recipient: &str) -> anyhow::Result<bool> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM deliveries WHERE event_id = $1 AND kind = $2 AND recipient = $3 LIMIT 1")
-            .bind(event_id)
-            .bind(kind)
-            .bind(recipient)
-            .fetch_optional(&mut *conn)
-            .await
-            .context("looking for a delivery")?;
-    Ok(found.is_some())
-}
-
-/// An email to queue, and what caused it.
-pub struct NewDelivery<'a> {
-    pub message_id: &'a str,
-    pub recipient: &'a str,
-    pub kind: &'a str,
-    pub email: &'a Email,
-    pub event_id: Option<&'a str>,
-    pub order_id: Option<&'a str>,
-}
-
-/// Queues an email, due at once. `false`: this (message, recipient, kind) was queued before.
-pub async fn queue(conn: &mut AnyConnection, delivery: NewDelivery<'_>, now: i64) -> anyhow::Result<bool> {
-    let id = uuid::Uuid::now_v7().to_string();
-    let inserted = sqlx::query(
-        "INSERT INTO deliveries (id, message_id, recipient, kind, subject, body_text, body_html, event_id, order_id, \
-         status, attempts, last_error, next_attempt_at, created_at, sent_at, sent_via) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, NULL, $10, $10, NULL, NULL) \
-         ON CONFLICT (message_id, recipient, kind) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(delivery.message_id)
-    .bind(delivery.recipient)
-    .bind(delivery.kind)
-    .bind(&delivery.email.subject)
-    .bind(&delivery.email.text)
-    .bind(&delivery.email.html)
-    .bind(delivery.event_id)
-    .bind(delivery.order_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .context("queueing a delivery")?;
-    if inserted.rows_affected() == 0 {
-        return Ok(false);
-    }
-    for (position, attachment) in delivery.email.attachments.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO delivery_attachments (delivery_id, position, filename, content_type, content_id, size, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&id)
-        .bind(i64::try_from(position)?)
-        .bind(&attachment.filename)
-        .bind(&attachment.content_type)
-        .bind(&attachment.content_id)
-        .bind(i64::try_from(attachment.data.len())?)
-        .bind(STANDARD.encode(&attachment.data))
-        .execute(&mut *conn)
+/// Whether `consumer` applied the message before: a cheap check that spares a redelivery the
+/// lookups in other services. The claim in the transaction remains the real guard.
+pub async fn applied_before(db: &Database, consumer: &str, message_id: MessageId) -> anyhow::Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM inbox_messages WHERE consumer = $1 AND message_id = $2")
+        .bind(consumer)
+        .bind(message_id.to_string())
+        .fetch_optional(db.pool())
         .await
-        .context("storing an attachment")?;
-    }
-    Ok(true)
-}
-
-/// A delivery as the sender and the operator tools see it.
-#[derive(Debug, Clone, FromRow)]
-pub struct DeliveryRow {
-    pub id: String,
-    pub recipient: String,
-    pub kind: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: String,
-    pub status: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub created_at: i64,
-}
-
-pub const DELIVERY_COLUMNS: &str =
-    "id, recipient, kind, subject, body_text, body_html, status, attempts, last_error, created_at";
-
-/// An attachment's description, without its bytes.
-#[derive(Debug, Clone, FromRow)]
-pub struct AttachmentMeta {
-    pub delivery_id: String,
-    pub filename: String,
-    pub content_type: String,
-    pub content_id: String,
-    pub size: i64,
-}
-
-/// `$first, $first+1, ...`: placeholders for an `IN (...)` list of `count` values.
-pub fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-}
-
-/// The attachments (without bytes) of the given deliveries, in order.
-pub async fn attachment_metas(
-    conn: &mut AnyConnection,
-    delivery_ids: &[String],
-) -> anyhow::Result<Vec<AttachmentMeta>> {
-    if delivery_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT delivery_id, filename, content_type, content_id, size FROM delivery_attachments \
-         WHERE delivery_id IN ({}) ORDER BY delivery_id, position",
-        placeholders(1, delivery_ids.len())
-    );
-    let mut query = sqlx::query_as(&sql);
-    for id in delivery_ids {
-        query = query.bind(id);
-    }
-    query.fetch_all(&mut *conn).await.context("reading attachments")
-}
-
-/// An attachment with its bytes, for sending.
-#[derive(Debug, Clone)]
-pub struct StoredAttachment {
-    pub filename: String,
-    pub content_type: String,
-    pub content_id: String,
-    pub data: Vec<u8>,
-}
-
-pub async fn attachments(conn: &mut AnyConnection, delivery_id: &str) -> anyhow::Result<Vec<StoredAttachment>> {
-    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT filename, content_type, content_id, data FROM delivery_attachments WHERE delivery_id = $1 \
-         ORDER BY position",
-    )
-    .bind(delivery_id)
-    .fetch_all(&mut *conn)
-    .await
-    .context("reading attachments")?;
-    rows.into_iter()
-        .map(|(filename, content_type, content_id, data)| {
-            let data = STANDARD.decode(data).context("a stored attachment is not base64")?;
-            Ok(StoredAttachment { filename, content_type, content_id, data })
-        })
-        .collect()
+        .context("reading the inbox")?;
+    Ok(found.is_some())
 }

@@ -1,95 +1,19 @@
-//! The card processor payments talks to, behind [`PaymentProcessor`], and the simulated one
-//! that ships ([`SimulatedProcessor`]).
-//!
-//! Every call carries an idempotency key, and a processor must answer a repeated key with what
-//! it answered the first time without moving money again. That promise is what makes it safe
-//! for payments to retry a call, or to settle a charge a crash interrupted, by simply asking
-//! again. A processor also tells what it did under a key without being asked to charge
-//! ([`PaymentProcessor::lookup`]), which settles a charge when the card is no longer at hand.
+//! The simulated card processor that ships: it knows the documented test cards, declines
+//! numbers that fail the Luhn check and expired cards, and can be slowed down or made to fail
+//! transiently, for development, tests and benchmarks.
 
 use std::time::Duration;
 
-use anyhow::Context;
 use async_trait::async_trait;
-use eventhive_domain::Currency;
-use eventhive_platform::{Database, storage::now_ms};
+use eventhive_platform::Database;
 use rand::Rng;
 
+use super::{
+    ChargeCommand, ChargeOutcome, PaymentProcessor, ProcessorError, RefundCommand,
+    ledger::{Entry, Ledger, LedgerRow},
+    test_cards,
+};
 use crate::domain::{Card, luhn_valid};
-
-/// Card numbers with a fixed behaviour, as in the public API documentation.
-pub mod test_cards {
-    /// Captured.
-    pub const SUCCEEDS: &str = "4242424242424242";
-    /// Declined with `card_declined`.
-    pub const DECLINED: &str = "4000000000000002";
-    /// Declined with `insufficient_funds`.
-    pub const INSUFFICIENT_FUNDS: &str = "4000000000009995";
-    /// The first call for each idempotency key fails transiently; asking again captures.
-    pub const FAILS_FIRST_CALL: &str = "4000000000000119";
-}
-
-/// Ask the processor to take `amount_minor` from `card`.
-#[derive(Debug, Clone)]
-pub struct ChargeCommand {
-    /// The same key always gets the same answer and moves money at most once.
-    pub idempotency_key: String,
-    pub amount_minor: i64,
-    pub currency: Currency,
-    pub card: Card,
-}
-
-/// Ask the processor to give back (part of) a charge.
-#[derive(Debug, Clone)]
-pub struct RefundCommand {
-    /// The same key always gets the same answer and refunds at most once.
-    pub idempotency_key: String,
-    /// The processor's reference of the captured charge.
-    pub charge_reference: String,
-    pub amount_minor: i64,
-    pub currency: Currency,
-}
-
-/// The processor's verdict on a charge. A decline is a verdict, not an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChargeOutcome {
-    Captured {
-        /// The processor's id of the charge, needed to refund it.
-        reference: String,
-    },
-    Declined {
-        /// Why: `card_declined`, `insufficient_funds`, `expired_card`, `incorrect_number`.
-        code: String,
-    },
-}
-
-/// A call that got no verdict.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProcessorError {
-    /// The processor could not answer this time (overloaded, unreachable, timed out). Whether
-    /// the call took effect is unknown; asking again with the same key is safe and finds out.
-    #[error("the processor is temporarily unavailable: {0}")]
-    Transient(String),
-    /// The processor refused the call itself (malformed, a key reused for something else);
-    /// asking again will not help.
-    #[error("the processor refused the call: {0}")]
-    Permanent(String),
-}
-
-/// A card processor: Stripe, Adyen, or the simulation.
-#[async_trait]
-pub trait PaymentProcessor: Send + Sync {
-    async fn charge(&self, command: ChargeCommand) -> Result<ChargeOutcome, ProcessorError>;
-
-    /// Returns the processor's reference of the refund.
-    async fn refund(&self, command: RefundCommand) -> Result<String, ProcessorError>;
-
-    /// What the processor did with the charge made under `idempotency_key`, without charging
-    /// anything (a real processor's "retrieve"): its verdict if it settled one, `None` if it never
-    /// received a charge under that key or only failed it transiently, in which case it moved
-    /// no money under that key.
-    async fn lookup(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>, ProcessorError>;
-}
 
 /// A processor simulated in-process, for development, tests and benchmarks. Its ledger is the
 /// `simulated_processor_charges` table: the state of the pretend external processor, durable so
@@ -97,7 +21,7 @@ pub trait PaymentProcessor: Send + Sync {
 /// Payments' own code never reads that table; only this type does.
 #[derive(Debug, Clone)]
 pub struct SimulatedProcessor {
-    db: Database,
+    ledger: Ledger,
     /// Added to every call, to make benchmarks feel a real network round trip.
     latency: Duration,
     /// Share of calls (0.0 to 1.0) that fail with [`ProcessorError::Transient`]: half of them
@@ -114,17 +38,6 @@ enum InjectedFailure {
     ResponseLost,
 }
 
-#[derive(sqlx::FromRow)]
-struct LedgerRow {
-    kind: String,
-    amount_minor: i64,
-    currency: String,
-    outcome: String,
-    reference: Option<String>,
-    decline_code: Option<String>,
-    charge_reference: Option<String>,
-}
-
 /// A decision that has not been written to the ledger yet.
 struct Verdict {
     outcome: &'static str,
@@ -133,6 +46,11 @@ struct Verdict {
 }
 
 impl Verdict {
+    /// The verdict as the ledger stores it.
+    fn entry(&self) -> Entry<'_> {
+        Entry { outcome: self.outcome, reference: self.reference.as_deref(), decline_code: self.decline_code }
+    }
+
     fn answer(self) -> Result<ChargeOutcome, ProcessorError> {
         match (self.outcome, self.reference, self.decline_code) {
             ("captured", Some(reference), _) => Ok(ChargeOutcome::Captured { reference }),
@@ -148,7 +66,7 @@ const LEDGER_ROUNDS: usize = 3;
 impl SimulatedProcessor {
     pub fn new(db: Database, latency: Duration, failure_rate: f64) -> Self {
         let failure_rate = if failure_rate.is_finite() { failure_rate.clamp(0.0, 1.0) } else { 0.0 };
-        Self { db, latency, failure_rate }
+        Self { ledger: Ledger::new(db), latency, failure_rate }
     }
 
     fn roll_failure(&self) -> InjectedFailure {
@@ -174,17 +92,6 @@ impl SimulatedProcessor {
             InjectedFailure::RequestLost => Err(ProcessorError::Transient("simulated: the request was lost".into())),
             other => Ok(other),
         }
-    }
-
-    async fn ledger_row(&self, idempotency_key: &str) -> anyhow::Result<Option<LedgerRow>> {
-        sqlx::query_as(
-            "SELECT kind, amount_minor, currency, outcome, reference, decline_code, charge_reference \
-             FROM simulated_processor_charges WHERE idempotency_key = $1",
-        )
-        .bind(idempotency_key)
-        .fetch_optional(self.db.pool())
-        .await
-        .context("reading the simulated processor's ledger")
     }
 
     /// What the processor decides for a card it is actually charging now.
@@ -217,7 +124,7 @@ impl SimulatedProcessor {
 
     async fn charge_in_ledger(&self, command: &ChargeCommand) -> anyhow::Result<Result<ChargeOutcome, ProcessorError>> {
         for _ in 0..LEDGER_ROUNDS {
-            match self.ledger_row(&command.idempotency_key).await? {
+            match self.ledger.row(&command.idempotency_key).await? {
                 Some(row) => {
                     if row.kind != "charge"
                         || row.amount_minor != command.amount_minor
@@ -232,18 +139,7 @@ impl SimulatedProcessor {
                     }
                     // The call after a served transient failure goes through.
                     let verdict = Self::decide(&command.card);
-                    let settled = sqlx::query(
-                        "UPDATE simulated_processor_charges SET outcome = $1, reference = $2, decline_code = $3 \
-                         WHERE idempotency_key = $4 AND outcome = 'transient_error'",
-                    )
-                    .bind(verdict.outcome)
-                    .bind(verdict.reference.clone())
-                    .bind(verdict.decline_code)
-                    .bind(&command.idempotency_key)
-                    .execute(self.db.pool())
-                    .await
-                    .context("settling a charge in the simulated processor's ledger")?;
-                    if settled.rows_affected() == 1 {
+                    if self.ledger.settle_transient(&command.idempotency_key, &verdict.entry()).await? {
                         return Ok(verdict.answer());
                     }
                     // A concurrent call with this key settled it first: the next round answers
@@ -256,26 +152,7 @@ impl SimulatedProcessor {
                     } else {
                         Self::decide(&command.card)
                     };
-                    // The primary key makes the first call with a key the only one that decides.
-                    let inserted = sqlx::query(
-                        "INSERT INTO simulated_processor_charges \
-                         (idempotency_key, kind, amount_minor, currency, card_last4, outcome, reference, decline_code, \
-                          transient_failures_served, created_at) \
-                         VALUES ($1, 'charge', $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING",
-                    )
-                    .bind(&command.idempotency_key)
-                    .bind(command.amount_minor)
-                    .bind(command.currency.as_str())
-                    .bind(command.card.last4())
-                    .bind(verdict.outcome)
-                    .bind(verdict.reference.clone())
-                    .bind(verdict.decline_code)
-                    .bind(i64::from(first_call_fails))
-                    .bind(now_ms())
-                    .execute(self.db.pool())
-                    .await
-                    .context("recording a charge in the simulated processor's ledger")?;
-                    if inserted.rows_affected() == 1 {
+                    if self.ledger.insert_charge(command, &verdict.entry(), i64::from(first_call_fails)).await? {
                         return Ok(verdict.answer());
                     }
                     // A concurrent call with this key recorded it first: the next round answers
@@ -288,7 +165,7 @@ impl SimulatedProcessor {
 
     async fn refund_in_ledger(&self, command: &RefundCommand) -> anyhow::Result<Result<String, ProcessorError>> {
         for _ in 0..LEDGER_ROUNDS {
-            if let Some(row) = self.ledger_row(&command.idempotency_key).await? {
+            if let Some(row) = self.ledger.row(&command.idempotency_key).await? {
                 return Ok(match (row.kind.as_str(), row.charge_reference, row.reference) {
                     ("refund", Some(charge), Some(reference))
                         if charge == command.charge_reference && row.amount_minor == command.amount_minor =>
@@ -298,25 +175,10 @@ impl SimulatedProcessor {
                     _ => Err(ProcessorError::Permanent("idempotency key reused with different parameters".into())),
                 });
             }
-            let charge: Option<(i64, String)> = sqlx::query_as(
-                "SELECT amount_minor, currency FROM simulated_processor_charges \
-                 WHERE kind = 'charge' AND outcome = 'captured' AND reference = $1",
-            )
-            .bind(&command.charge_reference)
-            .fetch_optional(self.db.pool())
-            .await
-            .context("finding a charge in the simulated processor's ledger")?;
-            let Some((charged, currency)) = charge else {
+            let Some((charged, currency)) = self.ledger.captured_charge(&command.charge_reference).await? else {
                 return Ok(Err(ProcessorError::Permanent(format!("no captured charge {}", command.charge_reference))));
             };
-            let refunded: i64 = sqlx::query_scalar(
-                "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM simulated_processor_charges \
-                 WHERE kind = 'refund' AND charge_reference = $1",
-            )
-            .bind(&command.charge_reference)
-            .fetch_one(self.db.pool())
-            .await
-            .context("summing refunds in the simulated processor's ledger")?;
+            let refunded = self.ledger.refunded(&command.charge_reference).await?;
             if currency != command.currency.as_str()
                 || command.amount_minor <= 0
                 || refunded.saturating_add(command.amount_minor) > charged
@@ -324,21 +186,7 @@ impl SimulatedProcessor {
                 return Ok(Err(ProcessorError::Permanent("the refund exceeds what is left of the charge".into())));
             }
             let reference = format!("re_sim_{}", uuid::Uuid::now_v7().simple());
-            let inserted = sqlx::query(
-                "INSERT INTO simulated_processor_charges \
-                 (idempotency_key, kind, amount_minor, currency, outcome, reference, charge_reference, created_at) \
-                 VALUES ($1, 'refund', $2, $3, 'refunded', $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(&command.idempotency_key)
-            .bind(command.amount_minor)
-            .bind(command.currency.as_str())
-            .bind(&reference)
-            .bind(&command.charge_reference)
-            .bind(now_ms())
-            .execute(self.db.pool())
-            .await
-            .context("recording a refund in the simulated processor's ledger")?;
-            if inserted.rows_affected() == 1 {
+            if self.ledger.insert_refund(command, &reference).await? {
                 return Ok(Ok(reference));
             }
         }
@@ -376,7 +224,7 @@ impl PaymentProcessor for SimulatedProcessor {
     /// that only failed transiently stays one that the next charge call with its key decides.
     async fn lookup(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>, ProcessorError> {
         let failure = self.arrive().await?;
-        let row = self.ledger_row(idempotency_key).await.map_err(ledger_failure)?;
+        let row = self.ledger.row(idempotency_key).await.map_err(ledger_failure)?;
         if failure == InjectedFailure::ResponseLost {
             return Err(ProcessorError::Transient("simulated: the answer was lost".into()));
         }
@@ -393,6 +241,7 @@ impl PaymentProcessor for SimulatedProcessor {
 
 #[cfg(test)]
 mod tests {
+    use eventhive_domain::Currency;
     use eventhive_platform::Settings;
     use eventhive_proto::payments as wire;
 

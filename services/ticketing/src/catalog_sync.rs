@@ -1,6 +1,7 @@
 //! Ticketing's copy of what catalog sells. It follows catalog's domain events (applied once,
 //! newest revision wins), and reads an event from catalog directly when an order names one it
-//! has not heard of yet — the event may have been published a moment ago.
+//! has not heard of yet — the event may have been published a moment ago. Its writes go
+//! through [`crate::repository::catalog`].
 
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::Notify;
 use tonic::{Code, transport::Channel};
 
-use crate::inventory;
+use crate::{inventory, repository::catalog};
 
 /// The inbox name of this consumer.
 const CONSUMER: &str = "ticketing.catalog-sync";
@@ -45,76 +46,19 @@ impl CatalogSync {
 
     /// Applies a snapshot: the event's fields if newer than what we hold, and any new ticket
     /// types with their inventory.
-    pub async fn apply(&self, tx: &mut AnyConnection, snapshot: &EventSnapshot) -> anyhow::Result<()> {
-        let event_id = snapshot.event_id.to_string();
-        let held: Option<i64> = sqlx::query_scalar("SELECT catalog_revision FROM events WHERE id = $1")
-            .bind(&event_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match held {
+    pub(crate) async fn apply(&self, tx: &mut AnyConnection, snapshot: &EventSnapshot) -> anyhow::Result<()> {
+        match catalog::revision(tx, snapshot.event_id).await? {
             None => {
                 let (private, public) = new_signing_key()?;
-                sqlx::query(
-                    "INSERT INTO events (id, organization_id, title, status, starts_at, currency, max_tickets_per_order, \
-                     max_tickets_per_buyer, catalog_revision, signing_key_pkcs8, public_key) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&event_id)
-                .bind(snapshot.organization_id.to_string())
-                .bind(&snapshot.title)
-                .bind(&snapshot.status)
-                .bind(to_ms(snapshot.starts_at))
-                .bind(&snapshot.currency)
-                .bind(snapshot.max_tickets_per_order)
-                .bind(snapshot.max_tickets_per_buyer)
-                .bind(snapshot.revision)
-                .bind(private)
-                .bind(public)
-                .execute(&mut *tx)
-                .await
-                .context("storing an event")?;
+                catalog::insert_event(tx, snapshot, private, public).await?;
             }
-            Some(revision) if revision < snapshot.revision => {
-                sqlx::query(
-                    "UPDATE events SET organization_id = $1, title = $2, status = $3, starts_at = $4, currency = $5, \
-                     max_tickets_per_order = $6, max_tickets_per_buyer = $7, catalog_revision = $8 WHERE id = $9",
-                )
-                .bind(snapshot.organization_id.to_string())
-                .bind(&snapshot.title)
-                .bind(&snapshot.status)
-                .bind(to_ms(snapshot.starts_at))
-                .bind(&snapshot.currency)
-                .bind(snapshot.max_tickets_per_order)
-                .bind(snapshot.max_tickets_per_buyer)
-                .bind(snapshot.revision)
-                .bind(&event_id)
-                .execute(&mut *tx)
-                .await
-                .context("updating an event")?;
-            }
+            Some(revision) if revision < snapshot.revision => catalog::update_event(tx, snapshot).await?,
             Some(_) => {}
         }
         for ticket_type in &snapshot.ticket_types {
-            let inserted = sqlx::query(
-                "INSERT INTO ticket_types (id, event_id, name, price_minor, capacity, shards) \
-                 VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(ticket_type.id.to_string())
-            .bind(&event_id)
-            .bind(&ticket_type.name)
-            .bind(ticket_type.price_minor)
-            .bind(ticket_type.capacity)
-            .execute(&mut *tx)
-            .await
-            .context("storing a ticket type")?;
-            if inserted.rows_affected() == 1 {
-                let shards =
-                    inventory::create(tx, &ticket_type.id.to_string(), ticket_type.capacity, self.shards).await?;
-                sqlx::query("UPDATE ticket_types SET shards = $1 WHERE id = $2")
-                    .bind(shards)
-                    .bind(ticket_type.id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+            if catalog::insert_ticket_type(tx, snapshot.event_id, ticket_type).await? {
+                let shards = inventory::create(tx, ticket_type.id, ticket_type.capacity, self.shards).await?;
+                catalog::set_shards(tx, ticket_type.id, shards).await?;
             }
         }
         Ok(())
@@ -122,9 +66,9 @@ impl CatalogSync {
 
     /// Reads a public event from catalog and applies it. `false`: catalog has no such public
     /// event. Must not be called while holding a transaction (SQLite has one connection).
-    pub async fn fetch(&self, event_id: &str, request_id: Option<&str>) -> anyhow::Result<bool> {
+    pub(crate) async fn fetch(&self, event_id: EventId, request_id: Option<&str>) -> anyhow::Result<bool> {
         let request = eventhive_platform::grpc::request(
-            GetEventRequest { actor: None, event_id: event_id.to_owned() },
+            GetEventRequest { actor: None, event_id: event_id.to_string() },
             request_id,
         );
         let event = match self.catalog.clone().get_event(request).await {
@@ -177,7 +121,7 @@ fn parse_time(text: &str) -> anyhow::Result<OffsetDateTime> {
 }
 
 /// The snapshot a catalog event stands for.
-pub fn snapshot_of(event: &Event) -> anyhow::Result<EventSnapshot> {
+fn snapshot_of(event: &Event) -> anyhow::Result<EventSnapshot> {
     let venue = event.venue.clone().unwrap_or_default();
     Ok(EventSnapshot {
         event_id: EventId::parse(&event.id)?,

@@ -1,5 +1,7 @@
-//! The engine: what every ticketing operation shares. The operations themselves live beside it,
-//! one module per concern (`orders`, `purchase`, `tickets`, `sweeper`), each an `impl Engine`.
+//! The engine: what every ticketing operation shares (the database, the clients of catalog and
+//! payments, the outbox relay, the fault points and the time limits). It holds no logic: the
+//! operations live beside it, one module per concern (`orders`, `purchase`, `tickets`,
+//! `inventory`'s stock), each an `impl Engine`, and their SQL in `repository`.
 
 use std::time::Duration;
 
@@ -12,9 +14,12 @@ use crate::{catalog_sync::CatalogSync, faults::Faults};
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) db: Database,
+    /// Reads an event from catalog when an order or a check-in names one not heard of yet.
     pub(crate) catalog: CatalogSync,
     pub(crate) payments: PaymentsClient<Channel>,
+    /// Woken after a commit that wrote to the outbox, so the event leaves at once.
     pub(crate) relay: OutboxRelay,
+    /// Where tests make the saga "crash" between two steps.
     pub(crate) faults: Faults,
     /// How long a new order holds its tickets.
     pub(crate) hold_ttl_ms: i64,

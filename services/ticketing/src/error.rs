@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use eventhive_domain::rules::RuleError;
 use eventhive_platform::{
     ErrorKind, FieldError,
     problem::{internal_status, status, validation_status},
@@ -47,6 +48,13 @@ pub enum TicketingError {
 impl From<FieldError> for TicketingError {
     fn from(error: FieldError) -> Self {
         Self::Invalid(vec![error])
+    }
+}
+
+/// A broken rule of the public contract is a field error like any other.
+impl From<RuleError> for TicketingError {
+    fn from(error: RuleError) -> Self {
+        Self::Invalid(vec![FieldError::new(error.field, error.message)])
     }
 }
 

@@ -1,11 +1,12 @@
 //! Idempotency keys for the two requests a buyer must be able to retry blindly: placing an
-//! order and paying it. A key is scoped to the buyer and the request path, stored with a
+//! order and paying it. A key is scoped to the buyer and the [`Operation`], stored with a
 //! fingerprint of the request and the first answer, and kept for 24 hours. A replay gets the
 //! first answer; the same key with another request is refused; a duplicate arriving while the
-//! first is running waits for it.
+//! first is running waits for it. This module owns the `idempotency_keys` table.
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::STANDARD};
+use eventhive_domain::{OrderId, UserId, rules::IdempotencyKey};
 use eventhive_platform::{Database, ErrorKind, FieldError, storage::now_ms};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -15,38 +16,53 @@ use crate::error::TicketingError;
 use eventhive_proto::ticketing::Order;
 
 /// How long a key and its answer are kept.
-pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
+const RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// How long a claim may stay in progress before another request may take it over (the first
 /// one crashed).
-pub const LEASE_MS: i64 = 60_000;
+const LEASE_MS: i64 = 60_000;
+
+/// What a key is used for: the same key may serve one buyer once per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    PlaceOrder,
+    PayOrder { order_id: OrderId },
+}
+
+impl Operation {
+    /// The stored form, e.g. `place_order` or `pay_order:<order id>` (the migration
+    /// `20261202000001_idempotency_operations.sql` rewrote the keys stored before in the old
+    /// form, the public request path).
+    fn stored(self) -> String {
+        match self {
+            Self::PlaceOrder => "place_order".into(),
+            Self::PayOrder { order_id } => format!("pay_order:{order_id}"),
+        }
+    }
+}
 
 /// Who asked what, under which key.
 #[derive(Debug, Clone)]
-pub struct Scope {
-    pub buyer_id: String,
-    /// The request path, e.g. `POST /v1/orders`.
-    pub path: String,
-    pub key: String,
+pub(crate) struct Scope {
+    buyer_id: String,
+    /// [`Operation::stored`].
+    operation: String,
+    key: IdempotencyKey,
     /// SHA-256 of the request's content.
-    pub fingerprint: String,
+    fingerprint: String,
 }
 
 impl Scope {
-    pub fn new(buyer_id: &str, path: String, key: &str, request: &[u8]) -> Result<Self, TicketingError> {
-        let valid = !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| (0x20..0x7f).contains(&b));
-        if !valid {
-            return Err(FieldError::new("Idempotency-Key", "must be 1 to 255 printable ASCII characters").into());
-        }
+    pub(crate) fn new(buyer_id: UserId, operation: Operation, key: IdempotencyKey, request: &[u8]) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA256, request);
         let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Self { buyer_id: buyer_id.to_owned(), path, key: key.to_owned(), fingerprint })
+        Self { buyer_id: buyer_id.to_string(), operation: operation.stored(), key, fingerprint }
     }
 }
 
 /// The first answer, as kept.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Stored {
+enum Stored {
     /// A successful answer: the order as it was then (protobuf, base64).
     Order { order: String },
     /// An error answer.
@@ -54,7 +70,7 @@ pub enum Stored {
 }
 
 impl Stored {
-    pub fn of(result: &Result<Order, TicketingError>) -> Self {
+    fn of(result: &Result<Order, TicketingError>) -> Self {
         match result {
             Ok(order) => Self::Order { order: STANDARD.encode(order.encode_to_vec()) },
             Err(error) => Self::Error {
@@ -71,7 +87,7 @@ impl Stored {
     }
 
     /// The answer again.
-    pub fn replay(&self) -> Result<Order, TicketingError> {
+    fn replay(&self) -> Result<Order, TicketingError> {
         match self {
             Self::Order { order } => {
                 let bytes = STANDARD.decode(order).context("stored answer")?;
@@ -88,7 +104,7 @@ impl Stored {
 
 /// Whether an answer is final enough to keep: temporary failures are not, so that a retry
 /// with the same key runs the request again.
-pub fn keeps(result: &Result<Order, TicketingError>) -> bool {
+fn keeps(result: &Result<Order, TicketingError>) -> bool {
     match result {
         Ok(_) => true,
         Err(error) => !matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::RateLimited),
@@ -96,7 +112,7 @@ pub fn keeps(result: &Result<Order, TicketingError>) -> bool {
 }
 
 /// What a claim found.
-pub enum Claim {
+enum Claim {
     /// The key is ours: run the request.
     Owned,
     /// Answered before: replay it.
@@ -107,15 +123,15 @@ pub enum Claim {
 
 /// Claims the key on `conn` (inside the caller's transaction, so that a concurrent duplicate
 /// blocks on it until that transaction ends).
-pub async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, TicketingError> {
+async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, TicketingError> {
     let now = now_ms();
     // Keys past retention are gone.
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE buyer_id = $1 AND scope = $2 AND idempotency_key = $3 AND expires_at <= $4",
     )
     .bind(&scope.buyer_id)
-    .bind(&scope.path)
-    .bind(&scope.key)
+    .bind(&scope.operation)
+    .bind(scope.key.as_str())
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -124,8 +140,8 @@ pub async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, Tic
          VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, $7) ON CONFLICT (buyer_id, scope, idempotency_key) DO NOTHING",
     )
     .bind(&scope.buyer_id)
-    .bind(&scope.path)
-    .bind(&scope.key)
+    .bind(&scope.operation)
+    .bind(scope.key.as_str())
     .bind(&scope.fingerprint)
     .bind(now + LEASE_MS)
     .bind(now)
@@ -140,8 +156,8 @@ pub async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, Tic
          WHERE buyer_id = $1 AND scope = $2 AND idempotency_key = $3",
     )
     .bind(&scope.buyer_id)
-    .bind(&scope.path)
-    .bind(&scope.key)
+    .bind(&scope.operation)
+    .bind(scope.key.as_str())
     .fetch_one(&mut *conn)
     .await?;
     if fingerprint != scope.fingerprint {
@@ -159,8 +175,8 @@ pub async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, Tic
         )
         .bind(now + LEASE_MS)
         .bind(&scope.buyer_id)
-        .bind(&scope.path)
-        .bind(&scope.key)
+        .bind(&scope.operation)
+        .bind(scope.key.as_str())
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -176,7 +192,7 @@ pub async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, Tic
 const DUPLICATE_WAIT_MS: i64 = 10_000;
 
 /// What [`claim_or_wait`] settled on.
-pub enum Turn<'c> {
+pub(crate) enum Turn<'c> {
     /// The key is ours; the claim is written in this (uncommitted) transaction.
     Owned(Transaction<'c, Any>),
     /// The first request's answer, to give again.
@@ -184,7 +200,7 @@ pub enum Turn<'c> {
 }
 
 /// Claims the key, waiting (up to a bound) while another request with it is running.
-pub async fn claim_or_wait<'c>(db: &'c Database, scope: &Scope) -> Result<Turn<'c>, TicketingError> {
+pub(crate) async fn claim_or_wait<'c>(db: &'c Database, scope: &Scope) -> Result<Turn<'c>, TicketingError> {
     let deadline = now_ms() + DUPLICATE_WAIT_MS;
     loop {
         let mut tx = db.pool().begin().await?;
@@ -208,7 +224,7 @@ pub async fn claim_or_wait<'c>(db: &'c Database, scope: &Scope) -> Result<Turn<'
 }
 
 /// Keeps the answer of an owned claim, or lets the key go if the answer is temporary.
-pub async fn finish(
+pub(crate) async fn finish(
     conn: &mut AnyConnection,
     scope: &Scope,
     result: &Result<Order, TicketingError>,
@@ -220,15 +236,15 @@ pub async fn finish(
         )
         .bind(serde_json::to_string(&Stored::of(result))?)
         .bind(&scope.buyer_id)
-        .bind(&scope.path)
-        .bind(&scope.key)
+        .bind(&scope.operation)
+        .bind(scope.key.as_str())
         .execute(&mut *conn)
         .await?;
     } else {
         sqlx::query("DELETE FROM idempotency_keys WHERE buyer_id = $1 AND scope = $2 AND idempotency_key = $3")
             .bind(&scope.buyer_id)
-            .bind(&scope.path)
-            .bind(&scope.key)
+            .bind(&scope.operation)
+            .bind(scope.key.as_str())
             .execute(&mut *conn)
             .await?;
     }
@@ -236,7 +252,7 @@ pub async fn finish(
 }
 
 /// Forgets keys past retention; returns how many.
-pub async fn purge(conn: &mut AnyConnection, now: i64) -> anyhow::Result<u64> {
+pub(crate) async fn purge(conn: &mut AnyConnection, now: i64) -> anyhow::Result<u64> {
     Ok(sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *conn)

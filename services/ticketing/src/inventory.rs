@@ -8,28 +8,38 @@
 //!
 //! Tickets move between three columns and never leave a shard: hold (available → held),
 //! release (held → available), sell (held → sold), restock (sold → available).
+//!
+//! This module owns the `inventory_shards` and `order_allocations` tables.
 
 use anyhow::Context;
+use eventhive_domain::{EventId, OrderId, TicketTypeId};
 use eventhive_platform::Database;
 use rand::Rng;
 use sqlx::{AnyConnection, Connection};
 
+use crate::{engine::Engine, error::TicketingError};
+
 /// How a capacity is spread: `shards` rows (never more than there are tickets), the remainder
 /// on the first rows.
-pub fn split(capacity: i64, shards: i64) -> Vec<i64> {
+fn split(capacity: i64, shards: i64) -> Vec<i64> {
     let count = shards.clamp(1, capacity.max(1));
     let (base, remainder) = (capacity / count, capacity % count);
     (0..count).map(|i| base + i64::from(i < remainder)).collect()
 }
 
 /// Creates the shards of a new ticket type.
-pub async fn create(tx: &mut AnyConnection, ticket_type_id: &str, capacity: i64, shards: i64) -> anyhow::Result<i64> {
+pub(crate) async fn create(
+    tx: &mut AnyConnection,
+    ticket_type_id: TicketTypeId,
+    capacity: i64,
+    shards: i64,
+) -> anyhow::Result<i64> {
     let parts = split(capacity, shards);
     for (shard, available) in parts.iter().enumerate() {
         sqlx::query(
             "INSERT INTO inventory_shards (ticket_type_id, shard, available, held, sold) VALUES ($1, $2, $3, 0, 0)",
         )
-        .bind(ticket_type_id)
+        .bind(ticket_type_id.to_string())
         .bind(shard as i64)
         .bind(*available)
         .execute(&mut *tx)
@@ -40,11 +50,11 @@ pub async fn create(tx: &mut AnyConnection, ticket_type_id: &str, capacity: i64,
 }
 
 /// Holds `quantity` tickets of a type for `order_id`. `false`: not that many are left.
-pub async fn hold(
+pub(crate) async fn hold(
     db: &Database,
     tx: &mut AnyConnection,
-    order_id: &str,
-    ticket_type_id: &str,
+    order_id: OrderId,
+    ticket_type_id: TicketTypeId,
     quantity: i64,
     shards: i64,
 ) -> anyhow::Result<bool> {
@@ -56,12 +66,13 @@ pub async fn hold(
     // such a lock before the slow path queues for all shards in order.
     let mut attempt = tx.begin().await.context("savepoint")?;
     let start = rand::thread_rng().gen_range(0..shards.max(1));
+    let ticket_type = ticket_type_id.to_string();
     let free: Option<i64> = sqlx::query_scalar(&format!(
         "SELECT shard FROM inventory_shards WHERE ticket_type_id = $1 AND available >= $2 \
          ORDER BY (shard + $3) % $4 LIMIT 1{}",
         db.skip_locked()
     ))
-    .bind(ticket_type_id)
+    .bind(&ticket_type)
     .bind(quantity)
     .bind(start)
     .bind(shards.max(1))
@@ -74,7 +85,7 @@ pub async fn hold(
              WHERE ticket_type_id = $2 AND shard = $3 AND available >= $1",
         )
         .bind(quantity)
-        .bind(ticket_type_id)
+        .bind(&ticket_type)
         .bind(shard)
         .execute(&mut *attempt)
         .await
@@ -91,7 +102,7 @@ pub async fn hold(
         "SELECT shard, available FROM inventory_shards WHERE ticket_type_id = $1 ORDER BY shard{}",
         db.for_update()
     ))
-    .bind(ticket_type_id)
+    .bind(&ticket_type)
     .fetch_all(&mut *tx)
     .await
     .context("reading inventory")?;
@@ -112,7 +123,7 @@ pub async fn hold(
              WHERE ticket_type_id = $2 AND shard = $3 AND available >= $1",
         )
         .bind(take)
-        .bind(ticket_type_id)
+        .bind(&ticket_type)
         .bind(shard)
         .execute(&mut *tx)
         .await
@@ -126,14 +137,14 @@ pub async fn hold(
 
 async fn allocate(
     tx: &mut AnyConnection,
-    order_id: &str,
-    ticket_type_id: &str,
+    order_id: OrderId,
+    ticket_type_id: TicketTypeId,
     shard: i64,
     quantity: i64,
 ) -> anyhow::Result<()> {
     sqlx::query("INSERT INTO order_allocations (order_id, ticket_type_id, shard, quantity) VALUES ($1, $2, $3, $4)")
-        .bind(order_id)
-        .bind(ticket_type_id)
+        .bind(order_id.to_string())
+        .bind(ticket_type_id.to_string())
         .bind(shard)
         .bind(quantity)
         .execute(&mut *tx)
@@ -144,7 +155,7 @@ async fn allocate(
 
 /// The columns a move takes tickets from and puts them in.
 #[derive(Debug, Clone, Copy)]
-pub enum Move {
+pub(crate) enum Move {
     /// A hold ends unpaid.
     Release,
     /// A hold is paid.
@@ -164,11 +175,11 @@ impl Move {
 }
 
 /// Moves every ticket of `order_id` between columns, shard by shard.
-pub async fn apply(tx: &mut AnyConnection, order_id: &str, movement: Move) -> anyhow::Result<()> {
+pub(crate) async fn apply(tx: &mut AnyConnection, order_id: OrderId, movement: Move) -> anyhow::Result<()> {
     let allocations: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT ticket_type_id, shard, quantity FROM order_allocations WHERE order_id = $1 ORDER BY ticket_type_id, shard",
     )
-    .bind(order_id)
+    .bind(order_id.to_string())
     .fetch_all(&mut *tx)
     .await
     .context("reading allocations")?;
@@ -194,7 +205,7 @@ pub async fn apply(tx: &mut AnyConnection, order_id: &str, movement: Move) -> an
 
 /// Capacity, sold, held and available per ticket type of an event.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Stock {
+pub(crate) struct Stock {
     pub ticket_type_id: String,
     pub capacity: i64,
     pub sold: i64,
@@ -202,12 +213,16 @@ pub struct Stock {
     pub available: i64,
 }
 
-pub async fn stock(conn: &mut AnyConnection, event_id: &str) -> anyhow::Result<Vec<Stock>> {
-    Ok(stock_of_events(conn, std::slice::from_ref(&event_id.to_owned())).await?.into_iter().map(|(_, s)| s).collect())
+impl Engine {
+    /// What is sold, held and available of each event's ticket types.
+    pub(crate) async fn stock_of_events(&self, event_ids: &[EventId]) -> Result<Vec<(EventId, Stock)>, TicketingError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(stock_of_events(&mut conn, event_ids).await?)
+    }
 }
 
-/// [`stock`] of several events in one query: (event id, stock) pairs, by event and type.
-pub async fn stock_of_events(conn: &mut AnyConnection, event_ids: &[String]) -> anyhow::Result<Vec<(String, Stock)>> {
+/// The stock of several events in one query: (event id, stock) pairs, by event and type.
+async fn stock_of_events(conn: &mut AnyConnection, event_ids: &[EventId]) -> anyhow::Result<Vec<(EventId, Stock)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         event_id: String,
@@ -229,10 +244,10 @@ pub async fn stock_of_events(conn: &mut AnyConnection, event_ids: &[String]) -> 
     );
     let mut query = sqlx::query_as::<_, Row>(&sql);
     for id in event_ids {
-        query = query.bind(id);
+        query = query.bind(id.to_string());
     }
     let rows = query.fetch_all(&mut *conn).await.context("reading stock")?;
-    Ok(rows.into_iter().map(|row| (row.event_id, row.stock)).collect())
+    rows.into_iter().map(|row| Ok((EventId::parse(&row.event_id).context("stored event id")?, row.stock))).collect()
 }
 
 #[cfg(test)]

@@ -4,31 +4,39 @@
 //! cancels and refunds — also after a crash between any two steps.
 //!
 //! # Layout
-//! - [`saga`]: the order state machine.
-//! - [`engine`]: shared dependencies; the operations are in:
-//!   - [`orders`]: place (hold), read, list, expire, cancel unpaid;
-//!   - [`purchase`]: pay, complete, refund, resolve abandoned payments;
-//!   - [`tickets`]: signed codes, issuance, check-in;
+//! - [`service`]: the gRPC glue: parses requests into domain types, answers in the contract's;
+//!   [`error`] maps every failure to a `Status`.
+//! - [`engine`]: what every operation shares; the operations are in:
+//!   - [`orders`]: place (hold), read, list, cancel by the buyer, expire, cancel unpaid;
+//!   - [`purchase`]: the saga: pay, complete, refund, resolve abandoned payments;
+//!   - [`tickets`]: signed codes, issuance, check-in, the buyer's tickets;
 //!   - [`sweeper`]: the background pass that keeps orders moving.
-//! - [`inventory`]: sharded counters.
-//! - [`idempotency`]: idempotency keys for placing and paying.
+//! - [`saga`]: the order state machine.
+//! - [`repository`]: the SQL, one owner per table: [`repository::orders`],
+//!   [`repository::tickets`], [`repository::catalog`]; and
+//!   - [`inventory`]: sharded counters and where each order's tickets came from;
+//!   - [`idempotency`]: idempotency keys, scoped to a named operation.
+//! - [`views`]: the public forms of orders and tickets; [`paging`]: keyset pages.
 //! - [`catalog_sync`]: ticketing's copy of catalog's events.
 //! - [`faults`]: fault points between saga steps.
-//! - [`store`]: rows and their public form; [`service`]: the gRPC glue; [`error`].
+//!
+//! Every module is private; what other crates use is re-exported below.
 
-pub mod catalog_sync;
-pub mod engine;
-pub mod error;
-pub mod faults;
-pub mod idempotency;
-pub mod inventory;
-pub mod orders;
-pub mod purchase;
-pub mod saga;
-pub mod service;
-pub mod store;
-pub mod sweeper;
-pub mod tickets;
+mod catalog_sync;
+mod engine;
+mod error;
+mod faults;
+mod idempotency;
+mod inventory;
+mod orders;
+mod paging;
+mod purchase;
+mod repository;
+mod saga;
+mod service;
+mod sweeper;
+mod tickets;
+mod views;
 
 use std::{sync::Arc, time::Duration};
 
@@ -45,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::{net::TcpListener, sync::Notify};
 
+pub use error::TicketingError;
 pub use faults::{FaultPoint, Faults};
 pub use sweeper::{Sweep, Sweeper};
 

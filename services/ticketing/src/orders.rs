@@ -1,83 +1,77 @@
-//! Placing, reading, listing and cancelling orders. Placing an order holds its tickets in the
-//! same transaction that records the order, its idempotency key and its `OrderPlaced` event.
+//! The buyer's side of an order: place (hold), read, list and cancel; and closing an unpaid
+//! order when its hold runs out or its event is cancelled. Placing an order holds its tickets
+//! in the same transaction that records the order, its idempotency key and its `OrderPlaced`
+//! event. Paying and refunding are the saga's, in [`crate::purchase`].
 
 use std::collections::BTreeMap;
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use eventhive_domain::{
-    EventId, OrderId, TicketTypeId,
+    EventId, OrderId, TicketTypeId, UserId,
     events::{OrderCancelled, OrderExpired, OrderPlaced},
+    rules::{IdempotencyKey, Quantity},
 };
 use eventhive_platform::{
     FieldError, outbox,
     storage::{from_ms, now_ms},
 };
-use eventhive_proto::ticketing::{ListOrdersResponse, Order, PlaceOrderRequest};
+use eventhive_proto::ticketing::{ListOrdersResponse, Order};
 use sqlx::{Acquire, AnyConnection};
 
 use crate::{
     SERVICE,
     engine::Engine,
     error::TicketingError,
-    idempotency::{self, Scope, Turn},
+    idempotency::{self, Operation, Scope, Turn},
     inventory::{self, Move},
+    paging::Page,
+    repository::{
+        catalog,
+        orders::{self, ItemRecord, NewOrderRecord, OrderRecord},
+    },
     saga::{OrderEvent, OrderState},
-    store::{self, ORDER_COLUMNS, OrderRow},
+    views,
 };
 
 type Result<T> = std::result::Result<T, TicketingError>;
 
-pub const DEFAULT_PAGE_SIZE: i64 = 20;
-pub const MAX_PAGE_SIZE: i64 = 100;
-
-/// An order's content once parsed: the event and quantity per ticket type.
-struct Wanted {
-    event_id: String,
-    /// Quantity per ticket type, with the item's index in the request (for error paths).
-    items: BTreeMap<String, (usize, i64)>,
+/// An order as the buyer asked for it, parsed: the event and a line per ticket type.
+#[derive(Debug, Clone)]
+pub(crate) struct NewOrder {
+    pub event_id: EventId,
+    /// In ticket type order, which is the order holds lock shards in.
+    pub lines: BTreeMap<TicketTypeId, Line>,
+    /// The tickets of all lines.
+    pub quantity: i64,
 }
 
-fn parse_request(request: &PlaceOrderRequest) -> Result<Wanted> {
-    let mut errors = Vec::new();
-    if EventId::parse(&request.event_id).is_err() {
-        errors.push(FieldError::new("event_id", "must be the id of an event on sale"));
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Line {
+    /// The item's index in the request, for error paths (`items[2].ticket_type_id`).
+    pub index: usize,
+    pub quantity: Quantity,
+}
+
+impl NewOrder {
+    /// What an idempotency key is bound to. Its form must not change while keys live (24 h):
+    /// a retry across a deploy must match the first request.
+    fn fingerprint(&self) -> String {
+        let quantities: Vec<(String, i64)> =
+            self.lines.iter().map(|(id, line)| (id.to_string(), line.quantity.get())).collect();
+        format!("{}|{quantities:?}", self.event_id)
     }
-    if request.items.is_empty() {
-        errors.push(FieldError::new("items", "must name at least one ticket type"));
-    }
-    let mut items = BTreeMap::new();
-    for (i, item) in request.items.iter().enumerate() {
-        if TicketTypeId::parse(&item.ticket_type_id).is_err() {
-            errors.push(FieldError::new(
-                format!("items[{i}].ticket_type_id"),
-                "must be the id of a ticket type of the event",
-            ));
-        } else if items.contains_key(&item.ticket_type_id) {
-            errors.push(FieldError::new(
-                format!("items[{i}].ticket_type_id"),
-                "appears twice; use one item per ticket type",
-            ));
-        }
-        if item.quantity < 1 {
-            errors.push(FieldError::new(format!("items[{i}].quantity"), "must be at least 1"));
-        }
-        items.insert(item.ticket_type_id.clone(), (i, item.quantity));
-    }
-    if !errors.is_empty() {
-        return Err(TicketingError::Invalid(errors));
-    }
-    Ok(Wanted { event_id: request.event_id.clone(), items })
 }
 
 impl Engine {
-    #[tracing::instrument(skip_all, fields(buyer_id = %request.buyer_id, event_id = %request.event_id))]
-    pub async fn place_order(&self, request: PlaceOrderRequest, request_id: Option<&str>) -> Result<Order> {
-        let wanted = parse_request(&request)?;
-        let quantities: Vec<(&String, i64)> = wanted.items.iter().map(|(id, (_, q))| (id, *q)).collect();
-        let fingerprint = format!("{}|{quantities:?}", wanted.event_id);
-        let scope =
-            Scope::new(&request.buyer_id, "POST /v1/orders".into(), &request.idempotency_key, fingerprint.as_bytes())?;
-        self.know_event(&wanted, request_id).await?;
+    #[tracing::instrument(skip_all, fields(%buyer_id, event_id = %order.event_id))]
+    pub(crate) async fn place_order(
+        &self,
+        buyer_id: UserId,
+        order: NewOrder,
+        key: IdempotencyKey,
+        request_id: Option<&str>,
+    ) -> Result<Order> {
+        let scope = Scope::new(buyer_id, Operation::PlaceOrder, key, order.fingerprint().as_bytes());
+        self.know_event(&order, request_id).await?;
 
         let mut tx = match idempotency::claim_or_wait(&self.db, &scope).await? {
             Turn::Replay(answer) => return answer,
@@ -85,7 +79,7 @@ impl Engine {
         };
         // A savepoint: a refused order leaves no trace but its kept answer.
         let mut attempt = tx.begin().await?;
-        let result = self.hold(&mut attempt, &request.buyer_id, &wanted, request_id).await;
+        let result = self.hold(&mut attempt, buyer_id, &order, request_id).await;
         if result.is_ok() {
             attempt.commit().await?;
         } else {
@@ -105,23 +99,18 @@ impl Engine {
     }
 
     /// Makes sure ticketing knows the event and every ticket type named, asking catalog if not.
-    async fn know_event(&self, wanted: &Wanted, request_id: Option<&str>) -> Result<()> {
+    async fn know_event(&self, order: &NewOrder, request_id: Option<&str>) -> Result<()> {
         let mut conn = self.db.pool().acquire().await?;
-        let known_event = store::event(&mut conn, &wanted.event_id).await?.is_some();
+        let known_event = catalog::event(&mut conn, order.event_id).await?.is_some();
         let mut known_types = 0;
-        for ticket_type_id in wanted.items.keys() {
-            let found: Option<String> =
-                sqlx::query_scalar("SELECT id FROM ticket_types WHERE id = $1 AND event_id = $2")
-                    .bind(ticket_type_id)
-                    .bind(&wanted.event_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+        for ticket_type_id in order.lines.keys() {
+            let found = catalog::ticket_type(&mut conn, *ticket_type_id, order.event_id).await?;
             known_types += usize::from(found.is_some());
         }
         drop(conn);
-        if !known_event || known_types < wanted.items.len() {
+        if !known_event || known_types < order.lines.len() {
             self.catalog
-                .fetch(&wanted.event_id, request_id)
+                .fetch(order.event_id, request_id)
                 .await
                 .map_err(|e| TicketingError::Unavailable(format!("{e:#}")))?;
         }
@@ -131,11 +120,11 @@ impl Engine {
     async fn hold(
         &self,
         tx: &mut AnyConnection,
-        buyer_id: &str,
-        wanted: &Wanted,
+        buyer_id: UserId,
+        order: &NewOrder,
         request_id: Option<&str>,
     ) -> Result<Order> {
-        let event = store::event(tx, &wanted.event_id)
+        let event = catalog::event(tx, order.event_id)
             .await?
             .ok_or_else(|| FieldError::new("event_id", "no event on sale has this id"))?;
         let now = now_ms();
@@ -147,94 +136,64 @@ impl Engine {
         if event.starts_at <= now {
             return Err(TicketingError::Conflict("sales have closed: the event has started".into()));
         }
-        let quantity: i64 = wanted.items.values().map(|(_, q)| q).sum();
-        if quantity > event.max_tickets_per_order {
+        if order.quantity > event.max_tickets_per_order {
             return Err(
                 FieldError::new("items", format!("at most {} tickets per order", event.max_tickets_per_order)).into()
             );
         }
-        // Per-buyer cap across all live orders, as one conditional update: concurrent orders of
-        // one buyer cannot slip past it together.
-        sqlx::query(
-            "INSERT INTO buyer_event_totals (buyer_id, event_id, quantity) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
-        )
-        .bind(buyer_id)
-        .bind(&event.id)
-        .execute(&mut *tx)
-        .await?;
-        let within_cap = sqlx::query(
-            "UPDATE buyer_event_totals SET quantity = quantity + $1 WHERE buyer_id = $2 AND event_id = $3 AND quantity + $1 <= $4",
-        )
-        .bind(quantity)
-        .bind(buyer_id)
-        .bind(&event.id)
-        .bind(event.max_tickets_per_buyer)
-        .execute(&mut *tx)
-        .await?;
-        if within_cap.rows_affected() == 0 {
+        // Per-buyer cap across all live orders.
+        if !orders::reserve_buyer_quota(tx, buyer_id, event.id, order.quantity, event.max_tickets_per_buyer).await? {
             return Err(TicketingError::Conflict(format!(
                 "one buyer may hold at most {} tickets for this event",
                 event.max_tickets_per_buyer
             )));
         }
 
-        let order_id = OrderId::new().to_string();
+        let order_id = OrderId::new();
         let expires_at = now + self.hold_ttl_ms;
         let mut total: i64 = 0;
         let mut lines = Vec::new();
-        for (ticket_type_id, (index, wanted_quantity)) in &wanted.items {
-            let row: Option<(String, i64, i64)> =
-                sqlx::query_as("SELECT name, price_minor, shards FROM ticket_types WHERE id = $1 AND event_id = $2")
-                    .bind(ticket_type_id)
-                    .bind(&event.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some((name, price_minor, shards)) = row else {
+        for (ticket_type_id, line) in &order.lines {
+            let Some(ticket_type) = catalog::ticket_type(tx, *ticket_type_id, event.id).await? else {
                 return Err(FieldError::new(
-                    format!("items[{index}].ticket_type_id"),
+                    format!("items[{}].ticket_type_id", line.index),
                     "is not a ticket type of this event",
                 )
                 .into());
             };
-            total = price_minor
-                .checked_mul(*wanted_quantity)
+            let quantity = line.quantity.get();
+            total = ticket_type
+                .price_minor
+                .checked_mul(quantity)
                 .and_then(|subtotal| total.checked_add(subtotal))
                 .ok_or_else(|| FieldError::new("items", "the total is out of range"))?;
-            lines.push((ticket_type_id.clone(), name, *wanted_quantity, price_minor, shards));
+            let item = ItemRecord {
+                ticket_type_id: *ticket_type_id,
+                name: ticket_type.name,
+                quantity,
+                unit_price_minor: ticket_type.price_minor,
+            };
+            lines.push((item, ticket_type.shards));
         }
-        sqlx::query(&format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, NULL)"
-        ))
-        .bind(&order_id)
-        .bind(buyer_id)
-        .bind(&event.id)
-        .bind(OrderState::PendingPayment.as_str())
-        .bind(&event.currency)
-        .bind(total)
-        .bind(quantity)
-        .bind(expires_at)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (ticket_type_id, name, line_quantity, price_minor, shards) in &lines {
-            sqlx::query(
-                "INSERT INTO order_items (order_id, ticket_type_id, name, quantity, unit_price_minor) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&order_id)
-            .bind(ticket_type_id)
-            .bind(name)
-            .bind(line_quantity)
-            .bind(price_minor)
-            .execute(&mut *tx)
-            .await?;
-            if !inventory::hold(&self.db, tx, &order_id, ticket_type_id, *line_quantity, *shards).await? {
-                return Err(TicketingError::SoldOut(format!("not enough {name} tickets left")));
+        let record = NewOrderRecord {
+            id: order_id,
+            buyer_id,
+            event_id: event.id,
+            currency: &event.currency,
+            total_minor: total,
+            quantity: order.quantity,
+            expires_at,
+            now,
+        };
+        orders::insert(tx, &record).await?;
+        for (item, shards) in &lines {
+            orders::insert_item(tx, order_id, item).await?;
+            if !inventory::hold(&self.db, tx, order_id, item.ticket_type_id, item.quantity, *shards).await? {
+                return Err(TicketingError::SoldOut(format!("not enough {} tickets left", item.name)));
             }
         }
-        let order =
-            store::order(&self.db, tx, &order_id, false).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
-        let summary = store::summary(tx, &order).await?;
+        let placed = orders::get(tx, order_id).await?;
+        let summary = views::summary(tx, &placed).await?;
         outbox::enqueue(
             tx,
             SERVICE,
@@ -242,80 +201,108 @@ impl Engine {
             request_id.map(str::to_owned),
         )
         .await?;
-        store::order_proto(tx, &order).await
+        views::order(tx, &placed).await
     }
 
     /// An order of `buyer_id`; anyone else's is not found.
-    pub async fn get_order(&self, buyer_id: &str, order_id: &str) -> Result<Order> {
+    pub(crate) async fn get_order(&self, buyer_id: UserId, order_id: OrderId) -> Result<Order> {
         let mut conn = self.db.pool().acquire().await?;
         let order = self.owned_order(&mut conn, buyer_id, order_id).await?;
-        store::order_proto(&mut conn, &order).await
+        views::order(&mut conn, &order).await
     }
 
     pub(crate) async fn owned_order(
         &self,
         conn: &mut AnyConnection,
-        buyer_id: &str,
-        order_id: &str,
-    ) -> Result<OrderRow> {
-        let not_found = || TicketingError::NotFound("no such order".into());
-        if OrderId::parse(order_id).is_err() {
-            return Err(not_found());
-        }
-        let order = store::order(&self.db, conn, order_id, false).await?.ok_or_else(not_found)?;
-        if order.buyer_id != buyer_id {
-            return Err(not_found());
-        }
-        Ok(order)
+        buyer_id: UserId,
+        order_id: OrderId,
+    ) -> Result<OrderRecord> {
+        orders::find(conn, order_id)
+            .await?
+            .filter(|order| order.buyer_id == buyer_id)
+            .ok_or_else(|| TicketingError::NotFound("no such order".into()))
     }
 
     /// The buyer's orders, newest first.
-    pub async fn list_orders(&self, buyer_id: &str, page_size: i64, page_token: &str) -> Result<ListOrdersResponse> {
-        let (limit, after) = page(page_size, page_token)?;
+    pub(crate) async fn list_orders(&self, buyer_id: UserId, page: Page) -> Result<ListOrdersResponse> {
         let mut conn = self.db.pool().acquire().await?;
-        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE buyer_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(buyer_id)
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(&mut *conn)
-        .await?;
-        let (rows, next_page_token) = split_page(rows, limit, |o| o.id.clone());
+        let rows = orders::page_of_buyer(&mut conn, buyer_id, &page.after, page.probe()).await?;
+        let (rows, next_page_token) = page.split(rows, |o| o.id.to_string());
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            items.push(store::order_proto(&mut conn, row).await?);
+            items.push(views::order(&mut conn, row).await?);
         }
         Ok(ListOrdersResponse { items, next_page_token })
     }
 
+    /// Buyer's cancel: a pending order releases its hold; a paid one is refunded until the
+    /// event starts.
+    #[tracing::instrument(skip_all, fields(%order_id))]
+    pub(crate) async fn cancel_order(
+        &self,
+        buyer_id: UserId,
+        order_id: OrderId,
+        request_id: Option<&str>,
+    ) -> Result<Order> {
+        let mut conn = self.db.pool().acquire().await?;
+        let order = self.owned_order(&mut conn, buyer_id, order_id).await?;
+        let event =
+            catalog::event(&mut conn, order.event_id).await?.ok_or_else(|| anyhow::anyhow!("event vanished"))?;
+        drop(conn);
+        match order.state {
+            OrderState::PendingPayment => {
+                if !self.cancel_unpaid(order_id, "cancelled by the buyer").await? {
+                    return Err(TicketingError::Conflict("the order changed; try again".into()));
+                }
+            }
+            OrderState::Authorizing => {
+                return Err(TicketingError::Conflict("a payment for this order is in progress".into()));
+            }
+            OrderState::Paid => {
+                if event.starts_at <= now_ms() {
+                    return Err(TicketingError::Conflict(
+                        "the event has started; the order can no longer be refunded".into(),
+                    ));
+                }
+                self.refund_order(order_id, "cancelled by the buyer", request_id).await?;
+            }
+            OrderState::Refunding => self.finish_refund(order_id, request_id).await?,
+            OrderState::Expired | OrderState::Cancelled | OrderState::Refunded => {
+                return Err(TicketingError::Conflict(format!("the order is {} already", order.state.public_status())));
+            }
+        }
+        self.get_order(buyer_id, order_id).await
+    }
+
     /// Expires an unpaid order whose hold ran out: its tickets go back on sale.
-    pub(crate) async fn expire(&self, order_id: &str, now: i64) -> Result<bool> {
+    pub(crate) async fn expire(&self, order_id: OrderId, now: i64) -> Result<bool> {
         self.close_unpaid(order_id, OrderEvent::HoldExpired, Some(now), "hold expired").await
     }
 
     /// Cancels an unpaid order: its tickets go back on sale.
-    pub(crate) async fn cancel_unpaid(&self, order_id: &str, reason: &str) -> Result<bool> {
+    pub(crate) async fn cancel_unpaid(&self, order_id: OrderId, reason: &str) -> Result<bool> {
         self.close_unpaid(order_id, OrderEvent::Cancelled, None, reason).await
     }
 
-    async fn close_unpaid(&self, order_id: &str, event: OrderEvent, due_by: Option<i64>, reason: &str) -> Result<bool> {
+    async fn close_unpaid(
+        &self,
+        order_id: OrderId,
+        event: OrderEvent,
+        due_by: Option<i64>,
+        reason: &str,
+    ) -> Result<bool> {
         let mut tx = self.db.pool().begin().await?;
-        let Some(order) = store::order(&self.db, &mut tx, order_id, true).await? else { return Ok(false) };
-        if order.state()? != OrderState::PendingPayment || due_by.is_some_and(|now| order.expires_at > now) {
+        let Some(order) = orders::find_for_update(&self.db, &mut tx, order_id).await? else { return Ok(false) };
+        if order.state != OrderState::PendingPayment || due_by.is_some_and(|now| order.expires_at > now) {
             return Ok(false);
         }
-        if !store::transition(&mut tx, order_id, OrderState::PendingPayment, event).await? {
+        if !orders::transition(&mut tx, order_id, OrderState::PendingPayment, event).await? {
             return Ok(false);
         }
-        sqlx::query("UPDATE orders SET closed_reason = $1 WHERE id = $2")
-            .bind(reason)
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        orders::set_closed_reason(&mut tx, order_id, reason).await?;
         inventory::apply(&mut tx, order_id, Move::Release).await?;
-        release_buyer_quota(&mut tx, &order).await?;
-        let summary = store::summary(&mut tx, &order).await?;
+        orders::release_buyer_quota(&mut tx, &order).await?;
+        let summary = views::summary(&mut tx, &order).await?;
         let reason_label = if event == OrderEvent::HoldExpired { "expired" } else { "cancelled" };
         metrics::counter!("eventhive_holds_released_total", "reason" => reason_label).increment(1);
         match event {
@@ -330,44 +317,5 @@ impl Engine {
         tx.commit().await?;
         self.relay.wake();
         Ok(true)
-    }
-}
-
-/// Gives the buyer's per-event quota back when tickets return to sale.
-pub(crate) async fn release_buyer_quota(tx: &mut AnyConnection, order: &OrderRow) -> Result<()> {
-    sqlx::query("UPDATE buyer_event_totals SET quantity = quantity - $1 WHERE buyer_id = $2 AND event_id = $3")
-        .bind(order.quantity)
-        .bind(&order.buyer_id)
-        .bind(&order.event_id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// Page size and the id to continue below (newest first; UUIDv7 ids sort by time).
-pub(crate) fn page(page_size: i64, page_token: &str) -> Result<(i64, String)> {
-    let size = if page_size == 0 { DEFAULT_PAGE_SIZE } else { page_size };
-    if !(1..=MAX_PAGE_SIZE).contains(&size) {
-        return Err(FieldError::new("page_size", format!("must be between 1 and {MAX_PAGE_SIZE}")).into());
-    }
-    if page_token.is_empty() {
-        // Above every UUID.
-        return Ok((size, "g".into()));
-    }
-    let invalid = || TicketingError::from(FieldError::new("page_token", "is not a page token this API gave out"));
-    let bytes = URL_SAFE_NO_PAD.decode(page_token).map_err(|_| invalid())?;
-    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
-    uuid::Uuid::parse_str(&id).map_err(|_| invalid())?;
-    Ok((size, id))
-}
-
-pub(crate) fn split_page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    if rows.len() > limit {
-        rows.truncate(limit);
-        let token = rows.last().map(|last| URL_SAFE_NO_PAD.encode(id(last)));
-        (rows, token)
-    } else {
-        (rows, None)
     }
 }

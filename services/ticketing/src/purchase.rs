@@ -10,16 +10,19 @@
 //! payments what happened and finishes step 3 or takes the order back. Refunds run the same
 //! way through `refunding`.
 
-use eventhive_domain::events::{IssuedTicket, OrderPaid, OrderRefunded, TicketsIssued};
+use eventhive_domain::{
+    OrderId, UserId,
+    events::{IssuedTicket, OrderPaid, OrderRefunded, TicketsIssued},
+    rules::IdempotencyKey,
+};
 use eventhive_platform::{
     outbox,
     storage::{from_ms, now_ms},
 };
 use eventhive_proto::{
-    payments::{ChargeRequest, GetPaymentForOrderRequest, RefundRequest},
-    ticketing::{Order, PayOrderRequest},
+    payments::{Card, ChargeRequest, GetPaymentForOrderRequest, RefundRequest},
+    ticketing::Order,
 };
-use sqlx::AnyConnection;
 use tonic::Code;
 
 use crate::{
@@ -27,23 +30,37 @@ use crate::{
     engine::Engine,
     error::TicketingError,
     faults::FaultPoint,
-    idempotency::{self, Scope, Turn},
+    idempotency::{self, Operation, Scope, Turn},
     inventory::{self, Move},
-    orders::release_buyer_quota,
+    repository::{
+        catalog,
+        orders::{self, OrderRecord},
+        tickets as ticket_rows,
+    },
     saga::{OrderEvent, OrderState},
-    store::{self, OrderRow},
-    tickets,
+    tickets, views,
 };
 
 type Result<T> = std::result::Result<T, TicketingError>;
 
+/// A buyer's request to pay an order, parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Payment {
+    pub buyer_id: UserId,
+    pub order_id: OrderId,
+    pub key: IdempotencyKey,
+    /// Passed on to payments as it came; payments checks it.
+    pub card: Option<Card>,
+}
+
 impl Engine {
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
-    pub async fn pay_order(&self, request: PayOrderRequest, request_id: Option<&str>) -> Result<Order> {
+    pub(crate) async fn pay_order(&self, request: Payment, request_id: Option<&str>) -> Result<Order> {
         let card = request.card.clone().unwrap_or_default();
+        // Its form must not change while keys live (24 h): a retry across a deploy must match.
         let fingerprint = format!("{}|{}|{}|{}", card.number, card.exp_month, card.exp_year, card.cvc);
-        let path = format!("POST /v1/orders/{}/payment", request.order_id);
-        let scope = Scope::new(&request.buyer_id, path, &request.idempotency_key, fingerprint.as_bytes())?;
+        let operation = Operation::PayOrder { order_id: request.order_id };
+        let scope = Scope::new(request.buyer_id, operation, request.key.clone(), fingerprint.as_bytes());
         // The key is claimed in a transaction of its own: the payment cannot run inside one.
         match idempotency::claim_or_wait(&self.db, &scope).await? {
             Turn::Replay(answer) => return answer,
@@ -59,14 +76,14 @@ impl Engine {
         result
     }
 
-    async fn pay(&self, request: &PayOrderRequest, request_id: Option<&str>) -> Result<Order> {
+    async fn pay(&self, request: &Payment, request_id: Option<&str>) -> Result<Order> {
         let mut conn = self.db.pool().acquire().await?;
-        let mut order = self.owned_order(&mut conn, &request.buyer_id, &request.order_id).await?;
+        let mut order = self.owned_order(&mut conn, request.buyer_id, request.order_id).await?;
         drop(conn);
         // At most a few rounds: each either acts or sees a state someone else just set.
         for _ in 0..3 {
             let now = now_ms();
-            match order.state()? {
+            match order.state {
                 OrderState::Paid | OrderState::Refunding | OrderState::Refunded => {
                     return Err(TicketingError::Conflict("the order is paid already".into()));
                 }
@@ -80,16 +97,14 @@ impl Engine {
                     self.resolve_payment(&order, now).await?;
                 }
                 OrderState::PendingPayment if order.expires_at <= now => {
-                    self.expire(&order.id, now).await?;
+                    self.expire(order.id, now).await?;
                     return Err(TicketingError::HoldExpired);
                 }
                 OrderState::PendingPayment => {
-                    let event_cancelled: Option<String> =
-                        sqlx::query_scalar("SELECT status FROM events WHERE id = $1 AND status = 'cancelled'")
-                            .bind(&order.event_id)
-                            .fetch_optional(self.db.pool())
-                            .await?;
-                    if event_cancelled.is_some() {
+                    let mut conn = self.db.pool().acquire().await?;
+                    let event_cancelled = catalog::is_cancelled(&mut conn, order.event_id).await?;
+                    drop(conn);
+                    if event_cancelled {
                         return Err(TicketingError::Conflict("the event is cancelled".into()));
                     }
                     if self.start_payment(&order, now).await? {
@@ -98,41 +113,31 @@ impl Engine {
                 }
             }
             let mut conn = self.db.pool().acquire().await?;
-            order = self.owned_order(&mut conn, &request.buyer_id, &request.order_id).await?;
+            order = self.owned_order(&mut conn, request.buyer_id, request.order_id).await?;
         }
         Err(TicketingError::Conflict("the order is changing; try again".into()))
     }
 
     /// Step 1: pending_payment → authorizing, only while the hold is valid.
-    async fn start_payment(&self, order: &OrderRow, now: i64) -> Result<bool> {
-        OrderState::PendingPayment.on(OrderEvent::PaymentStarted)?;
-        let started = sqlx::query(
-            "UPDATE orders SET status = $1, authorizing_since = $2, updated_at = $2 \
-             WHERE id = $3 AND status = $4 AND expires_at > $2",
-        )
-        .bind(OrderState::Authorizing.as_str())
-        .bind(now)
-        .bind(&order.id)
-        .bind(OrderState::PendingPayment.as_str())
-        .execute(self.db.pool())
-        .await?;
-        Ok(started.rows_affected() == 1)
+    async fn start_payment(&self, order: &OrderRecord, now: i64) -> Result<bool> {
+        let mut conn = self.db.pool().acquire().await?;
+        orders::start_payment(&mut conn, order.id, now).await
     }
 
     /// Step 2 and 3.
-    async fn charge(&self, order: &OrderRow, request: &PayOrderRequest, request_id: Option<&str>) -> Result<Order> {
+    async fn charge(&self, order: &OrderRecord, request: &Payment, request_id: Option<&str>) -> Result<Order> {
         self.faults.check(FaultPoint::BeforeCharge)?;
         let charge = ChargeRequest {
-            order_id: order.id.clone(),
-            amount: Some(store::money(order.total_minor, &order.currency)),
+            order_id: order.id.to_string(),
+            amount: Some(views::money(order.total_minor, &order.currency)),
             card: request.card.clone(),
-            idempotency_key: format!("{}:{}", order.id, request.idempotency_key),
+            idempotency_key: format!("{}:{}", order.id, request.key),
         };
         let payment = match self.payments.clone().charge(eventhive_platform::grpc::request(charge, request_id)).await {
             Ok(response) => response.into_inner(),
             // Refused before any charge (an invalid card): the order may be paid again.
             Err(status) if status.code() == Code::InvalidArgument => {
-                self.payment_failed(&order.id).await?;
+                self.payment_failed(order.id).await?;
                 return Err(TicketingError::Upstream(status));
             }
             // Anything else (payments or the processor down, a deadline, a charge in flight)
@@ -148,17 +153,15 @@ impl Engine {
         match payment.status.as_str() {
             "captured" => {
                 self.faults.check(FaultPoint::AfterCharge)?;
-                self.complete_payment(&order.id, &payment.id, request_id).await?;
+                self.complete_payment(order.id, &payment.id, request_id).await?;
                 self.faults.check(FaultPoint::AfterPaid)?;
                 let mut conn = self.db.pool().acquire().await?;
-                let paid = store::order(&self.db, &mut conn, &order.id, false)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("order vanished"))?;
-                store::order_proto(&mut conn, &paid).await
+                let paid = orders::get(&mut conn, order.id).await?;
+                views::order(&mut conn, &paid).await
             }
             "declined" => {
                 metrics::counter!("eventhive_payments_declined_total").increment(1);
-                self.payment_failed(&order.id).await?;
+                self.payment_failed(order.id).await?;
                 Err(TicketingError::PaymentDeclined(payment.decline_code))
             }
             other => {
@@ -169,23 +172,24 @@ impl Engine {
     }
 
     /// authorizing → pending_payment: the order may be paid again until it expires.
-    async fn payment_failed(&self, order_id: &str) -> Result<()> {
+    async fn payment_failed(&self, order_id: OrderId) -> Result<()> {
         let mut conn = self.db.pool().acquire().await?;
-        store::transition(&mut conn, order_id, OrderState::Authorizing, OrderEvent::PaymentFailed).await?;
+        orders::transition(&mut conn, order_id, OrderState::Authorizing, OrderEvent::PaymentFailed).await?;
         Ok(())
     }
 
     /// Step 3: authorizing → paid; the held tickets are sold and issued. Idempotent.
     pub(crate) async fn complete_payment(
         &self,
-        order_id: &str,
+        order_id: OrderId,
         payment_id: &str,
         request_id: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.db.pool().begin().await?;
-        let order =
-            store::order(&self.db, &mut tx, order_id, true).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
-        let state = order.state()?;
+        let order = orders::find_for_update(&self.db, &mut tx, order_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+        let state = order.state;
         if state.owns_tickets() || state == OrderState::Refunded {
             return Ok(());
         }
@@ -194,29 +198,24 @@ impl Engine {
             // Captured after a sweep took the order back (the payment call outlived the
             // stale limit): the tickets are still held, so the sale stands.
             OrderState::PendingPayment => {
-                store::transition(&mut tx, order_id, OrderState::PendingPayment, OrderEvent::PaymentStarted).await?;
+                orders::transition(&mut tx, order_id, OrderState::PendingPayment, OrderEvent::PaymentStarted).await?;
                 OrderState::Authorizing
             }
             // The hold is gone: a captured payment for it must be given back.
             OrderState::Expired | OrderState::Cancelled => {
                 tx.rollback().await?;
-                tracing::warn!(order_id, "payment captured for an order whose hold is gone; refunding");
+                tracing::warn!(%order_id, "payment captured for an order whose hold is gone; refunding");
                 self.refund_payment(order_id, "hold expired before the payment completed", request_id).await?;
                 return Err(TicketingError::HoldExpired);
             }
             _ => return Err(TicketingError::Conflict(format!("order {order_id} cannot be paid now"))),
         };
-        store::transition(&mut tx, order_id, from, OrderEvent::PaymentCaptured).await?;
+        orders::transition(&mut tx, order_id, from, OrderEvent::PaymentCaptured).await?;
         let now = now_ms();
-        sqlx::query("UPDATE orders SET paid_at = $1, payment_id = $2 WHERE id = $3")
-            .bind(now)
-            .bind(payment_id)
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        orders::mark_paid(&mut tx, order_id, payment_id, now).await?;
         inventory::apply(&mut tx, order_id, Move::Sell).await?;
         let issued = tickets::issue(&mut tx, &order, now).await?;
-        let summary = store::summary(&mut tx, &order).await?;
+        let summary = views::summary(&mut tx, &order).await?;
         let rid = request_id.map(str::to_owned);
         let tickets_issued = TicketsIssued {
             order_id: summary.order_id,
@@ -249,13 +248,13 @@ impl Engine {
     }
 
     /// Finds out how an abandoned payment ended and moves the order on accordingly.
-    pub(crate) async fn resolve_payment(&self, order: &OrderRow, now: i64) -> Result<()> {
-        let lookup = GetPaymentForOrderRequest { order_id: order.id.clone() };
+    pub(crate) async fn resolve_payment(&self, order: &OrderRecord, now: i64) -> Result<()> {
+        let lookup = GetPaymentForOrderRequest { order_id: order.id.to_string() };
         match self.payments.clone().get_payment_for_order(lookup).await {
             Ok(payment) => {
                 let payment = payment.into_inner();
                 match payment.status.as_str() {
-                    "captured" | "refunded" => self.complete_payment(&order.id, &payment.id, None).await,
+                    "captured" | "refunded" => self.complete_payment(order.id, &payment.id, None).await,
                     "pending" => Ok(()),
                     _ => self.abandon_payment(order, now).await,
                 }
@@ -266,25 +265,21 @@ impl Engine {
     }
 
     /// The charge never happened: the order is payable again, or expires if its time is up.
-    async fn abandon_payment(&self, order: &OrderRow, now: i64) -> Result<()> {
-        self.payment_failed(&order.id).await?;
+    async fn abandon_payment(&self, order: &OrderRecord, now: i64) -> Result<()> {
+        self.payment_failed(order.id).await?;
         if order.expires_at <= now {
-            self.expire(&order.id, now).await?;
+            self.expire(order.id, now).await?;
         }
         Ok(())
     }
 
     /// Refunds a paid order: paid → refunding → (refund) → refunded, tickets void and back on
     /// sale.
-    pub(crate) async fn refund_order(&self, order_id: &str, reason: &str, request_id: Option<&str>) -> Result<()> {
+    pub(crate) async fn refund_order(&self, order_id: OrderId, reason: &str, request_id: Option<&str>) -> Result<()> {
         let mut conn = self.db.pool().acquire().await?;
-        let moved = store::transition(&mut conn, order_id, OrderState::Paid, OrderEvent::RefundRequested).await?;
+        let moved = orders::transition(&mut conn, order_id, OrderState::Paid, OrderEvent::RefundRequested).await?;
         if moved {
-            sqlx::query("UPDATE orders SET closed_reason = $1 WHERE id = $2")
-                .bind(reason)
-                .bind(order_id)
-                .execute(&mut *conn)
-                .await?;
+            orders::set_closed_reason(&mut conn, order_id, reason).await?;
         }
         drop(conn);
         self.faults.check(FaultPoint::BeforeRefund)?;
@@ -292,26 +287,25 @@ impl Engine {
     }
 
     /// refunding → refunded. Safe to repeat: payments refunds once.
-    pub(crate) async fn finish_refund(&self, order_id: &str, request_id: Option<&str>) -> Result<()> {
-        let reason: Option<String> = sqlx::query_scalar("SELECT closed_reason FROM orders WHERE id = $1")
-            .bind(order_id)
-            .fetch_optional(self.db.pool())
-            .await?
-            .flatten();
+    pub(crate) async fn finish_refund(&self, order_id: OrderId, request_id: Option<&str>) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        let reason = orders::closed_reason(&mut conn, order_id).await?;
+        drop(conn);
         let reason = reason.unwrap_or_else(|| "refunded".into());
         self.refund_payment(order_id, &reason, request_id).await?;
         self.faults.check(FaultPoint::AfterRefund)?;
         let mut tx = self.db.pool().begin().await?;
-        let order =
-            store::order(&self.db, &mut tx, order_id, true).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
-        if order.state()? != OrderState::Refunding {
+        let order = orders::find_for_update(&self.db, &mut tx, order_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+        if order.state != OrderState::Refunding {
             return Ok(());
         }
-        store::transition(&mut tx, order_id, OrderState::Refunding, OrderEvent::RefundCompleted).await?;
+        orders::transition(&mut tx, order_id, OrderState::Refunding, OrderEvent::RefundCompleted).await?;
         inventory::apply(&mut tx, order_id, Move::Restock).await?;
-        release_buyer_quota(&mut tx, &order).await?;
-        sqlx::query("UPDATE tickets SET status = 'void' WHERE order_id = $1").bind(order_id).execute(&mut *tx).await?;
-        let summary = store::summary(&mut tx, &order).await?;
+        orders::release_buyer_quota(&mut tx, &order).await?;
+        ticket_rows::void_of_order(&mut tx, order_id).await?;
+        let summary = views::summary(&mut tx, &order).await?;
         outbox::enqueue(&mut tx, SERVICE, &OrderRefunded { order: summary, reason }, request_id.map(str::to_owned))
             .await?;
         tx.commit().await?;
@@ -320,8 +314,8 @@ impl Engine {
         Ok(())
     }
 
-    async fn refund_payment(&self, order_id: &str, reason: &str, request_id: Option<&str>) -> Result<()> {
-        let refund = RefundRequest { order_id: order_id.to_owned(), reason: reason.to_owned() };
+    async fn refund_payment(&self, order_id: OrderId, reason: &str, request_id: Option<&str>) -> Result<()> {
+        let refund = RefundRequest { order_id: order_id.to_string(), reason: reason.to_owned() };
         self.payments
             .clone()
             .refund(eventhive_platform::grpc::request(refund, request_id))
@@ -329,55 +323,4 @@ impl Engine {
             .map_err(TicketingError::Upstream)?;
         Ok(())
     }
-
-    /// Buyer's cancel: a pending order releases its hold; a paid one is refunded until the
-    /// event starts.
-    #[tracing::instrument(skip_all, fields(order_id))]
-    pub async fn cancel_order(&self, buyer_id: &str, order_id: &str, request_id: Option<&str>) -> Result<Order> {
-        let mut conn = self.db.pool().acquire().await?;
-        let order = self.owned_order(&mut conn, buyer_id, order_id).await?;
-        let event = store::event(&mut conn, &order.event_id).await?.ok_or_else(|| anyhow::anyhow!("event vanished"))?;
-        drop(conn);
-        match order.state()? {
-            OrderState::PendingPayment => {
-                if !self.cancel_unpaid(order_id, "cancelled by the buyer").await? {
-                    return Err(TicketingError::Conflict("the order changed; try again".into()));
-                }
-            }
-            OrderState::Authorizing => {
-                return Err(TicketingError::Conflict("a payment for this order is in progress".into()));
-            }
-            OrderState::Paid => {
-                if event.starts_at <= now_ms() {
-                    return Err(TicketingError::Conflict(
-                        "the event has started; the order can no longer be refunded".into(),
-                    ));
-                }
-                self.refund_order(order_id, "cancelled by the buyer", request_id).await?;
-            }
-            OrderState::Refunding => self.finish_refund(order_id, request_id).await?,
-            OrderState::Expired | OrderState::Cancelled | OrderState::Refunded => {
-                return Err(TicketingError::Conflict(format!(
-                    "the order is {} already",
-                    order.state()?.public_status()
-                )));
-            }
-        }
-        self.get_order(buyer_id, order_id).await
-    }
-}
-
-/// For the sweeper: the orders in a state, oldest first.
-pub(crate) async fn orders_in(
-    conn: &mut AnyConnection,
-    sql_filter: &str,
-    binds: &[i64],
-    limit: i64,
-) -> Result<Vec<OrderRow>> {
-    let sql = format!("SELECT {} FROM orders WHERE {sql_filter} ORDER BY id LIMIT {limit}", store::ORDER_COLUMNS);
-    let mut query = sqlx::query_as::<_, OrderRow>(&sql);
-    for bind in binds {
-        query = query.bind(*bind);
-    }
-    Ok(query.fetch_all(&mut *conn).await?)
 }

@@ -1,6 +1,14 @@
-//! The ticketing gRPC service: thin glue from the contract to the engine.
+//! The ticketing gRPC service: glue from the contract to the engine. It parses each request
+//! into domain types at the edge (ids, quantities, page sizes, idempotency keys), calls the
+//! operation, and answers in the contract's types; errors become a `Status` in [`crate::error`].
 
-use eventhive_platform::grpc;
+use std::collections::BTreeMap;
+
+use eventhive_domain::{
+    EventId, OrderId, TicketTypeId, UserId,
+    rules::{IdempotencyKey, Quantity},
+};
+use eventhive_platform::{FieldError, grpc};
 use eventhive_proto::ticketing::{
     Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, GetAvailabilitiesRequest,
     GetAvailabilitiesResponse, GetAvailabilityRequest, GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest,
@@ -9,7 +17,14 @@ use eventhive_proto::ticketing::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{engine::Engine, error::TicketingError, inventory};
+use crate::{
+    engine::Engine,
+    error::TicketingError,
+    inventory::Stock,
+    orders::{Line, NewOrder},
+    paging::Page,
+    purchase::Payment,
+};
 
 pub struct TicketingService {
     engine: Engine,
@@ -26,7 +41,59 @@ type Answer<T> = Result<Response<T>, Status>;
 /// Events one availability call may name: a page of search results.
 const MAX_EVENTS_PER_CALL: usize = 100;
 
-fn availability(stock: &inventory::Stock) -> TicketTypeAvailability {
+/// The caller's user id, which the gateway takes from a verified token.
+fn buyer_id(text: &str) -> Result<UserId, TicketingError> {
+    UserId::parse(text).map_err(|_| FieldError::new("buyer_id", "is not a user id").into())
+}
+
+/// An order id; one that cannot exist is simply not found.
+fn order_id(text: &str) -> Result<OrderId, TicketingError> {
+    OrderId::parse(text).map_err(|_| TicketingError::NotFound("no such order".into()))
+}
+
+/// The event of a door request; one that cannot exist is simply not found.
+fn door_event_id(text: &str) -> Result<EventId, TicketingError> {
+    EventId::parse(text).map_err(|_| TicketingError::NotFound("no such event".into()))
+}
+
+/// An order's content, with every field error at once.
+fn new_order(request: &PlaceOrderRequest) -> Result<NewOrder, TicketingError> {
+    let mut errors = Vec::new();
+    let event_id = EventId::parse(&request.event_id)
+        .map_err(|_| errors.push(FieldError::new("event_id", "must be the id of an event on sale")))
+        .ok();
+    if request.items.is_empty() {
+        errors.push(FieldError::new("items", "must name at least one ticket type"));
+    }
+    let mut lines = BTreeMap::new();
+    for (index, item) in request.items.iter().enumerate() {
+        let field = format!("items[{index}].ticket_type_id");
+        let ticket_type_id = match TicketTypeId::parse(&item.ticket_type_id) {
+            Err(_) => {
+                errors.push(FieldError::new(field, "must be the id of a ticket type of the event"));
+                None
+            }
+            Ok(id) if lines.contains_key(&id) => {
+                errors.push(FieldError::new(field, "appears twice; use one item per ticket type"));
+                None
+            }
+            Ok(id) => Some(id),
+        };
+        let quantity = Quantity::parse(format!("items[{index}].quantity"), item.quantity)
+            .map_err(|e| errors.push(FieldError::new(e.field, e.message)))
+            .ok();
+        if let (Some(id), Some(quantity)) = (ticket_type_id, quantity) {
+            lines.insert(id, Line { index, quantity });
+        }
+    }
+    let (Some(event_id), true) = (event_id, errors.is_empty()) else {
+        return Err(TicketingError::Invalid(errors));
+    };
+    let quantity = Quantity::total(lines.values().map(|line| line.quantity))?;
+    Ok(NewOrder { event_id, lines, quantity })
+}
+
+fn availability(stock: &Stock) -> TicketTypeAvailability {
     TicketTypeAvailability {
         ticket_type_id: stock.ticket_type_id.clone(),
         capacity: stock.capacity,
@@ -36,47 +103,83 @@ fn availability(stock: &inventory::Stock) -> TicketTypeAvailability {
     }
 }
 
+impl TicketingService {
+    /// The availability of each event named, in the order named; an id that cannot be an
+    /// event's has no ticket types.
+    async fn availabilities(&self, event_ids: Vec<String>) -> Result<Vec<Availability>, TicketingError> {
+        let parsed: Vec<Option<EventId>> = event_ids.iter().map(|id| EventId::parse(id).ok()).collect();
+        let known: Vec<EventId> = parsed.iter().flatten().copied().collect();
+        let stock = self.engine.stock_of_events(&known).await?;
+        Ok(event_ids
+            .into_iter()
+            .zip(parsed)
+            .map(|(event_id, parsed)| {
+                let ticket_types =
+                    stock.iter().filter(|(of, _)| Some(*of) == parsed).map(|(_, stock)| availability(stock)).collect();
+                Availability { event_id, ticket_types }
+            })
+            .collect())
+    }
+}
+
 #[tonic::async_trait]
 impl ticketing_server::Ticketing for TicketingService {
     async fn place_order(&self, request: Request<PlaceOrderRequest>) -> Answer<Order> {
         let request_id = grpc::request_id(&request);
-        Ok(Response::new(self.engine.place_order(request.into_inner(), request_id.as_deref()).await?))
+        let request = request.into_inner();
+        let order = new_order(&request)?;
+        let key = IdempotencyKey::parse(&request.idempotency_key).map_err(TicketingError::from)?;
+        let buyer_id = buyer_id(&request.buyer_id)?;
+        Ok(Response::new(self.engine.place_order(buyer_id, order, key, request_id.as_deref()).await?))
     }
 
     async fn pay_order(&self, request: Request<PayOrderRequest>) -> Answer<Order> {
         let request_id = grpc::request_id(&request);
-        Ok(Response::new(self.engine.pay_order(request.into_inner(), request_id.as_deref()).await?))
+        let request = request.into_inner();
+        let payment = Payment {
+            key: IdempotencyKey::parse(&request.idempotency_key).map_err(TicketingError::from)?,
+            buyer_id: buyer_id(&request.buyer_id)?,
+            order_id: order_id(&request.order_id)?,
+            card: request.card,
+        };
+        Ok(Response::new(self.engine.pay_order(payment, request_id.as_deref()).await?))
     }
 
     async fn get_order(&self, request: Request<GetOrderRequest>) -> Answer<Order> {
         let request = request.into_inner();
-        Ok(Response::new(self.engine.get_order(&request.buyer_id, &request.order_id).await?))
+        let (buyer_id, order_id) = (buyer_id(&request.buyer_id)?, order_id(&request.order_id)?);
+        Ok(Response::new(self.engine.get_order(buyer_id, order_id).await?))
     }
 
     async fn cancel_order(&self, request: Request<CancelOrderRequest>) -> Answer<Order> {
         let request_id = grpc::request_id(&request);
         let request = request.into_inner();
-        Ok(Response::new(self.engine.cancel_order(&request.buyer_id, &request.order_id, request_id.as_deref()).await?))
+        let (buyer_id, order_id) = (buyer_id(&request.buyer_id)?, order_id(&request.order_id)?);
+        Ok(Response::new(self.engine.cancel_order(buyer_id, order_id, request_id.as_deref()).await?))
     }
 
     async fn list_orders(&self, request: Request<ListOrdersRequest>) -> Answer<ListOrdersResponse> {
         let request = request.into_inner();
-        Ok(Response::new(self.engine.list_orders(&request.buyer_id, request.page_size, &request.page_token).await?))
+        let page = Page::from_wire(request.page_size, &request.page_token)?;
+        Ok(Response::new(self.engine.list_orders(buyer_id(&request.buyer_id)?, page).await?))
     }
 
     async fn list_tickets(&self, request: Request<ListTicketsRequest>) -> Answer<ListTicketsResponse> {
         let request = request.into_inner();
-        Ok(Response::new(self.engine.list_tickets(&request.buyer_id, request.page_size, &request.page_token).await?))
+        let page = Page::from_wire(request.page_size, &request.page_token)?;
+        Ok(Response::new(self.engine.list_tickets(buyer_id(&request.buyer_id)?, page).await?))
     }
 
     async fn check_in(&self, request: Request<CheckInRequest>) -> Answer<CheckInResponse> {
         let request = request.into_inner();
-        Ok(Response::new(self.engine.check_in(request.actor.as_ref(), &request.event_id, &request.code).await?))
+        let event_id = door_event_id(&request.event_id)?;
+        Ok(Response::new(self.engine.check_in(request.actor.as_ref(), event_id, &request.code).await?))
     }
 
     async fn get_checkin_key(&self, request: Request<GetCheckinKeyRequest>) -> Answer<CheckinKey> {
         let request = request.into_inner();
-        Ok(Response::new(self.engine.checkin_key(request.actor.as_ref(), &request.event_id).await?))
+        let event_id = door_event_id(&request.event_id)?;
+        Ok(Response::new(self.engine.checkin_key(request.actor.as_ref(), event_id).await?))
     }
 
     async fn get_availabilities(
@@ -85,29 +188,15 @@ impl ticketing_server::Ticketing for TicketingService {
     ) -> Answer<GetAvailabilitiesResponse> {
         let event_ids = request.into_inner().event_ids;
         if event_ids.len() > MAX_EVENTS_PER_CALL {
-            return Err(TicketingError::Invalid(vec![eventhive_platform::FieldError::new(
-                "event_ids",
-                format!("at most {MAX_EVENTS_PER_CALL} per call"),
-            )])
-            .into());
+            let error = FieldError::new("event_ids", format!("at most {MAX_EVENTS_PER_CALL} per call"));
+            return Err(TicketingError::from(error).into());
         }
-        let mut conn = self.engine.db.pool().acquire().await.map_err(TicketingError::from)?;
-        let stock = inventory::stock_of_events(&mut conn, &event_ids).await.map_err(TicketingError::from)?;
-        let events = event_ids
-            .into_iter()
-            .map(|event_id| {
-                let ticket_types =
-                    stock.iter().filter(|(of, _)| *of == event_id).map(|(_, s)| availability(s)).collect();
-                Availability { event_id, ticket_types }
-            })
-            .collect();
-        Ok(Response::new(GetAvailabilitiesResponse { events }))
+        Ok(Response::new(GetAvailabilitiesResponse { events: self.availabilities(event_ids).await? }))
     }
 
     async fn get_availability(&self, request: Request<GetAvailabilityRequest>) -> Answer<Availability> {
         let event_id = request.into_inner().event_id;
-        let mut conn = self.engine.db.pool().acquire().await.map_err(TicketingError::from)?;
-        let stock = inventory::stock(&mut conn, &event_id).await.map_err(TicketingError::from)?;
-        Ok(Response::new(Availability { event_id, ticket_types: stock.iter().map(availability).collect() }))
+        let mut events = self.availabilities(vec![event_id.clone()]).await?;
+        Ok(Response::new(events.pop().unwrap_or(Availability { event_id, ticket_types: Vec::new() })))
     }
 }

@@ -5,10 +5,11 @@
 
 use std::{sync::Arc, time::Duration};
 
+use eventhive_domain::OrderId;
 use eventhive_platform::{shutdown::CancellationToken, storage::now_ms};
 use tokio::sync::Notify;
 
-use crate::{engine::Engine, error::TicketingError, idempotency, purchase::orders_in};
+use crate::{engine::Engine, error::TicketingError, idempotency, repository::orders};
 
 /// Orders handled per kind and pass; a backlog is worked off over several passes.
 const BATCH: i64 = 500;
@@ -42,67 +43,53 @@ impl Sweeper {
         let engine = &self.engine;
         let mut sweep = Sweep::default();
         let mut conn = engine.db.pool().acquire().await?;
-        let due = orders_in(&mut conn, "status = 'pending_payment' AND expires_at <= $1", &[now], BATCH).await?;
-        let of_cancelled_events = orders_in(
-            &mut conn,
-            "status = 'pending_payment' AND event_id IN (SELECT id FROM events WHERE status = 'cancelled')",
-            &[],
-            BATCH,
-        )
-        .await?;
+        let due = orders::expired_holds(&mut conn, now, BATCH).await?;
+        let of_cancelled_events = orders::unpaid_of_cancelled_events(&mut conn, BATCH).await?;
         let stale = now - engine.stale_after_ms;
-        let abandoned_payments =
-            orders_in(&mut conn, "status = 'authorizing' AND authorizing_since <= $1", &[stale], BATCH).await?;
-        let paid_for_cancelled_events = orders_in(
-            &mut conn,
-            "status = 'paid' AND event_id IN (SELECT id FROM events WHERE status = 'cancelled')",
-            &[],
-            BATCH,
-        )
-        .await?;
-        let abandoned_refunds =
-            orders_in(&mut conn, "status = 'refunding' AND updated_at <= $1", &[stale], BATCH).await?;
+        let abandoned_payments = orders::abandoned_payments(&mut conn, stale, BATCH).await?;
+        let paid_for_cancelled_events = orders::paid_of_cancelled_events(&mut conn, BATCH).await?;
+        let abandoned_refunds = orders::abandoned_refunds(&mut conn, stale, BATCH).await?;
         drop(conn);
 
-        let mut note = |what: &str, order_id: &str, error: TicketingError| {
+        let mut note = |what: &str, order_id: OrderId, error: TicketingError| {
             sweep.failures += 1;
-            tracing::warn!(order_id, error = format!("{error:#}"), "sweeper could not {what}; will retry");
+            tracing::warn!(%order_id, error = format!("{error:#}"), "sweeper could not {what}; will retry");
         };
         let mut expired = 0;
         for order in due {
-            match engine.expire(&order.id, now).await {
+            match engine.expire(order.id, now).await {
                 Ok(true) => expired += 1,
                 Ok(false) => {}
-                Err(error) => note("expire an order", &order.id, error),
+                Err(error) => note("expire an order", order.id, error),
             }
         }
         let mut cancelled = 0;
         for order in of_cancelled_events {
-            match engine.cancel_unpaid(&order.id, "the event was cancelled").await {
+            match engine.cancel_unpaid(order.id, "the event was cancelled").await {
                 Ok(true) => cancelled += 1,
                 Ok(false) => {}
-                Err(error) => note("cancel an order", &order.id, error),
+                Err(error) => note("cancel an order", order.id, error),
             }
         }
         let mut resolved = 0;
         for order in abandoned_payments {
             match engine.resolve_payment(&order, now).await {
                 Ok(()) => resolved += 1,
-                Err(error) => note("resolve a payment", &order.id, error),
+                Err(error) => note("resolve a payment", order.id, error),
             }
         }
         let mut refunds_started = 0;
         for order in paid_for_cancelled_events {
-            match engine.refund_order(&order.id, "the event was cancelled", None).await {
+            match engine.refund_order(order.id, "the event was cancelled", None).await {
                 Ok(()) => refunds_started += 1,
-                Err(error) => note("refund an order", &order.id, error),
+                Err(error) => note("refund an order", order.id, error),
             }
         }
         let mut refunds_finished = 0;
         for order in abandoned_refunds {
-            match engine.finish_refund(&order.id, None).await {
+            match engine.finish_refund(order.id, None).await {
                 Ok(()) => refunds_finished += 1,
-                Err(error) => note("finish a refund", &order.id, error),
+                Err(error) => note("finish a refund", order.id, error),
             }
         }
         let mut conn = engine.db.pool().acquire().await?;

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use eventhive_domain::{EventId, TicketId, TicketTypeId, events::TicketCheckedIn};
+use eventhive_domain::{EventId, TicketId, TicketTypeId, UserId, events::TicketCheckedIn};
 use eventhive_platform::{
     outbox,
     storage::{from_ms, ms_to_rfc3339, now_ms},
@@ -20,8 +20,13 @@ use crate::{
     SERVICE,
     engine::Engine,
     error::TicketingError,
-    orders::{page, split_page},
-    store::{self, EventRow, OrderRow, TICKET_SELECT, TicketRow},
+    paging::Page,
+    repository::{
+        catalog::{self, EventRecord},
+        orders::{self, OrderRecord},
+        tickets::{self, NewTicket},
+    },
+    views,
 };
 
 type Result<T> = std::result::Result<T, TicketingError>;
@@ -31,11 +36,11 @@ const PAYLOAD_LEN: usize = 1 + 16 + 16;
 const SIGNATURE_LEN: usize = 64;
 
 /// How a code is built, for whoever verifies codes offline.
-pub const CODE_FORMAT: &str = "base64url(payload || signature), no padding; payload = 0x01 || event id (16 bytes) || \
+const CODE_FORMAT: &str = "base64url(payload || signature), no padding; payload = 0x01 || event id (16 bytes) || \
     ticket id (16 bytes); signature = Ed25519 over the payload with the event's key";
 
 /// The code of a ticket, signed with the event's key (PKCS#8, base64url).
-pub fn sign(signing_key_pkcs8: &str, event_id: EventId, ticket_id: TicketId) -> anyhow::Result<String> {
+pub(crate) fn sign(signing_key_pkcs8: &str, event_id: EventId, ticket_id: TicketId) -> anyhow::Result<String> {
     let der = URL_SAFE_NO_PAD.decode(signing_key_pkcs8).context("event signing key")?;
     let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| anyhow::anyhow!("event signing key is invalid"))?;
     let mut bytes = Vec::with_capacity(PAYLOAD_LEN + SIGNATURE_LEN);
@@ -48,7 +53,7 @@ pub fn sign(signing_key_pkcs8: &str, event_id: EventId, ticket_id: TicketId) -> 
 }
 
 /// The event and ticket a code names, if it is genuine for the key.
-pub fn verify(public_key: &str, code: &str) -> Option<(EventId, TicketId)> {
+pub(crate) fn verify(public_key: &str, code: &str) -> Option<(EventId, TicketId)> {
     let bytes = URL_SAFE_NO_PAD.decode(code.trim()).ok()?;
     if bytes.len() != PAYLOAD_LEN + SIGNATURE_LEN || bytes[0] != CODE_VERSION {
         return None;
@@ -62,7 +67,7 @@ pub fn verify(public_key: &str, code: &str) -> Option<(EventId, TicketId)> {
 }
 
 /// A ticket just issued.
-pub struct Issued {
+pub(crate) struct Issued {
     pub ticket_id: TicketId,
     pub ticket_type_id: TicketTypeId,
     pub ticket_type_name: String,
@@ -71,69 +76,62 @@ pub struct Issued {
 
 /// Issues the tickets of a paid order, once: positions are unique per order, so a repeat
 /// inserts nothing and returns what exists.
-pub async fn issue(tx: &mut AnyConnection, order: &OrderRow, now: i64) -> anyhow::Result<Vec<Issued>> {
-    let event = store::event(tx, &order.event_id).await?.context("the order's event is unknown")?;
-    let event_id = EventId::parse(&event.id)?;
-    let items = store::items(tx, &order.id).await?;
+pub(crate) async fn issue(tx: &mut AnyConnection, order: &OrderRecord, now: i64) -> anyhow::Result<Vec<Issued>> {
+    let event = catalog::event(tx, order.event_id).await?.context("the order's event is unknown")?;
+    let items = orders::items(tx, order.id).await?;
     let mut position = 0i64;
     for item in &items {
         for _ in 0..item.quantity {
-            let ticket_id = TicketId::new();
-            sqlx::query(
-                "INSERT INTO tickets (id, order_id, event_id, ticket_type_id, buyer_id, position, code, status, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'valid', $8) ON CONFLICT (order_id, position) DO NOTHING",
-            )
-            .bind(ticket_id.to_string())
-            .bind(&order.id)
-            .bind(&event.id)
-            .bind(&item.ticket_type_id)
-            .bind(&order.buyer_id)
-            .bind(position)
-            .bind(sign(&event.signing_key_pkcs8, event_id, ticket_id)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context("issuing a ticket")?;
+            let id = TicketId::new();
+            let code = sign(&event.signing_key_pkcs8, event.id, id)?;
+            let ticket = NewTicket {
+                id,
+                order_id: order.id,
+                event_id: event.id,
+                ticket_type_id: item.ticket_type_id,
+                buyer_id: order.buyer_id,
+                position,
+                code: &code,
+                now,
+            };
+            tickets::insert_once(tx, &ticket).await?;
             position += 1;
         }
     }
-    let rows = store::tickets_of_order(tx, &order.id).await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Issued {
-                ticket_id: TicketId::parse(&row.id)?,
-                ticket_type_id: TicketTypeId::parse(&row.ticket_type_id)?,
-                ticket_type_name: row.ticket_type_name,
-                code: row.code,
-            })
+    let issued = tickets::of_order(tx, order.id).await?;
+    Ok(issued
+        .into_iter()
+        .map(|ticket| Issued {
+            ticket_id: ticket.id,
+            ticket_type_id: ticket.ticket_type_id,
+            ticket_type_name: ticket.ticket_type_name,
+            code: ticket.code,
         })
-        .collect()
+        .collect())
 }
 
 /// Whether the actor works the door of the event's organization (owner, admin or staff).
-fn works_door(actor: Option<&Actor>, event: &EventRow) -> bool {
+fn works_door(actor: Option<&Actor>, event: &EventRecord) -> bool {
+    let organization_id = event.organization_id.to_string();
     actor.is_some_and(|actor| {
-        actor.memberships.iter().any(|m| {
-            m.organization_id == event.organization_id && matches!(m.role.as_str(), "owner" | "admin" | "staff")
-        })
+        actor
+            .memberships
+            .iter()
+            .any(|m| m.organization_id == organization_id && matches!(m.role.as_str(), "owner" | "admin" | "staff"))
     })
 }
 
 impl Engine {
     /// The event as door staff may act on it: unknown is 404, not theirs is 403.
-    async fn door_event(&self, actor: Option<&Actor>, event_id: &str) -> Result<EventRow> {
-        let not_found = || TicketingError::NotFound("no such event".into());
-        if EventId::parse(event_id).is_err() {
-            return Err(not_found());
-        }
+    async fn door_event(&self, actor: Option<&Actor>, event_id: EventId) -> Result<EventRecord> {
         let mut conn = self.db.pool().acquire().await?;
-        let mut event = store::event(&mut conn, event_id).await?;
+        let mut event = catalog::event(&mut conn, event_id).await?;
         drop(conn);
         if event.is_none() && self.catalog.fetch(event_id, None).await.unwrap_or(false) {
             let mut conn = self.db.pool().acquire().await?;
-            event = store::event(&mut conn, event_id).await?;
+            event = catalog::event(&mut conn, event_id).await?;
         }
-        let event = event.ok_or_else(not_found)?;
+        let event = event.ok_or_else(|| TicketingError::NotFound("no such event".into()))?;
         if !works_door(actor, &event) {
             return Err(TicketingError::Forbidden(
                 "only the organization's owner, admins and staff check tickets in".into(),
@@ -142,22 +140,22 @@ impl Engine {
         Ok(event)
     }
 
-    #[tracing::instrument(skip_all, fields(event_id))]
-    pub async fn check_in(&self, actor: Option<&Actor>, event_id: &str, code: &str) -> Result<CheckInResponse> {
+    #[tracing::instrument(skip_all, fields(%event_id))]
+    pub(crate) async fn check_in(
+        &self,
+        actor: Option<&Actor>,
+        event_id: EventId,
+        code: &str,
+    ) -> Result<CheckInResponse> {
         let event = self.door_event(actor, event_id).await?;
         let not_valid = || TicketingError::NotFound("not a valid ticket of this event".into());
         let (code_event, ticket_id) = verify(&event.public_key, code).ok_or_else(not_valid)?;
-        if code_event.to_string() != event.id {
+        if code_event != event.id {
             return Err(not_valid());
         }
         let now = now_ms();
         let mut tx = self.db.pool().begin().await?;
-        let ticket: Option<TicketRow> = sqlx::query_as(&format!("{TICKET_SELECT} WHERE k.id = $1 AND k.event_id = $2"))
-            .bind(ticket_id.to_string())
-            .bind(&event.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let ticket = ticket.ok_or_else(not_valid)?;
+        let ticket = tickets::of_event(&mut tx, ticket_id, event.id).await?.ok_or_else(not_valid)?;
         match ticket.status.as_str() {
             // Not a valid ticket any more (API.md: 404), but say why, for the door.
             "void" => {
@@ -170,38 +168,33 @@ impl Engine {
             }
             _ => {}
         }
-        let scanned = sqlx::query(
-            "UPDATE tickets SET status = 'checked_in', checked_in_at = $1 WHERE id = $2 AND status = 'valid'",
-        )
-        .bind(now)
-        .bind(&ticket.id)
-        .execute(&mut *tx)
-        .await?;
-        if scanned.rows_affected() == 0 {
+        if !tickets::check_in(&mut tx, ticket.id, now).await? {
             // Another scanner won the race by a hair.
             tx.rollback().await?;
-            let at: Option<i64> = sqlx::query_scalar("SELECT checked_in_at FROM tickets WHERE id = $1")
-                .bind(&ticket.id)
-                .fetch_one(self.db.pool())
-                .await?;
+            let mut conn = self.db.pool().acquire().await?;
+            let at = tickets::checked_in_at(&mut conn, ticket.id).await?;
             return Err(TicketingError::AlreadyCheckedIn(ms_to_rfc3339(at.unwrap_or(now))));
         }
         let checked_in = TicketCheckedIn {
             ticket_id,
             event_id: code_event,
-            ticket_type_id: TicketTypeId::parse(&ticket.ticket_type_id).context("stored ticket type")?,
+            ticket_type_id: ticket.ticket_type_id,
             checked_in_at: from_ms(now),
         };
         outbox::enqueue(&mut tx, SERVICE, &checked_in, None).await?;
         tx.commit().await?;
         self.relay.wake();
-        Ok(CheckInResponse { ticket_id: ticket.id, status: "checked_in".into(), checked_in_at: ms_to_rfc3339(now) })
+        Ok(CheckInResponse {
+            ticket_id: ticket.id.to_string(),
+            status: "checked_in".into(),
+            checked_in_at: ms_to_rfc3339(now),
+        })
     }
 
-    pub async fn checkin_key(&self, actor: Option<&Actor>, event_id: &str) -> Result<CheckinKey> {
+    pub(crate) async fn checkin_key(&self, actor: Option<&Actor>, event_id: EventId) -> Result<CheckinKey> {
         let event = self.door_event(actor, event_id).await?;
         Ok(CheckinKey {
-            event_id: event.id,
+            event_id: event.id.to_string(),
             algorithm: "Ed25519".into(),
             public_key: event.public_key,
             code_format: CODE_FORMAT.into(),
@@ -209,17 +202,11 @@ impl Engine {
     }
 
     /// The buyer's tickets, newest first.
-    pub async fn list_tickets(&self, buyer_id: &str, page_size: i64, page_token: &str) -> Result<ListTicketsResponse> {
-        let (limit, after) = page(page_size, page_token)?;
-        let rows: Vec<TicketRow> =
-            sqlx::query_as(&format!("{TICKET_SELECT} WHERE k.buyer_id = $1 AND k.id < $2 ORDER BY k.id DESC LIMIT $3"))
-                .bind(buyer_id)
-                .bind(after)
-                .bind(limit + 1)
-                .fetch_all(self.db.pool())
-                .await?;
-        let (rows, next_page_token) = split_page(rows, limit, |t| t.id.clone());
-        Ok(ListTicketsResponse { items: rows.iter().map(store::ticket_proto).collect(), next_page_token })
+    pub(crate) async fn list_tickets(&self, buyer_id: UserId, page: Page) -> Result<ListTicketsResponse> {
+        let mut conn = self.db.pool().acquire().await?;
+        let rows = tickets::page_of_buyer(&mut conn, buyer_id, &page.after, page.probe()).await?;
+        let (rows, next_page_token) = page.split(rows, |t| t.id.to_string());
+        Ok(ListTicketsResponse { items: rows.iter().map(views::ticket).collect(), next_page_token })
     }
 }
 

@@ -1,0 +1,14 @@
+//! The SQL of ticketing, one module per group of tables, so that each table has exactly one
+//! owner and every other module calls that owner's named functions:
+//!
+//! - [`orders`] owns `orders`, `order_items` and `buyer_event_totals`;
+//! - [`tickets`] owns `tickets`;
+//! - [`catalog`] owns `events` and `ticket_types` (the copy of catalog).
+//!
+//! Two tables are owned by the module whose rules they carry: `inventory_shards` and
+//! `order_allocations` by [`crate::inventory`], `idempotency_keys` by [`crate::idempotency`].
+//! Ids travel as their types and are bound to SQL as their canonical text.
+
+pub(crate) mod catalog;
+pub(crate) mod orders;
+pub(crate) mod tickets;

@@ -8,7 +8,7 @@ use axum::{
     extract::{FromRequest, FromRequestParts, Request},
     http::{HeaderMap, header, request::Parts},
 };
-use eventhive_platform::{ErrorKind, FieldError, Problem};
+use eventhive_platform::{ErrorKind, Problem};
 use serde::de::DeserializeOwned;
 
 /// Largest body the API accepts.
@@ -117,11 +117,6 @@ fn missing_field(message: &str) -> Option<&str> {
 
 fn join_path(parent: &str, name: &str) -> String {
     if parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") }
-}
-
-/// A field error as the `errors` entry of a problem.
-pub fn field(name: &str, message: &str) -> FieldError {
-    FieldError::new(name, message)
 }
 
 #[cfg(test)]

@@ -8,13 +8,12 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use eventhive_platform::{ErrorKind, Problem, grpc::request};
-use eventhive_proto::notifications::{GetDevMailRequest, ListDevMailRequest};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use eventhive_proto::notifications::{DevMail, GetDevMailRequest, ListDevMailRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::RequestId;
 use crate::{
-    dto::DevMailDto,
     extract::{ApiQuery, PathId},
     state::AppState,
 };
@@ -82,4 +81,53 @@ pub async fn dev_mail_page(
         }
     }
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}
+
+// Wire types.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevMailAttachmentDto {
+    pub filename: String,
+    pub content_type: String,
+    pub content_id: String,
+    pub size: i64,
+}
+
+/// A message the dev inbox kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevMailDto {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+    pub html: String,
+    pub kind: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub attachments: Vec<DevMailAttachmentDto>,
+}
+
+impl From<DevMail> for DevMailDto {
+    fn from(m: DevMail) -> Self {
+        Self {
+            id: m.id,
+            to: m.to,
+            subject: m.subject,
+            body: m.body,
+            html: m.html,
+            kind: m.kind,
+            created_at: m.created_at,
+            attachments: m
+                .attachments
+                .into_iter()
+                .map(|a| DevMailAttachmentDto {
+                    filename: a.filename,
+                    content_type: a.content_type,
+                    content_id: a.content_id,
+                    size: a.size,
+                })
+                .collect(),
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Orders, payment, tickets and check-in: API.md's "Orders, payment, tickets" table.
+//! Orders, payment and tickets: API.md's "Orders, payment, tickets" table (its check-in rows
+//! are in `checkins`).
 
 use axum::{
     Json,
@@ -9,18 +10,16 @@ use eventhive_platform::{ErrorKind, Problem, grpc::request};
 use eventhive_proto::{
     payments::Card,
     ticketing::{
-        CancelOrderRequest, CheckInRequest, GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest,
-        ListTicketsRequest, OrderItemInput, PayOrderRequest, PlaceOrderRequest,
+        self, CancelOrderRequest, GetOrderRequest, ListOrdersRequest, ListTicketsRequest, OrderItemInput,
+        PayOrderRequest, PlaceOrderRequest,
     },
 };
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::RequestId;
+use super::{RequestId, shared::MoneyDto};
 use crate::{
     auth::AuthUser,
-    dto::{
-        CheckinBody, CheckinDto, CheckinKeyDto, CreateOrderBody, OrderDto, OrderPage, PageParams, PaymentBody,
-        TicketDto, TicketPage,
-    },
     extract::{ApiJson, ApiQuery, PathId},
     state::AppState,
 };
@@ -196,53 +195,148 @@ pub async fn my_tickets(
     }))
 }
 
-/// Checks a ticket in at the door. The organization's owner, admins and staff only.
-#[utoipa::path(post, path = "/v1/events/{id}/checkins", tag = "check-in", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")), request_body = CheckinBody,
-    responses((status = 200, body = CheckinDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "not a valid ticket of this event", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "already checked in (with checked_in_at), or void", body = Problem, content_type = "application/problem+json")))]
-pub async fn check_in(
-    State(state): State<AppState>,
-    rid: RequestId,
-    AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
-    ApiJson(body): ApiJson<CheckinBody>,
-) -> Result<Json<CheckinDto>, Problem> {
-    if body.code.trim().is_empty() {
-        return Err(Problem::validation("code", "must not be empty"));
-    }
-    let actor = state.actor(user, rid.as_deref()).await?;
-    let message = CheckInRequest { actor: Some(actor), event_id, code: body.code };
-    let checked =
-        state.ticketing.clone().check_in(request(message, rid.as_deref())).await.map_err(Problem::from)?.into_inner();
-    Ok(Json(CheckinDto { ticket_id: checked.ticket_id, status: checked.status, checked_in_at: checked.checked_in_at }))
+// Wire types.
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderItemBody {
+    pub ticket_type_id: String,
+    /// At least 1.
+    pub quantity: i64,
 }
 
-/// The public key that verifies the event's ticket codes offline. Door staff only.
-#[utoipa::path(get, path = "/v1/events/{id}/checkin-key", tag = "check-in", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")),
-    responses((status = 200, body = CheckinKeyDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn checkin_key(
-    State(state): State<AppState>,
-    rid: RequestId,
-    AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
-) -> Result<Json<CheckinKeyDto>, Problem> {
-    let actor = state.actor(user, rid.as_deref()).await?;
-    let message = GetCheckinKeyRequest { actor: Some(actor), event_id };
-    let key = state
-        .ticketing
-        .clone()
-        .get_checkin_key(request(message, rid.as_deref()))
-        .await
-        .map_err(Problem::from)?
-        .into_inner();
-    Ok(Json(CheckinKeyDto {
-        event_id: key.event_id,
-        algorithm: key.algorithm,
-        public_key: key.public_key,
-        code_format: key.code_format,
-    }))
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrderBody {
+    pub event_id: String,
+    pub items: Vec<OrderItemBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CardBody {
+    /// Digits only. Test cards: 4242424242424242 succeeds, 4000000000000002 is declined,
+    /// 4000000000009995 is declined for insufficient funds, 4000000000000119 fails once
+    /// transiently (EventHive retries it).
+    #[schema(example = "4242424242424242")]
+    pub number: String,
+    #[schema(example = 12)]
+    pub exp_month: i64,
+    #[schema(example = 2030)]
+    pub exp_year: i64,
+    /// 3 or 4 digits.
+    #[schema(example = "123")]
+    pub cvc: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentBody {
+    pub card: CardBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderItemDto {
+    pub ticket_type_id: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price: MoneyDto,
+    pub subtotal: MoneyDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDto {
+    pub id: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub ticket_type_id: String,
+    pub ticket_type_name: String,
+    /// Signed; door staff verify it offline with the event's check-in key.
+    pub code: String,
+    /// `valid`, `checked_in` or `void`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub checked_in_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<ticketing::Ticket> for TicketDto {
+    fn from(t: ticketing::Ticket) -> Self {
+        Self {
+            id: t.id,
+            order_id: t.order_id,
+            event_id: t.event_id,
+            ticket_type_id: t.ticket_type_id,
+            ticket_type_name: t.ticket_type_name,
+            code: t.code,
+            status: t.status,
+            checked_in_at: t.checked_in_at,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDto {
+    pub id: String,
+    pub event_id: String,
+    /// `pending_payment`, `paid`, `expired`, `cancelled` or `refunded`.
+    pub status: String,
+    /// Until when the tickets are held for payment.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub items: Vec<OrderItemDto>,
+    pub total: MoneyDto,
+    /// Issued when the order is paid.
+    pub tickets: Vec<TicketDto>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub paid_at: Option<String>,
+}
+
+impl From<ticketing::Order> for OrderDto {
+    fn from(o: ticketing::Order) -> Self {
+        Self {
+            id: o.id,
+            event_id: o.event_id,
+            status: o.status,
+            expires_at: o.expires_at,
+            items: o
+                .items
+                .into_iter()
+                .map(|i| OrderItemDto {
+                    ticket_type_id: i.ticket_type_id,
+                    name: i.name,
+                    quantity: i.quantity,
+                    unit_price: MoneyDto::or_zero(i.unit_price),
+                    subtotal: MoneyDto::or_zero(i.subtotal),
+                })
+                .collect(),
+            total: MoneyDto::or_zero(o.total),
+            tickets: o.tickets.into_iter().map(TicketDto::from).collect(),
+            created_at: o.created_at,
+            paid_at: o.paid_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderDto>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketPage {
+    pub items: Vec<TicketDto>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 100, default 20.
+    pub page_size: Option<i64>,
+    /// From the previous page's `next_page_token`.
+    pub page_token: Option<String>,
 }

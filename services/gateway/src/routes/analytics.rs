@@ -7,6 +7,7 @@ use axum::{
     extract::State,
     response::sse::{Event, KeepAlive, Sse},
 };
+use eventhive_domain::EventId;
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::analytics::{EventAnalytics, GetEventAnalyticsRequest};
 use futures::{Stream, StreamExt};
@@ -26,10 +27,10 @@ pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Json<EventAnalyticsDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id };
+    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id: event_id.to_string() };
     let figures = state
         .analytics
         .clone()
@@ -51,10 +52,10 @@ pub async fn stream(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id };
+    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id: event_id.to_string() };
     // Not through the client with the per-call deadline: this call lives as long as the client.
     let mut client =
         eventhive_proto::analytics::analytics_client::AnalyticsClient::new(state.analytics_stream_channel.clone());

@@ -2,6 +2,7 @@
 //! staff scan codes, and verify them offline with the event's check-in key.
 
 use axum::{Json, extract::State};
+use eventhive_domain::EventId;
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::ticketing::{CheckInRequest, GetCheckinKeyRequest};
 use serde::{Deserialize, Serialize};
@@ -24,14 +25,14 @@ pub async fn check_in(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<CheckinBody>,
 ) -> Result<Json<CheckinDto>, Problem> {
     if body.code.trim().is_empty() {
         return Err(Problem::validation("code", "must not be empty"));
     }
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = CheckInRequest { actor: Some(actor), event_id, code: body.code };
+    let message = CheckInRequest { actor: Some(actor), event_id: event_id.to_string(), code: body.code };
     let checked =
         state.ticketing.clone().check_in(request(message, rid.as_deref())).await.map_err(Problem::from)?.into_inner();
     Ok(Json(CheckinDto { ticket_id: checked.ticket_id, status: checked.status, checked_in_at: checked.checked_in_at }))
@@ -46,10 +47,10 @@ pub async fn checkin_key(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Json<CheckinKeyDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = GetCheckinKeyRequest { actor: Some(actor), event_id };
+    let message = GetCheckinKeyRequest { actor: Some(actor), event_id: event_id.to_string() };
     let key = state
         .ticketing
         .clone()

@@ -11,6 +11,7 @@ use eventhive_platform::{ErrorKind, Problem, grpc::request};
 use eventhive_proto::notifications::{DevMail, GetDevMailRequest, ListDevMailRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use super::RequestId;
 use crate::{
@@ -63,13 +64,13 @@ pub async fn dev_mail(
 pub async fn dev_mail_page(
     State(state): State<AppState>,
     rid: RequestId,
-    PathId(id): PathId,
+    PathId(id): PathId<Uuid>,
 ) -> Result<Response, Problem> {
     inbox_available(&state)?;
     let message = state
         .notifications
         .clone()
-        .get_dev_mail(request(GetDevMailRequest { id }, rid.as_deref()))
+        .get_dev_mail(request(GetDevMailRequest { id: id.to_string() }, rid.as_deref()))
         .await
         .map_err(no_inbox)?
         .into_inner();

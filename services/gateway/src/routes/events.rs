@@ -1,6 +1,7 @@
 //! Events and ticket types: organizers manage them, everyone finds them.
 
 use axum::{Json, extract::State, http::StatusCode};
+use eventhive_domain::EventId;
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::{
     catalog::{
@@ -84,13 +85,13 @@ pub async fn add_ticket_type(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<CreateTicketTypeBody>,
 ) -> Result<(StatusCode, Json<TicketTypeDto>), Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = AddTicketTypeRequest {
         actor: Some(actor),
-        event_id,
+        event_id: event_id.to_string(),
         name: body.name,
         price_minor: body.price_minor,
         capacity: body.capacity,
@@ -111,14 +112,14 @@ pub async fn update(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<UpdateEventBody>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let venue = body.venue.unwrap_or_default();
     let message = UpdateEventRequest {
         actor: Some(actor),
-        event_id,
+        event_id: event_id.to_string(),
         title: body.title,
         description: body.description,
         venue_name: venue.name,
@@ -144,10 +145,10 @@ pub async fn publish(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = PublishEventRequest { actor: Some(actor), event_id };
+    let message = PublishEventRequest { actor: Some(actor), event_id: event_id.to_string() };
     let event = state.catalog.clone().publish_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(event.into_inner().into()))
 }
@@ -162,11 +163,11 @@ pub async fn cancel(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<CancelEventBody>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = CancelEventRequest { actor: Some(actor), event_id, reason: body.reason };
+    let message = CancelEventRequest { actor: Some(actor), event_id: event_id.to_string(), reason: body.reason };
     let event = state.catalog.clone().cancel_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(event.into_inner().into()))
 }
@@ -224,13 +225,13 @@ pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
     MaybeUser(user): MaybeUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = match user {
         Some(user) => Some(state.actor(user, rid.as_deref()).await?),
         None => None,
     };
-    let message = GetEventRequest { actor, event_id };
+    let message = GetEventRequest { actor, event_id: event_id.to_string() };
     let event = state.catalog.clone().get_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(with_availability(&state, &rid, event.into_inner().into()).await?))
 }

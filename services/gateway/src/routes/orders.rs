@@ -6,6 +6,7 @@ use axum::{
     extract::{FromRequestParts, State},
     http::{StatusCode, request::Parts},
 };
+use eventhive_domain::OrderId;
 use eventhive_platform::{ErrorKind, Problem, grpc::request};
 use eventhive_proto::{
     payments::Card,
@@ -93,7 +94,7 @@ pub async fn pay(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(order_id): PathId,
+    PathId(order_id): PathId<OrderId>,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<PaymentBody>,
 ) -> Result<Json<OrderDto>, Problem> {
@@ -102,7 +103,7 @@ pub async fn pay(
     let year = i32::try_from(body.card.exp_year).map_err(|_| Problem::validation("card.exp_year", "is not a year"))?;
     let message = PayOrderRequest {
         buyer_id: user.to_string(),
-        order_id,
+        order_id: order_id.to_string(),
         idempotency_key: key,
         card: Some(Card { number: body.card.number, exp_month: month, exp_year: year, cvc: body.card.cvc }),
     };
@@ -118,9 +119,9 @@ pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(order_id): PathId,
+    PathId(order_id): PathId<OrderId>,
 ) -> Result<Json<OrderDto>, Problem> {
-    let message = GetOrderRequest { buyer_id: user.to_string(), order_id };
+    let message = GetOrderRequest { buyer_id: user.to_string(), order_id: order_id.to_string() };
     let order = state.ticketing.clone().get_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
 }
@@ -134,9 +135,9 @@ pub async fn cancel(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(order_id): PathId,
+    PathId(order_id): PathId<OrderId>,
 ) -> Result<Json<OrderDto>, Problem> {
-    let message = CancelOrderRequest { buyer_id: user.to_string(), order_id };
+    let message = CancelOrderRequest { buyer_id: user.to_string(), order_id: order_id.to_string() };
     let order = state.ticketing.clone().cancel_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
 }

@@ -1,6 +1,7 @@
 //! Organizations and their members.
 
 use axum::{Json, extract::State, http::StatusCode};
+use eventhive_domain::OrganizationId;
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::identity::{self, AddMemberRequest, CreateOrganizationRequest};
 use serde::{Deserialize, Serialize};
@@ -47,12 +48,12 @@ pub async fn add_member(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(organization_id): PathId,
+    PathId(organization_id): PathId<OrganizationId>,
     ApiJson(body): ApiJson<AddMemberBody>,
 ) -> Result<(StatusCode, Json<MemberDto>), Problem> {
     let message = AddMemberRequest {
         actor_user_id: user.to_string(),
-        organization_id,
+        organization_id: organization_id.to_string(),
         email: body.email,
         role: body.role.as_str().to_owned(),
     };

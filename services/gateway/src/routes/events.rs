@@ -13,7 +13,10 @@ use eventhive_proto::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{RequestId, shared::MoneyDto};
+use super::{
+    RequestId,
+    shared::{MoneyDto, page_size},
+};
 use crate::{
     auth::{AuthUser, MaybeUser},
     extract::{ApiJson, ApiQuery, PathId},
@@ -180,17 +183,13 @@ pub async fn search(
     rid: RequestId,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<EventPage>, Problem> {
-    if let Some(size) = params.page_size
-        && !(1..=100).contains(&size)
-    {
-        return Err(Problem::validation("page_size", "must be between 1 and 100"));
-    }
+    let page_size = page_size(params.page_size)?;
     let message = SearchEventsRequest {
         q: params.q.unwrap_or_default(),
         city: params.city.unwrap_or_default(),
         from: params.from.unwrap_or_default(),
         to: params.to.unwrap_or_default(),
-        page_size: params.page_size.unwrap_or(20),
+        page_size: page_size.get(),
         page_token: params.page_token.unwrap_or_default(),
     };
     let page = state

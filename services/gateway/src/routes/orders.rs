@@ -1,13 +1,19 @@
 //! Orders, payment and tickets: API.md's "Orders, payment, tickets" table (its check-in rows
-//! are in `checkins`).
+//! are in `checkins`). A new order is parsed here as ticketing parses it, so that a malformed
+//! one never costs a call.
+
+use std::collections::HashSet;
 
 use axum::{
     Json,
     extract::{FromRequestParts, State},
     http::{StatusCode, request::Parts},
 };
-use eventhive_domain::OrderId;
-use eventhive_platform::{ErrorKind, Problem, grpc::request};
+use eventhive_domain::{
+    EventId, OrderId, TicketTypeId,
+    rules::{IdempotencyKey, Quantity},
+};
+use eventhive_platform::{ErrorKind, FieldError, Problem, grpc::request, problem::validation_status};
 use eventhive_proto::{
     payments::Card,
     ticketing::{
@@ -18,36 +24,31 @@ use eventhive_proto::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{RequestId, shared::MoneyDto};
+use super::{
+    RequestId,
+    shared::{MoneyDto, page_size},
+};
 use crate::{
     auth::AuthUser,
     extract::{ApiJson, ApiQuery, PathId},
     state::AppState,
 };
 
-/// The `Idempotency-Key` header: required, 1 to 255 printable ASCII characters.
-pub struct IdempotencyKey(pub String);
+/// The `Idempotency-Key` header, required where a retry must not act twice. A missing or
+/// malformed one is 400 `bad-request`, as any malformed header (API.md).
+pub struct IdempotencyHeader(pub IdempotencyKey);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let bad = |detail: &str| Problem::new(ErrorKind::BadRequest, detail.to_owned());
-        let value =
-            parts.headers.get("idempotency-key").ok_or_else(|| bad("the Idempotency-Key header is required"))?;
-        let key = value.to_str().map_err(|_| bad("the Idempotency-Key must be printable ASCII"))?;
-        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(bad("the Idempotency-Key must be 1 to 255 printable ASCII characters"));
-        }
-        Ok(IdempotencyKey(key.to_owned()))
-    }
-}
-
-fn page_size(params: &PageParams) -> Result<i64, Problem> {
-    match params.page_size {
-        Some(size) if !(1..=100).contains(&size) => Err(Problem::validation("page_size", "must be between 1 and 100")),
-        Some(size) => Ok(size),
-        None => Ok(20),
+        let header = IdempotencyKey::HEADER;
+        let bad = |detail: String| Problem::new(ErrorKind::BadRequest, detail);
+        let value = parts.headers.get(header).ok_or_else(|| bad(format!("the {header} header is required")))?;
+        let key = value.to_str().map_err(|_| bad(format!("the {header} must be printable ASCII")))?;
+        IdempotencyKey::parse(key)
+            .map(IdempotencyHeader)
+            .map_err(|error| bad(format!("the {} {}", error.field, error.message)))
     }
 }
 
@@ -63,17 +64,21 @@ pub async fn place(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<(StatusCode, Json<OrderDto>), Problem> {
+    let order = NewOrder::try_from(body)?;
     let message = PlaceOrderRequest {
         buyer_id: user.to_string(),
-        idempotency_key: key,
-        event_id: body.event_id,
-        items: body
+        idempotency_key: key.to_string(),
+        event_id: order.event_id.to_string(),
+        items: order
             .items
             .into_iter()
-            .map(|item| OrderItemInput { ticket_type_id: item.ticket_type_id, quantity: item.quantity })
+            .map(|(ticket_type_id, quantity)| OrderItemInput {
+                ticket_type_id: ticket_type_id.to_string(),
+                quantity: quantity.get(),
+            })
             .collect(),
     };
     let order = state.ticketing.clone().place_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
@@ -95,7 +100,7 @@ pub async fn pay(
     rid: RequestId,
     AuthUser(user): AuthUser,
     PathId(order_id): PathId<OrderId>,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<PaymentBody>,
 ) -> Result<Json<OrderDto>, Problem> {
     let month =
@@ -104,7 +109,7 @@ pub async fn pay(
     let message = PayOrderRequest {
         buyer_id: user.to_string(),
         order_id: order_id.to_string(),
-        idempotency_key: key,
+        idempotency_key: key.to_string(),
         card: Some(Card { number: body.card.number, exp_month: month, exp_year: year, cvc: body.card.cvc }),
     };
     let order = state.ticketing.clone().pay_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
@@ -153,7 +158,7 @@ pub async fn mine(
 ) -> Result<Json<OrderPage>, Problem> {
     let message = ListOrdersRequest {
         buyer_id: user.to_string(),
-        page_size: page_size(&params)?,
+        page_size: page_size(params.page_size)?.get(),
         page_token: params.page_token.unwrap_or_default(),
     };
     let page = state
@@ -180,7 +185,7 @@ pub async fn my_tickets(
 ) -> Result<Json<TicketPage>, Problem> {
     let message = ListTicketsRequest {
         buyer_id: user.to_string(),
-        page_size: page_size(&params)?,
+        page_size: page_size(params.page_size)?.get(),
         page_token: params.page_token.unwrap_or_default(),
     };
     let page = state
@@ -209,6 +214,53 @@ pub struct OrderItemBody {
 pub struct CreateOrderBody {
     pub event_id: String,
     pub items: Vec<OrderItemBody>,
+}
+
+/// An order as the body asks for it, parsed: its ids typed, its quantities within the rules.
+struct NewOrder {
+    event_id: EventId,
+    items: Vec<(TicketTypeId, Quantity)>,
+}
+
+impl TryFrom<CreateOrderBody> for NewOrder {
+    type Error = Problem;
+
+    /// Checks every field as ticketing does and refuses them all at once, so that the answer is
+    /// the one ticketing would give.
+    fn try_from(body: CreateOrderBody) -> Result<Self, Problem> {
+        let mut errors = Vec::new();
+        let event_id = EventId::parse(&body.event_id).ok();
+        if event_id.is_none() {
+            errors.push(FieldError::new("event_id", "must be the id of an event on sale"));
+        }
+        if body.items.is_empty() {
+            errors.push(FieldError::new("items", "must name at least one ticket type"));
+        }
+        let mut seen = HashSet::new();
+        let mut items = Vec::with_capacity(body.items.len());
+        for (i, item) in body.items.iter().enumerate() {
+            let ticket_type_id = TicketTypeId::parse(&item.ticket_type_id).ok();
+            match ticket_type_id {
+                None => errors.push(FieldError::new(
+                    format!("items[{i}].ticket_type_id"),
+                    "must be the id of a ticket type of the event",
+                )),
+                Some(id) if !seen.insert(id) => errors.push(FieldError::new(
+                    format!("items[{i}].ticket_type_id"),
+                    "appears twice; use one item per ticket type",
+                )),
+                Some(_) => {}
+            }
+            match Quantity::parse(format!("items[{i}].quantity"), item.quantity) {
+                Ok(quantity) => items.extend(ticket_type_id.map(|id| (id, quantity))),
+                Err(error) => errors.push(FieldError::new(error.field, error.message)),
+            }
+        }
+        match event_id {
+            Some(event_id) if errors.is_empty() => Ok(Self { event_id, items }),
+            _ => Err(Problem::from_status(&validation_status(errors))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

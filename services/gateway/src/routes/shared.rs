@@ -1,5 +1,8 @@
-//! What more than one area of the API shares: the money wire type.
+//! What more than one area of the API shares: the money wire type and the checks of the
+//! contract's rules (`eventhive_domain::rules`) answered as problems.
 
+use eventhive_domain::rules::{PageSize, RuleError};
+use eventhive_platform::Problem;
 use eventhive_proto::common;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,4 +26,14 @@ impl From<common::Money> for MoneyDto {
     fn from(money: common::Money) -> Self {
         Self { amount_minor: money.amount_minor, currency: money.currency }
     }
+}
+
+/// A broken rule of the contract, answered as 422 `validation` naming its field.
+pub fn invalid(error: RuleError) -> Problem {
+    Problem::validation(error.field, error.message)
+}
+
+/// The `page_size` query parameter of a list.
+pub fn page_size(requested: Option<i64>) -> Result<PageSize, Problem> {
+    PageSize::parse(requested).map_err(invalid)
 }

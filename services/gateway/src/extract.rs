@@ -3,12 +3,14 @@
 //! the wrong type (422, naming the field); query strings that do not parse (422); path ids that
 //! are not ids (404, since no such resource can exist).
 
+use std::str::FromStr;
+
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
     http::{HeaderMap, header, request::Parts},
 };
-use eventhive_platform::{ErrorKind, FieldError, Problem};
+use eventhive_platform::{ErrorKind, Problem};
 use serde::de::DeserializeOwned;
 
 /// Largest body the API accepts.
@@ -87,19 +89,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// A UUID in the path. Anything else names no resource: 404.
-pub struct PathId(pub String);
+/// The id in the path, as its type (`PathId<EventId>`): one of the UUID ids of
+/// `eventhive_domain`. Anything else names no resource: 404.
+pub struct PathId<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for PathId {
+impl<S: Send + Sync, T: FromStr<Err = uuid::Error>> FromRequestParts<S> for PathId<T> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| Problem::new(ErrorKind::NotFound, "no such resource"))?;
-        uuid::Uuid::parse_str(&raw)
-            .map(|id| PathId(id.to_string()))
-            .map_err(|_| Problem::new(ErrorKind::NotFound, format!("{raw:?} is not an id of ours")))
+        raw.parse().map(PathId).map_err(|_| Problem::new(ErrorKind::NotFound, format!("{raw:?} is not an id of ours")))
     }
 }
 
@@ -117,11 +118,6 @@ fn missing_field(message: &str) -> Option<&str> {
 
 fn join_path(parent: &str, name: &str) -> String {
     if parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") }
-}
-
-/// A field error as the `errors` entry of a problem.
-pub fn field(name: &str, message: &str) -> FieldError {
-    FieldError::new(name, message)
 }
 
 #[cfg(test)]

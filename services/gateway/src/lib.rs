@@ -5,8 +5,7 @@
 //! at `/openapi.json`, browsable at `/docs`.
 //!
 //! # Layout
-//! - [`routes`]: one module per table of API.md, plus health.
-//! - [`dto`]: the public wire types.
+//! - [`routes`]: one module per area of API.md, each with its handlers and its wire types.
 //! - [`extract`]: body, query and path extractors that fail as problem+json.
 //! - [`auth`]: JWT verification and the `AuthUser` extractor.
 //! - [`ratelimit`]: token buckets in Redis or memory.
@@ -14,14 +13,13 @@
 //! - [`openapi`]: the OpenAPI document.
 //! - [`state`]: what handlers share.
 
-pub mod auth;
-pub mod dto;
-pub mod extract;
-pub mod middleware;
-pub mod openapi;
-pub mod ratelimit;
-pub mod routes;
-pub mod state;
+mod auth;
+mod extract;
+mod middleware;
+mod openapi;
+mod ratelimit;
+mod routes;
+mod state;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -103,8 +101,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}/ticket-types", post(routes::events::add_ticket_type))
         .route("/v1/events/{id}/publish", post(routes::events::publish))
         .route("/v1/events/{id}/cancel", post(routes::events::cancel))
-        .route("/v1/events/{id}/checkins", post(routes::orders::check_in))
-        .route("/v1/events/{id}/checkin-key", get(routes::orders::checkin_key))
+        .route("/v1/events/{id}/checkins", post(routes::checkins::check_in))
+        .route("/v1/events/{id}/checkin-key", get(routes::checkins::checkin_key))
         .route("/v1/orders", post(routes::orders::place))
         .route("/v1/orders/{id}", get(routes::orders::get))
         .route("/v1/orders/{id}/payment", post(routes::orders::pay))

@@ -7,12 +7,15 @@ use axum::{
     extract::State,
     response::sse::{Event, KeepAlive, Sse},
 };
+use eventhive_domain::EventId;
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::analytics::{EventAnalytics, GetEventAnalyticsRequest};
 use futures::{Stream, StreamExt};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::RequestId;
-use crate::{auth::AuthUser, dto::EventAnalyticsDto, extract::PathId, state::AppState};
+use super::{RequestId, shared::MoneyDto};
+use crate::{auth::AuthUser, extract::PathId, state::AppState};
 
 /// Sold, held and available tickets, revenue, paid orders, check-ins, by ticket type and per
 /// minute. The organization's members only.
@@ -24,10 +27,10 @@ pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Json<EventAnalyticsDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id };
+    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id: event_id.to_string() };
     let figures = state
         .analytics
         .clone()
@@ -49,10 +52,10 @@ pub async fn stream(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id };
+    let message = GetEventAnalyticsRequest { actor: Some(actor), event_id: event_id.to_string() };
     // Not through the client with the per-call deadline: this call lives as long as the client.
     let mut client =
         eventhive_proto::analytics::analytics_client::AnalyticsClient::new(state.analytics_stream_channel.clone());
@@ -65,4 +68,78 @@ pub async fn stream(
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+// Wire types.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketTypeStatsDto {
+    pub ticket_type_id: String,
+    pub name: String,
+    pub capacity: i64,
+    pub sold: i64,
+    pub held: i64,
+    pub available: i64,
+    pub revenue: MoneyDto,
+    pub checkins: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MinuteSalesDto {
+    /// Start of the minute.
+    #[schema(format = DateTime)]
+    pub minute: String,
+    pub tickets: i64,
+    pub revenue: MoneyDto,
+}
+
+/// An event's sales figures; `tickets_sold + tickets_held + tickets_available` is the capacity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventAnalyticsDto {
+    pub event_id: String,
+    pub tickets_sold: i64,
+    pub tickets_held: i64,
+    pub tickets_available: i64,
+    pub revenue: MoneyDto,
+    pub orders_paid: i64,
+    pub checkins: i64,
+    pub by_ticket_type: Vec<TicketTypeStatsDto>,
+    pub sales_per_minute: Vec<MinuteSalesDto>,
+    /// When the figures last changed.
+    #[schema(format = DateTime)]
+    pub as_of: String,
+}
+
+impl From<EventAnalytics> for EventAnalyticsDto {
+    fn from(a: EventAnalytics) -> Self {
+        Self {
+            event_id: a.event_id,
+            tickets_sold: a.tickets_sold,
+            tickets_held: a.tickets_held,
+            tickets_available: a.tickets_available,
+            revenue: MoneyDto::or_zero(a.revenue),
+            orders_paid: a.orders_paid,
+            checkins: a.checkins,
+            by_ticket_type: a
+                .by_ticket_type
+                .into_iter()
+                .map(|t| TicketTypeStatsDto {
+                    ticket_type_id: t.ticket_type_id,
+                    name: t.name,
+                    capacity: t.capacity,
+                    sold: t.sold,
+                    held: t.held,
+                    available: t.available,
+                    revenue: MoneyDto::or_zero(t.revenue),
+                    checkins: t.checkins,
+                })
+                .collect(),
+            sales_per_minute: a
+                .sales_per_minute
+                .into_iter()
+                .map(|m| MinuteSalesDto { minute: m.minute, tickets: m.tickets, revenue: MoneyDto::or_zero(m.revenue) })
+                .collect(),
+            as_of: a.as_of,
+        }
+    }
 }

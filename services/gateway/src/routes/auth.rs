@@ -2,15 +2,12 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use eventhive_platform::{Problem, grpc::request};
-use eventhive_proto::identity::{GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest};
+use eventhive_proto::identity::{self, GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::RequestId;
-use crate::{
-    auth::AuthUser,
-    dto::{LoginBody, MeDto, MembershipDto, RefreshBody, RegisterBody, TokenDto, UserDto},
-    extract::ApiJson,
-    state::AppState,
-};
+use crate::{auth::AuthUser, extract::ApiJson, state::AppState};
 
 /// Creates an account. Everyone starts as a buyer; roles come from organizations.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterBody,
@@ -100,4 +97,81 @@ pub async fn me(
             .map(|m| MembershipDto { id: m.organization_id, name: m.name, role: m.role })
             .collect(),
     }))
+}
+
+// Wire types.
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterBody {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 10 to 128 characters.
+    #[schema(example = "correct horse battery")]
+    pub password: String,
+    /// 1 to 100 characters.
+    #[schema(example = "Ada Lovelace")]
+    pub display_name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+}
+
+impl From<identity::User> for UserDto {
+    fn from(user: identity::User) -> Self {
+        Self { id: user.id, email: user.email, display_name: user.display_name }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenDto {
+    /// A JWT (EdDSA) to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Works once: each refresh returns a new one.
+    pub refresh_token: String,
+}
+
+impl From<identity::TokenPair> for TokenDto {
+    fn from(pair: identity::TokenPair) -> Self {
+        Self {
+            access_token: pair.access_token,
+            token_type: pair.token_type,
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipDto {
+    pub id: String,
+    pub name: String,
+    /// `owner`, `admin` or `staff`.
+    pub role: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeDto {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub organizations: Vec<MembershipDto>,
 }

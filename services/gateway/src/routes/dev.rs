@@ -8,13 +8,13 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use eventhive_platform::{ErrorKind, Problem, grpc::request};
-use eventhive_proto::notifications::{GetDevMailRequest, ListDevMailRequest};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use eventhive_proto::notifications::{DevMail, GetDevMailRequest, ListDevMailRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use super::RequestId;
 use crate::{
-    dto::DevMailDto,
     extract::{ApiQuery, PathId},
     state::AppState,
 };
@@ -64,13 +64,13 @@ pub async fn dev_mail(
 pub async fn dev_mail_page(
     State(state): State<AppState>,
     rid: RequestId,
-    PathId(id): PathId,
+    PathId(id): PathId<Uuid>,
 ) -> Result<Response, Problem> {
     inbox_available(&state)?;
     let message = state
         .notifications
         .clone()
-        .get_dev_mail(request(GetDevMailRequest { id }, rid.as_deref()))
+        .get_dev_mail(request(GetDevMailRequest { id: id.to_string() }, rid.as_deref()))
         .await
         .map_err(no_inbox)?
         .into_inner();
@@ -82,4 +82,53 @@ pub async fn dev_mail_page(
         }
     }
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}
+
+// Wire types.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevMailAttachmentDto {
+    pub filename: String,
+    pub content_type: String,
+    pub content_id: String,
+    pub size: i64,
+}
+
+/// A message the dev inbox kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevMailDto {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+    pub html: String,
+    pub kind: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub attachments: Vec<DevMailAttachmentDto>,
+}
+
+impl From<DevMail> for DevMailDto {
+    fn from(m: DevMail) -> Self {
+        Self {
+            id: m.id,
+            to: m.to,
+            subject: m.subject,
+            body: m.body,
+            html: m.html,
+            kind: m.kind,
+            created_at: m.created_at,
+            attachments: m
+                .attachments
+                .into_iter()
+                .map(|a| DevMailAttachmentDto {
+                    filename: a.filename,
+                    content_type: a.content_type,
+                    content_id: a.content_id,
+                    size: a.size,
+                })
+                .collect(),
+        }
+    }
 }

@@ -1,22 +1,24 @@
 //! Events and ticket types: organizers manage them, everyone finds them.
 
 use axum::{Json, extract::State, http::StatusCode};
+use eventhive_domain::EventId;
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::{
     catalog::{
-        AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, GetEventRequest, PublishEventRequest,
+        self, AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, GetEventRequest, PublishEventRequest,
         SearchEventsRequest, UpdateEventRequest, Venue,
     },
     ticketing::{Availability, GetAvailabilitiesRequest, GetAvailabilityRequest},
 };
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::RequestId;
+use super::{
+    RequestId,
+    shared::{MoneyDto, page_size},
+};
 use crate::{
     auth::{AuthUser, MaybeUser},
-    dto::{
-        CancelEventBody, CreateEventBody, CreateTicketTypeBody, EventDto, EventPage, SearchParams, TicketTypeDto,
-        UpdateEventBody,
-    },
     extract::{ApiJson, ApiQuery, PathId},
     state::AppState,
 };
@@ -86,13 +88,13 @@ pub async fn add_ticket_type(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<CreateTicketTypeBody>,
 ) -> Result<(StatusCode, Json<TicketTypeDto>), Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = AddTicketTypeRequest {
         actor: Some(actor),
-        event_id,
+        event_id: event_id.to_string(),
         name: body.name,
         price_minor: body.price_minor,
         capacity: body.capacity,
@@ -113,14 +115,14 @@ pub async fn update(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<UpdateEventBody>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let venue = body.venue.unwrap_or_default();
     let message = UpdateEventRequest {
         actor: Some(actor),
-        event_id,
+        event_id: event_id.to_string(),
         title: body.title,
         description: body.description,
         venue_name: venue.name,
@@ -146,10 +148,10 @@ pub async fn publish(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = PublishEventRequest { actor: Some(actor), event_id };
+    let message = PublishEventRequest { actor: Some(actor), event_id: event_id.to_string() };
     let event = state.catalog.clone().publish_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(event.into_inner().into()))
 }
@@ -164,11 +166,11 @@ pub async fn cancel(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<CancelEventBody>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
-    let message = CancelEventRequest { actor: Some(actor), event_id, reason: body.reason };
+    let message = CancelEventRequest { actor: Some(actor), event_id: event_id.to_string(), reason: body.reason };
     let event = state.catalog.clone().cancel_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(event.into_inner().into()))
 }
@@ -181,17 +183,13 @@ pub async fn search(
     rid: RequestId,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<EventPage>, Problem> {
-    if let Some(size) = params.page_size
-        && !(1..=100).contains(&size)
-    {
-        return Err(Problem::validation("page_size", "must be between 1 and 100"));
-    }
+    let page_size = page_size(params.page_size)?;
     let message = SearchEventsRequest {
         q: params.q.unwrap_or_default(),
         city: params.city.unwrap_or_default(),
         from: params.from.unwrap_or_default(),
         to: params.to.unwrap_or_default(),
-        page_size: params.page_size.unwrap_or(20),
+        page_size: page_size.get(),
         page_token: params.page_token.unwrap_or_default(),
     };
     let page = state
@@ -226,13 +224,186 @@ pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
     MaybeUser(user): MaybeUser,
-    PathId(event_id): PathId,
+    PathId(event_id): PathId<EventId>,
 ) -> Result<Json<EventDto>, Problem> {
     let actor = match user {
         Some(user) => Some(state.actor(user, rid.as_deref()).await?),
         None => None,
     };
-    let message = GetEventRequest { actor, event_id };
+    let message = GetEventRequest { actor, event_id: event_id.to_string() };
     let event = state.catalog.clone().get_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(with_availability(&state, &rid, event.into_inner().into()).await?))
+}
+
+// Wire types.
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VenueDto {
+    pub name: String,
+    pub city: String,
+    /// ISO 3166-1 alpha-2.
+    #[schema(example = "NL")]
+    pub country: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateEventBody {
+    pub organization_id: String,
+    /// 1 to 200 characters.
+    pub title: String,
+    /// Up to 10,000 characters.
+    #[serde(default)]
+    pub description: String,
+    pub venue: VenueDto,
+    /// RFC 3339.
+    #[schema(format = DateTime, example = "2027-06-01T19:30:00Z")]
+    pub starts_at: String,
+    /// RFC 3339, after `starts_at`.
+    #[schema(format = DateTime, example = "2027-06-01T23:00:00Z")]
+    pub ends_at: String,
+    /// ISO 4217 currency of every price of the event.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// 1 to 100, default 10.
+    pub max_tickets_per_order: Option<i64>,
+    /// Tickets one buyer may hold across all their orders for this event (against scalpers);
+    /// default 10.
+    pub max_tickets_per_buyer: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct VenuePatch {
+    pub name: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+}
+
+/// Only the fields present change.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateEventBody {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub venue: Option<VenuePatch>,
+    #[schema(format = DateTime)]
+    pub starts_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub ends_at: Option<String>,
+    pub currency: Option<String>,
+    pub max_tickets_per_order: Option<i64>,
+    pub max_tickets_per_buyer: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CancelEventBody {
+    /// Told to ticket holders; 1 to 500 characters.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTicketTypeBody {
+    pub name: String,
+    /// In minor units of the event's currency.
+    pub price_minor: i64,
+    pub capacity: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketTypeDto {
+    pub id: String,
+    pub name: String,
+    pub price: MoneyDto,
+    pub capacity: i64,
+    /// Tickets still for sale.
+    pub available: i64,
+}
+
+impl From<catalog::TicketType> for TicketTypeDto {
+    fn from(t: catalog::TicketType) -> Self {
+        let price = MoneyDto::or_zero(t.price);
+        // Nothing can be sold before ticketing exists, so all of the capacity is available.
+        Self { id: t.id, name: t.name, price, capacity: t.capacity, available: t.capacity }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatusDto {
+    Draft,
+    OnSale,
+    Cancelled,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDto {
+    pub id: String,
+    pub organization_id: String,
+    pub title: String,
+    pub description: String,
+    pub venue: VenueDto,
+    #[schema(format = DateTime)]
+    pub starts_at: String,
+    #[schema(format = DateTime)]
+    pub ends_at: String,
+    pub currency: String,
+    pub max_tickets_per_order: i64,
+    pub max_tickets_per_buyer: i64,
+    pub status: EventStatusDto,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+    pub ticket_types: Vec<TicketTypeDto>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<catalog::Event> for EventDto {
+    fn from(e: catalog::Event) -> Self {
+        let venue = e.venue.unwrap_or_default();
+        Self {
+            id: e.id,
+            organization_id: e.organization_id,
+            title: e.title,
+            description: e.description,
+            venue: VenueDto { name: venue.name, city: venue.city, country: venue.country },
+            starts_at: e.starts_at,
+            ends_at: e.ends_at,
+            currency: e.currency,
+            max_tickets_per_order: e.max_tickets_per_order,
+            max_tickets_per_buyer: e.max_tickets_per_buyer,
+            status: match e.status.as_str() {
+                "on_sale" => EventStatusDto::OnSale,
+                "cancelled" => EventStatusDto::Cancelled,
+                _ => EventStatusDto::Draft,
+            },
+            cancel_reason: e.cancel_reason,
+            ticket_types: e.ticket_types.into_iter().map(TicketTypeDto::from).collect(),
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub items: Vec<EventDto>,
+    /// Pass as `page_token` for the next page; `null` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// Case-insensitive text in title or description.
+    pub q: Option<String>,
+    /// The venue's city, case-insensitive.
+    pub city: Option<String>,
+    /// Events starting at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Events starting at or before this time (RFC 3339).
+    pub to: Option<String>,
+    /// 1 to 100, default 20.
+    pub page_size: Option<i64>,
+    /// From the previous page's `next_page_token`.
+    pub page_token: Option<String>,
 }

@@ -1,12 +1,28 @@
-//! The public routes, one module per table of API.md.
+//! The public routes, one module per area of the API (API.md's tables; check-in, a tag of its
+//! own, apart from orders). Each module holds its handlers and then its wire types: what clients
+//! send and get, apart from the services' protobuf messages so that the public contract changes
+//! only on purpose. Ids and rules are parsed at the edge and travel typed until they are put
+//! into a protobuf request.
+//!
+//! - [`auth`]: registration, sessions and the caller's profile.
+//! - [`organizations`]: organizations and their members.
+//! - [`events`]: events and ticket types.
+//! - [`orders`]: orders, payment and tickets.
+//! - [`checkins`]: checking tickets in at the door.
+//! - [`analytics`]: sales figures for organizers, also live.
+//! - [`dev`]: the dev inbox.
+//! - [`ops`]: health, readiness and the JWKS.
+//! - [`shared`]: money and the contract's rules, for several of them.
 
 pub mod analytics;
 pub mod auth;
+pub mod checkins;
 pub mod dev;
 pub mod events;
 pub mod ops;
 pub mod orders;
 pub mod organizations;
+mod shared;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use eventhive_platform::{Problem, grpc::REQUEST_ID};

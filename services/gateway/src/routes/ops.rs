@@ -9,7 +9,10 @@ use axum::{
 use eventhive_platform::{ErrorKind, Problem, grpc};
 use eventhive_proto::identity::GetJwksRequest;
 
-use crate::{dto::Health, state::AppState};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
 
 /// Alive: the process answers.
 pub async fn healthz() -> Json<Health> {
@@ -51,4 +54,11 @@ pub async fn jwks(State(state): State<AppState>) -> Result<Response, Problem> {
     let mut response = jwks.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
     Ok(response)
+}
+
+// Wire types.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
 }

@@ -1,53 +1,54 @@
-//! Orders, payment, tickets and check-in: API.md's "Orders, payment, tickets" table.
+//! Orders, payment and tickets: API.md's "Orders, payment, tickets" table (its check-in rows
+//! are in `checkins`). A new order is parsed here as ticketing parses it, so that a malformed
+//! one never costs a call.
+
+use std::collections::HashSet;
 
 use axum::{
     Json,
     extract::{FromRequestParts, State},
     http::{StatusCode, request::Parts},
 };
-use eventhive_platform::{ErrorKind, Problem, grpc::request};
+use eventhive_domain::{
+    EventId, OrderId, TicketTypeId,
+    rules::{IdempotencyKey, Quantity},
+};
+use eventhive_platform::{ErrorKind, FieldError, Problem, grpc::request, problem::validation_status};
 use eventhive_proto::{
     payments::Card,
     ticketing::{
-        CancelOrderRequest, CheckInRequest, GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest,
-        ListTicketsRequest, OrderItemInput, PayOrderRequest, PlaceOrderRequest,
+        self, CancelOrderRequest, GetOrderRequest, ListOrdersRequest, ListTicketsRequest, OrderItemInput,
+        PayOrderRequest, PlaceOrderRequest,
     },
 };
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::RequestId;
+use super::{
+    RequestId,
+    shared::{MoneyDto, page_size},
+};
 use crate::{
     auth::AuthUser,
-    dto::{
-        CheckinBody, CheckinDto, CheckinKeyDto, CreateOrderBody, OrderDto, OrderPage, PageParams, PaymentBody,
-        TicketDto, TicketPage,
-    },
     extract::{ApiJson, ApiQuery, PathId},
     state::AppState,
 };
 
-/// The `Idempotency-Key` header: required, 1 to 255 printable ASCII characters.
-pub struct IdempotencyKey(pub String);
+/// The `Idempotency-Key` header, required where a retry must not act twice. A missing or
+/// malformed one is 400 `bad-request`, as any malformed header (API.md).
+pub struct IdempotencyHeader(pub IdempotencyKey);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let bad = |detail: &str| Problem::new(ErrorKind::BadRequest, detail.to_owned());
-        let value =
-            parts.headers.get("idempotency-key").ok_or_else(|| bad("the Idempotency-Key header is required"))?;
-        let key = value.to_str().map_err(|_| bad("the Idempotency-Key must be printable ASCII"))?;
-        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(bad("the Idempotency-Key must be 1 to 255 printable ASCII characters"));
-        }
-        Ok(IdempotencyKey(key.to_owned()))
-    }
-}
-
-fn page_size(params: &PageParams) -> Result<i64, Problem> {
-    match params.page_size {
-        Some(size) if !(1..=100).contains(&size) => Err(Problem::validation("page_size", "must be between 1 and 100")),
-        Some(size) => Ok(size),
-        None => Ok(20),
+        let header = IdempotencyKey::HEADER;
+        let bad = |detail: String| Problem::new(ErrorKind::BadRequest, detail);
+        let value = parts.headers.get(header).ok_or_else(|| bad(format!("the {header} header is required")))?;
+        let key = value.to_str().map_err(|_| bad(format!("the {header} must be printable ASCII")))?;
+        IdempotencyKey::parse(key)
+            .map(IdempotencyHeader)
+            .map_err(|error| bad(format!("the {} {}", error.field, error.message)))
     }
 }
 
@@ -63,17 +64,21 @@ pub async fn place(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<(StatusCode, Json<OrderDto>), Problem> {
+    let order = NewOrder::try_from(body)?;
     let message = PlaceOrderRequest {
         buyer_id: user.to_string(),
-        idempotency_key: key,
-        event_id: body.event_id,
-        items: body
+        idempotency_key: key.to_string(),
+        event_id: order.event_id.to_string(),
+        items: order
             .items
             .into_iter()
-            .map(|item| OrderItemInput { ticket_type_id: item.ticket_type_id, quantity: item.quantity })
+            .map(|(ticket_type_id, quantity)| OrderItemInput {
+                ticket_type_id: ticket_type_id.to_string(),
+                quantity: quantity.get(),
+            })
             .collect(),
     };
     let order = state.ticketing.clone().place_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
@@ -94,8 +99,8 @@ pub async fn pay(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(order_id): PathId,
-    IdempotencyKey(key): IdempotencyKey,
+    PathId(order_id): PathId<OrderId>,
+    IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<PaymentBody>,
 ) -> Result<Json<OrderDto>, Problem> {
     let month =
@@ -103,8 +108,8 @@ pub async fn pay(
     let year = i32::try_from(body.card.exp_year).map_err(|_| Problem::validation("card.exp_year", "is not a year"))?;
     let message = PayOrderRequest {
         buyer_id: user.to_string(),
-        order_id,
-        idempotency_key: key,
+        order_id: order_id.to_string(),
+        idempotency_key: key.to_string(),
         card: Some(Card { number: body.card.number, exp_month: month, exp_year: year, cvc: body.card.cvc }),
     };
     let order = state.ticketing.clone().pay_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
@@ -119,9 +124,9 @@ pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(order_id): PathId,
+    PathId(order_id): PathId<OrderId>,
 ) -> Result<Json<OrderDto>, Problem> {
-    let message = GetOrderRequest { buyer_id: user.to_string(), order_id };
+    let message = GetOrderRequest { buyer_id: user.to_string(), order_id: order_id.to_string() };
     let order = state.ticketing.clone().get_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
 }
@@ -135,9 +140,9 @@ pub async fn cancel(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(order_id): PathId,
+    PathId(order_id): PathId<OrderId>,
 ) -> Result<Json<OrderDto>, Problem> {
-    let message = CancelOrderRequest { buyer_id: user.to_string(), order_id };
+    let message = CancelOrderRequest { buyer_id: user.to_string(), order_id: order_id.to_string() };
     let order = state.ticketing.clone().cancel_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
 }
@@ -153,7 +158,7 @@ pub async fn mine(
 ) -> Result<Json<OrderPage>, Problem> {
     let message = ListOrdersRequest {
         buyer_id: user.to_string(),
-        page_size: page_size(&params)?,
+        page_size: page_size(params.page_size)?.get(),
         page_token: params.page_token.unwrap_or_default(),
     };
     let page = state
@@ -180,7 +185,7 @@ pub async fn my_tickets(
 ) -> Result<Json<TicketPage>, Problem> {
     let message = ListTicketsRequest {
         buyer_id: user.to_string(),
-        page_size: page_size(&params)?,
+        page_size: page_size(params.page_size)?.get(),
         page_token: params.page_token.unwrap_or_default(),
     };
     let page = state
@@ -196,53 +201,195 @@ pub async fn my_tickets(
     }))
 }
 
-/// Checks a ticket in at the door. The organization's owner, admins and staff only.
-#[utoipa::path(post, path = "/v1/events/{id}/checkins", tag = "check-in", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")), request_body = CheckinBody,
-    responses((status = 200, body = CheckinDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "not a valid ticket of this event", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "already checked in (with checked_in_at), or void", body = Problem, content_type = "application/problem+json")))]
-pub async fn check_in(
-    State(state): State<AppState>,
-    rid: RequestId,
-    AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
-    ApiJson(body): ApiJson<CheckinBody>,
-) -> Result<Json<CheckinDto>, Problem> {
-    if body.code.trim().is_empty() {
-        return Err(Problem::validation("code", "must not be empty"));
-    }
-    let actor = state.actor(user, rid.as_deref()).await?;
-    let message = CheckInRequest { actor: Some(actor), event_id, code: body.code };
-    let checked =
-        state.ticketing.clone().check_in(request(message, rid.as_deref())).await.map_err(Problem::from)?.into_inner();
-    Ok(Json(CheckinDto { ticket_id: checked.ticket_id, status: checked.status, checked_in_at: checked.checked_in_at }))
+// Wire types.
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderItemBody {
+    pub ticket_type_id: String,
+    /// At least 1.
+    pub quantity: i64,
 }
 
-/// The public key that verifies the event's ticket codes offline. Door staff only.
-#[utoipa::path(get, path = "/v1/events/{id}/checkin-key", tag = "check-in", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")),
-    responses((status = 200, body = CheckinKeyDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn checkin_key(
-    State(state): State<AppState>,
-    rid: RequestId,
-    AuthUser(user): AuthUser,
-    PathId(event_id): PathId,
-) -> Result<Json<CheckinKeyDto>, Problem> {
-    let actor = state.actor(user, rid.as_deref()).await?;
-    let message = GetCheckinKeyRequest { actor: Some(actor), event_id };
-    let key = state
-        .ticketing
-        .clone()
-        .get_checkin_key(request(message, rid.as_deref()))
-        .await
-        .map_err(Problem::from)?
-        .into_inner();
-    Ok(Json(CheckinKeyDto {
-        event_id: key.event_id,
-        algorithm: key.algorithm,
-        public_key: key.public_key,
-        code_format: key.code_format,
-    }))
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrderBody {
+    pub event_id: String,
+    pub items: Vec<OrderItemBody>,
+}
+
+/// An order as the body asks for it, parsed: its ids typed, its quantities within the rules.
+struct NewOrder {
+    event_id: EventId,
+    items: Vec<(TicketTypeId, Quantity)>,
+}
+
+impl TryFrom<CreateOrderBody> for NewOrder {
+    type Error = Problem;
+
+    /// Checks every field as ticketing does and refuses them all at once, so that the answer is
+    /// the one ticketing would give.
+    fn try_from(body: CreateOrderBody) -> Result<Self, Problem> {
+        let mut errors = Vec::new();
+        let event_id = EventId::parse(&body.event_id).ok();
+        if event_id.is_none() {
+            errors.push(FieldError::new("event_id", "must be the id of an event on sale"));
+        }
+        if body.items.is_empty() {
+            errors.push(FieldError::new("items", "must name at least one ticket type"));
+        }
+        let mut seen = HashSet::new();
+        let mut items = Vec::with_capacity(body.items.len());
+        for (i, item) in body.items.iter().enumerate() {
+            let ticket_type_id = TicketTypeId::parse(&item.ticket_type_id).ok();
+            match ticket_type_id {
+                None => errors.push(FieldError::new(
+                    format!("items[{i}].ticket_type_id"),
+                    "must be the id of a ticket type of the event",
+                )),
+                Some(id) if !seen.insert(id) => errors.push(FieldError::new(
+                    format!("items[{i}].ticket_type_id"),
+                    "appears twice; use one item per ticket type",
+                )),
+                Some(_) => {}
+            }
+            match Quantity::parse(format!("items[{i}].quantity"), item.quantity) {
+                Ok(quantity) => items.extend(ticket_type_id.map(|id| (id, quantity))),
+                Err(error) => errors.push(FieldError::new(error.field, error.message)),
+            }
+        }
+        match event_id {
+            Some(event_id) if errors.is_empty() => Ok(Self { event_id, items }),
+            _ => Err(Problem::from_status(&validation_status(errors))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CardBody {
+    /// Digits only. Test cards: 4242424242424242 succeeds, 4000000000000002 is declined,
+    /// 4000000000009995 is declined for insufficient funds, 4000000000000119 fails once
+    /// transiently (EventHive retries it).
+    #[schema(example = "4242424242424242")]
+    pub number: String,
+    #[schema(example = 12)]
+    pub exp_month: i64,
+    #[schema(example = 2030)]
+    pub exp_year: i64,
+    /// 3 or 4 digits.
+    #[schema(example = "123")]
+    pub cvc: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentBody {
+    pub card: CardBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderItemDto {
+    pub ticket_type_id: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price: MoneyDto,
+    pub subtotal: MoneyDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDto {
+    pub id: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub ticket_type_id: String,
+    pub ticket_type_name: String,
+    /// Signed; door staff verify it offline with the event's check-in key.
+    pub code: String,
+    /// `valid`, `checked_in` or `void`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub checked_in_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<ticketing::Ticket> for TicketDto {
+    fn from(t: ticketing::Ticket) -> Self {
+        Self {
+            id: t.id,
+            order_id: t.order_id,
+            event_id: t.event_id,
+            ticket_type_id: t.ticket_type_id,
+            ticket_type_name: t.ticket_type_name,
+            code: t.code,
+            status: t.status,
+            checked_in_at: t.checked_in_at,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDto {
+    pub id: String,
+    pub event_id: String,
+    /// `pending_payment`, `paid`, `expired`, `cancelled` or `refunded`.
+    pub status: String,
+    /// Until when the tickets are held for payment.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub items: Vec<OrderItemDto>,
+    pub total: MoneyDto,
+    /// Issued when the order is paid.
+    pub tickets: Vec<TicketDto>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub paid_at: Option<String>,
+}
+
+impl From<ticketing::Order> for OrderDto {
+    fn from(o: ticketing::Order) -> Self {
+        Self {
+            id: o.id,
+            event_id: o.event_id,
+            status: o.status,
+            expires_at: o.expires_at,
+            items: o
+                .items
+                .into_iter()
+                .map(|i| OrderItemDto {
+                    ticket_type_id: i.ticket_type_id,
+                    name: i.name,
+                    quantity: i.quantity,
+                    unit_price: MoneyDto::or_zero(i.unit_price),
+                    subtotal: MoneyDto::or_zero(i.subtotal),
+                })
+                .collect(),
+            total: MoneyDto::or_zero(o.total),
+            tickets: o.tickets.into_iter().map(TicketDto::from).collect(),
+            created_at: o.created_at,
+            paid_at: o.paid_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderDto>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketPage {
+    pub items: Vec<TicketDto>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 100, default 20.
+    pub page_size: Option<i64>,
+    /// From the previous page's `next_page_token`.
+    pub page_token: Option<String>,
 }

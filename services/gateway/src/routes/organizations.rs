@@ -1,13 +1,15 @@
 //! Organizations and their members.
 
 use axum::{Json, extract::State, http::StatusCode};
+use eventhive_domain::OrganizationId;
 use eventhive_platform::{Problem, grpc::request};
-use eventhive_proto::identity::{AddMemberRequest, CreateOrganizationRequest};
+use eventhive_proto::identity::{self, AddMemberRequest, CreateOrganizationRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::RequestId;
 use crate::{
     auth::AuthUser,
-    dto::{AddMemberBody, CreateOrganizationBody, MemberDto, OrganizationDto},
     extract::{ApiJson, PathId},
     state::AppState,
 };
@@ -46,16 +48,73 @@ pub async fn add_member(
     State(state): State<AppState>,
     rid: RequestId,
     AuthUser(user): AuthUser,
-    PathId(organization_id): PathId,
+    PathId(organization_id): PathId<OrganizationId>,
     ApiJson(body): ApiJson<AddMemberBody>,
 ) -> Result<(StatusCode, Json<MemberDto>), Problem> {
     let message = AddMemberRequest {
         actor_user_id: user.to_string(),
-        organization_id,
+        organization_id: organization_id.to_string(),
         email: body.email,
         role: body.role.as_str().to_owned(),
     };
     let member =
         state.identity.clone().add_member(request(message, rid.as_deref())).await.map_err(Problem::from)?.into_inner();
     Ok((StatusCode::CREATED, Json(member.into())))
+}
+
+// Wire types.
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrganizationBody {
+    /// 1 to 200 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationDto {
+    pub id: String,
+    pub name: String,
+}
+
+/// A role that can be granted; `owner` belongs to whoever created the organization.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantableRole {
+    Admin,
+    Staff,
+}
+
+impl GrantableRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Staff => "staff",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddMemberBody {
+    /// The email of a registered user.
+    pub email: String,
+    pub role: GrantableRole,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberDto {
+    pub organization_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub role: String,
+}
+
+impl From<identity::Member> for MemberDto {
+    fn from(member: identity::Member) -> Self {
+        Self {
+            organization_id: member.organization_id,
+            user_id: member.user_id,
+            email: member.email,
+            role: member.role,
+        }
+    }
 }

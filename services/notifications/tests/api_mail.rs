@@ -97,6 +97,15 @@ async fn holders(app: &TestApp, sale: &Sale) -> (String, String, String) {
     let refunded = app.buy(&gone, sale, 1).await;
     let id = refunded["id"].as_str().unwrap();
     assert_eq!(app.post(&format!("/v1/orders/{id}/cancel"), Some(&gone), &json!({})).await.status(), 200);
+    // Notifications learns of orders from ticketing and of the event from catalog, with no
+    // order between the two: wait until it knows who holds what before the event changes.
+    eventually("the holders' confirmations and the refund", async || {
+        (mail_of_kind(app, &a.email, "order_confirmation").await >= 2
+            && mail_of_kind(app, &b.email, "order_confirmation").await >= 1
+            && mail_of_kind(app, &gone.email, "order_refunded").await >= 1)
+            .then_some(())
+    })
+    .await;
     (a.email, b.email, gone.email)
 }
 

@@ -3,7 +3,8 @@
 //! - `serve <service>`: one service as this process, in production;
 //! - `migrate [service...]`: the migrations alone;
 //! - `notifications dead-letters|replay`: emails that failed every attempt;
-//! - `analytics rebuild [--offline]`: the sales figures recomputed from the stored events.
+//! - `analytics rebuild [--offline]`: the sales figures recomputed from the stored events;
+//! - `bench flash-sale`: the on-sale of a hit event, timed and then verified.
 //!
 //! Every command reads the same settings (see `eventhive_platform::config`); the services come
 //! from the one list in `eventhive_system::SERVICES`.
@@ -12,6 +13,8 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+mod bench;
 use eventhive_platform::{Settings, config::LogFormat, shutdown, telemetry};
 use eventhive_system::{SERVICES, System, demo};
 
@@ -59,6 +62,17 @@ enum Command {
         #[command(subcommand)]
         command: AnalyticsCommand,
     },
+    /// Load generators that behave like real buyers on the public API, and verify after.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// C buyers race for Q tickets (order + payment each), then every invariant is checked.
+    FlashSale(bench::FlashSale),
 }
 
 #[derive(Subcommand)]
@@ -126,6 +140,7 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
         Command::Serve { service } => eventhive_system::serve(settings, &service).await,
         Command::Migrate { services } => eventhive_system::migrate(&settings, &services).await,
         Command::Notifications { command } => notifications(&settings, command).await,
+        Command::Bench { command: BenchCommand::FlashSale(options) } => bench::flash_sale(options, settings).await,
         Command::Analytics { command: AnalyticsCommand::Rebuild { offline } } => {
             let replayed = if offline {
                 eventhive_analytics::rebuild(&settings).await?

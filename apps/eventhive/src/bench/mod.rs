@@ -1,0 +1,159 @@
+//! `eventhive bench flash-sale`: the on-sale of a hit event, as real buyers would make it, on
+//! the public API only. Setup (untimed): an organizer, an event with Q tickets over one or more
+//! ticket types, C registered buyers. Timed: the C buyers race, each repeating order + payment
+//! with Idempotency-Keys, until the event is sold out or each has spent its attempts. Verified
+//! after: from the API and, when the platform runs in this process, from its databases — sold
+//! never above capacity, paid orders == tickets == captures == confirmation emails, analytics
+//! equal to the truth. A failed check exits non-zero.
+//!
+//! # Layout
+//! - [`setup`]: the organizer, the event and the buyers.
+//! - [`race`]: the timed part; latencies into HDR histograms.
+//! - [`verify`]: the invariants, from the API and the databases.
+//! - [`report`]: one screen, and `--json`.
+
+mod race;
+mod report;
+mod setup;
+mod verify;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Args;
+use eventhive_platform::{Settings, shutdown::CancellationToken};
+use eventhive_system::System;
+
+/// `eventhive bench flash-sale`.
+#[derive(Debug, Args)]
+pub struct FlashSale {
+    /// The gateway of a running platform. Unset: the benchmark starts one in this process
+    /// (embedded, or on real infrastructure with --infra), rate limits off, and stops it after.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// With no --url: run the platform on PostgreSQL, RabbitMQ and Redis (EVENTHIVE_DATABASE_URL,
+    /// EVENTHIVE_AMQP_URL, EVENTHIVE_REDIS_URL, else their loopback defaults) in fresh databases
+    /// dropped after.
+    #[arg(long)]
+    pub infra: bool,
+    /// Tickets on sale (Q).
+    #[arg(long, default_value_t = 1000)]
+    pub tickets: i64,
+    /// Buyers racing (C).
+    #[arg(long, default_value_t = 64)]
+    pub buyers: usize,
+    /// Ticket types the tickets are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub ticket_types: usize,
+    /// Order + payment attempts per buyer at most (N).
+    #[arg(long, default_value_t = 1000)]
+    pub attempts: usize,
+    /// Writes the figures as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What the benchmark talks to: a running platform's URL, or one it started itself.
+struct Target {
+    url: String,
+    /// The platform in this process, with its settings, for database checks; `None` with --url.
+    system: Option<(Settings, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    /// The bus queues the platform in this process declared, removed after an --infra run.
+    queues: Vec<String>,
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+pub async fn flash_sale(options: FlashSale, mut settings: Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(options.tickets > 0 && options.buyers > 0 && options.ticket_types > 0, "nothing to race for");
+    let target = start(&options, &mut settings).await?;
+    let outcome = run(&options, &target).await;
+    if let Some((settings, stop, running)) = target.system {
+        stop.cancel();
+        let _ = running.await;
+        if options.infra {
+            clean_up(&settings, &target.queues).await;
+        }
+    }
+    let figures = outcome?;
+    report::print(&options, &figures);
+    if let Some(path) = &options.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report::json(&options, &figures))?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    anyhow::ensure!(figures.verdict.failures.is_empty(), "verification failed: {}", figures.verdict.failures.join("; "));
+    Ok(())
+}
+
+async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Figures> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.buyers * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let api = setup::Api { client, url: target.url.clone() };
+    eprintln!("bench: setting up {} tickets for {} buyers", options.tickets, options.buyers);
+    let sale = setup::sale(&api, options).await?;
+    eprintln!("bench: racing");
+    let race = race::run(&api, &sale, options).await;
+    eprintln!("bench: verifying");
+    let settings = target.system.as_ref().map(|(settings, _, _)| settings);
+    let verdict = verify::check(&api, &sale, &race, settings).await?;
+    Ok(report::Figures { race, verdict })
+}
+
+async fn start(options: &FlashSale, settings: &mut Settings) -> anyhow::Result<Target> {
+    if let Some(url) = &options.url {
+        return Ok(Target { url: url.trim_end_matches('/').to_owned(), system: None, queues: Vec::new(), _data_dir: None });
+    }
+    let data_dir = tempfile::tempdir()?;
+    settings.data_dir = data_dir.path().to_owned();
+    settings.dev_mode = true;
+    settings.metrics_enabled = false;
+    settings.set("rate_limit_ip_per_sec", 0);
+    settings.set("rate_limit_user_per_sec", 0);
+    for name in eventhive_system::names() {
+        settings.set(&format!("{name}_port"), 0);
+    }
+    let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    if options.infra {
+        let or = |value: &Option<String>, default: &str| value.clone().or_else(|| Some(default.to_owned()));
+        settings.database_url = or(&settings.database_url, "postgres://postgres@127.0.0.1:5432");
+        settings.amqp_url = or(&settings.amqp_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        settings.redis_url = or(&settings.redis_url, "redis://127.0.0.1:6379");
+        settings.database_prefix = format!("eh_bench_{run}");
+        settings.amqp_exchange = format!("eh-bench-{run}.events");
+        settings.redis_prefix = format!("eh-bench-{run}");
+    } else {
+        settings.database_url = None;
+        settings.amqp_url = None;
+        settings.redis_url = None;
+    }
+    let system = System::start(settings.clone()).await?;
+    let url = system.gateway_url();
+    let settings = system.settings.clone();
+    let queues = system.bus.declared_queues();
+    eventhive_system::readiness::wait(&settings, Duration::from_secs(30))
+        .await
+        .map_err(|down| anyhow::anyhow!("not ready: {}", down.join(", ")))?;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(system.run_until(stop.clone()));
+    Ok(Target { url, system: Some((settings, stop, running)), queues, _data_dir: Some(data_dir) })
+}
+
+/// Removes what an --infra run made: its databases, its exchange and queues.
+async fn clean_up(settings: &Settings, queues: &[String]) {
+    if let Some(url) = &settings.amqp_url
+        && let Ok(bus) = eventhive_platform::bus::amqp::AmqpBus::connect(url, &settings.amqp_exchange).await
+    {
+        for queue in queues {
+            let _ = bus.delete_queue(queue).await;
+        }
+        let _ = bus.delete_exchange().await;
+    }
+    let Some(url) = &settings.database_url else { return };
+    for entry in eventhive_system::SERVICES.iter().filter(|entry| (entry.migrations)().is_some()) {
+        let name = format!("{}_{}", settings.database_prefix, entry.name);
+        if let Err(error) = eventhive_platform::storage::drop_postgres_database(url, &name).await {
+            eprintln!("bench: could not drop {name}: {error:#}");
+        }
+    }
+}

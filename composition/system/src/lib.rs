@@ -195,6 +195,7 @@ fn report(joined: Result<(&'static str, anyhow::Result<()>), tokio::task::JoinEr
 pub async fn serve(settings: Settings, name: &str) -> anyhow::Result<()> {
     let entry = service(name)?;
     let settings = prepare(settings)?;
+    production_ready(&settings, entry)?;
     let listener = bind(&settings, entry).await?;
     eventhive_platform::metrics::recorder();
     let metrics_listener = eventhive_platform::metrics::bind(&settings).await?;
@@ -209,6 +210,24 @@ pub async fn serve(settings: Settings, name: &str) -> anyhow::Result<()> {
     let built = (entry.build)(context).await.with_context(|| format!("building {}", entry.name))?;
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     shutdown::drain(entry.name, (built.run)(stop.clone()), stop, grace).await
+}
+
+/// Under `serve` a service runs in production: it refuses to start on a private SQLite file or
+/// an in-process bus, which would lose its data to the next pod and publish into the void.
+fn production_ready(settings: &Settings, entry: &Entry) -> Result<(), ConfigError> {
+    if (entry.migrations)().is_some() && settings.database_url.is_none() {
+        return Err(ConfigError::new(
+            "database_url",
+            format!("{} keeps data: under serve it needs PostgreSQL (eventhive dev runs on SQLite)", entry.name),
+        ));
+    }
+    if entry.uses_bus && settings.amqp_url.is_none() {
+        return Err(ConfigError::new(
+            "amqp_url",
+            format!("{} publishes or consumes events: under serve it needs RabbitMQ", entry.name),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies the migrations of the services named (every service with a database when none is).

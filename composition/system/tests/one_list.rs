@@ -81,3 +81,15 @@ fn the_shared_crates_know_no_service() {
         }
     }
 }
+
+#[tokio::test]
+async fn serve_refuses_to_run_on_embedded_storage_or_an_in_process_bus() {
+    let error = eventhive_system::serve(eventhive_platform::Settings::default(), "catalog").await.unwrap_err();
+    assert!(error.to_string().contains("EVENTHIVE_DATABASE_URL"), "{error:#}");
+    let settings = eventhive_platform::Settings {
+        database_url: Some("postgres://postgres@127.0.0.1:1".into()),
+        ..eventhive_platform::Settings::default()
+    };
+    let error = eventhive_system::serve(settings, "catalog").await.unwrap_err();
+    assert!(error.to_string().contains("EVENTHIVE_AMQP_URL"), "{error:#}");
+}

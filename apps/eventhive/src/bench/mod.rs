@@ -80,7 +80,11 @@ pub async fn flash_sale(options: FlashSale, mut settings: Settings) -> anyhow::R
         std::fs::write(path, serde_json::to_vec_pretty(&report::json(&options, &figures))?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    anyhow::ensure!(figures.verdict.failures.is_empty(), "verification failed: {}", figures.verdict.failures.join("; "));
+    anyhow::ensure!(
+        figures.verdict.failures.is_empty(),
+        "verification failed: {}",
+        figures.verdict.failures.join("; ")
+    );
     Ok(())
 }
 
@@ -102,7 +106,12 @@ async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Fig
 
 async fn start(options: &FlashSale, settings: &mut Settings) -> anyhow::Result<Target> {
     if let Some(url) = &options.url {
-        return Ok(Target { url: url.trim_end_matches('/').to_owned(), system: None, queues: Vec::new(), _data_dir: None });
+        return Ok(Target {
+            url: url.trim_end_matches('/').to_owned(),
+            system: None,
+            queues: Vec::new(),
+            _data_dir: None,
+        });
     }
     let data_dir = tempfile::tempdir()?;
     settings.data_dir = data_dir.path().to_owned();

@@ -124,7 +124,8 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale) -> Race {
     while buyers.join_next().await.is_some() {}
     let elapsed = started.elapsed();
     let shared = std::mem::take(&mut *shared.lock().await);
-    let (order, payment, purchase) = std::mem::replace(&mut *histograms.lock().await, (histogram(), histogram(), histogram()));
+    let (order, payment, purchase) =
+        std::mem::replace(&mut *histograms.lock().await, (histogram(), histogram(), histogram()));
     Race {
         elapsed,
         to_last_purchase: shared.last_purchase.unwrap_or(elapsed),

@@ -38,7 +38,10 @@ pub fn print(options: &FlashSale, figures: &Figures) {
         "in-process, embedded"
     });
     println!();
-    println!("  flash sale: {} tickets, {} buyers, {} ticket type(s) — {target}", options.tickets, options.buyers, options.ticket_types);
+    println!(
+        "  flash sale: {} tickets, {} buyers, {} ticket type(s) — {target}",
+        options.tickets, options.buyers, options.ticket_types
+    );
     println!(
         "  sold {} in {:.2} s: {:.0} purchases/s to sell-out ({} attempts, {:.2} s in all)",
         race.paid.len(),

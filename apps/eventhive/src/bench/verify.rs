@@ -56,7 +56,10 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
                 .iter()
                 .map(|k| f[*k].as_i64().unwrap_or_default())
                 .sum::<i64>();
-            verdict.check(format!("analytics: sold {paid}, and sold + held + available = {total} = capacity"), total == capacity);
+            verdict.check(
+                format!("analytics: sold {paid}, and sold + held + available = {total} = capacity"),
+                total == capacity,
+            );
         }
         None => verdict.check(format!("analytics shows {paid} tickets sold within {CATCH_UP:?}"), false),
     }
@@ -68,12 +71,13 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
     let mut tickets_seen = 0;
     for (&buyer, &count) in &bought {
         let (_, page) = api.get("/v1/me/tickets?page_size=100", Some(&sale.buyers[buyer].token)).await?;
-        let mine = page["items"].as_array().map_or(0, |items| {
-            items.iter().filter(|t| t["event_id"].as_str() == Some(sale.event_id.as_str())).count()
-        });
+        let mine = page["items"]
+            .as_array()
+            .map_or(0, |items| items.iter().filter(|t| t["event_id"].as_str() == Some(sale.event_id.as_str())).count());
         tickets_seen += i64::try_from(mine)?.min(count);
     }
-    verdict.check(format!("every buyer's tickets are their purchases ({tickets_seen} of {paid})"), tickets_seen == paid);
+    verdict
+        .check(format!("every buyer's tickets are their purchases ({tickets_seen} of {paid})"), tickets_seen == paid);
 
     let (inbox, _) = api.get("/dev/mail?to=nobody@bench.eventhive.dev", None).await?;
     if inbox == 200 {
@@ -82,7 +86,8 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
             for (&buyer, &count) in &bought {
                 let to = &sale.buyers[buyer].email;
                 let (_, mail) = api.get(&format!("/dev/mail?to={to}"), None).await.ok()?;
-                let mine = mail.as_array().map_or(0, |m| m.iter().filter(|m| m["kind"] == "order_confirmation").count());
+                let mine =
+                    mail.as_array().map_or(0, |m| m.iter().filter(|m| m["kind"] == "order_confirmation").count());
                 if i64::try_from(mine).ok()? != count {
                     return None;
                 }
@@ -91,7 +96,8 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
             Some(confirmed)
         })
         .await;
-        verdict.check(format!("one confirmation email per paid order in the dev inbox ({paid})"), confirmed == Some(paid));
+        verdict
+            .check(format!("one confirmation email per paid order in the dev inbox ({paid})"), confirmed == Some(paid));
     }
 
     if let Some(settings) = settings {

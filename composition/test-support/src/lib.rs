@@ -10,6 +10,7 @@
 //! - [`api`]: helpers that speak API.md (sign-up, organizations, events).
 //! - [`problem`]: assertions on problem+json answers.
 //! - [`smtp`]: a real SMTP server that records what it is sent (and can refuse at first).
+//! - [`topology`]: the production topology instead, every service its own process.
 
 // Test helpers fail by panicking, exactly like the assertions around them.
 #![allow(clippy::panic)]
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod problem;
 pub mod smtp;
+pub mod topology;
 
 use std::{sync::Arc, time::Duration};
 
@@ -194,9 +196,7 @@ impl TestApp {
 
     /// Opens a service's database, for invariant checks no API exposes.
     pub async fn database(&self, service: &str) -> eventhive_platform::Database {
-        eventhive_platform::Database::connect(&self.settings, service)
-            .await
-            .unwrap_or_else(|e| panic!("opening the {service} database: {e:#}"))
+        open_database(&self.settings, service).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -218,41 +218,51 @@ impl Drop for TestApp {
         if self.backend != Backend::Infra {
             return;
         }
-        // Drop is not async and the test's runtime is going away: clean up on a thread of our own.
-        let settings = self.settings.clone();
-        let queues = self.bus.declared_queues();
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                if let Some(url) = &settings.database_url {
-                    let with_database =
-                        eventhive_system::SERVICES.iter().filter(|entry| (entry.migrations)().is_some());
-                    for entry in with_database {
-                        let name = format!("{}_{}", settings.database_prefix, entry.name);
-                        let _ = eventhive_platform::storage::drop_postgres_database(url, &name).await;
-                    }
-                }
-                if let Some(url) = &settings.amqp_url
-                    && let Ok(bus) = eventhive_platform::bus::amqp::AmqpBus::connect(url, &settings.amqp_exchange).await
-                {
-                    for queue in &queues {
-                        let _ = bus.delete_queue(queue).await;
-                    }
-                    let _ = bus.delete_exchange().await;
-                }
-                if let Some(url) = &settings.redis_url
-                    && let Ok(client) = redis::Client::open(url.as_str())
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                {
-                    let pattern = format!("{}:*", settings.redis_prefix);
-                    let keys: Vec<String> =
-                        redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                    }
-                }
-            });
-        });
-        let _ = cleanup.join();
+        clean_up_infra(self.settings.clone(), self.bus.declared_queues());
     }
+}
+
+/// The database of `service` in a running system, for checks no API exposes.
+pub(crate) async fn open_database(settings: &Settings, service: &str) -> eventhive_platform::Database {
+    eventhive_platform::Database::connect(settings, service)
+        .await
+        .unwrap_or_else(|e| panic!("opening the {service} database: {e:#}"))
+}
+
+/// Removes what a run on the real infrastructure left: its databases, its queues and exchange,
+/// its Redis keys. Drop is not async and the test's runtime is going away: the clean-up runs
+/// on a thread of its own.
+pub(crate) fn clean_up_infra(settings: Settings, queues: Vec<String>) {
+    let cleanup = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(async move {
+            if let Some(url) = &settings.database_url {
+                let with_database = eventhive_system::SERVICES.iter().filter(|entry| (entry.migrations)().is_some());
+                for entry in with_database {
+                    let name = format!("{}_{}", settings.database_prefix, entry.name);
+                    let _ = eventhive_platform::storage::drop_postgres_database(url, &name).await;
+                }
+            }
+            if let Some(url) = &settings.amqp_url
+                && let Ok(bus) = eventhive_platform::bus::amqp::AmqpBus::connect(url, &settings.amqp_exchange).await
+            {
+                for queue in &queues {
+                    let _ = bus.delete_queue(queue).await;
+                }
+                let _ = bus.delete_exchange().await;
+            }
+            if let Some(url) = &settings.redis_url
+                && let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            {
+                let pattern = format!("{}:*", settings.redis_prefix);
+                let keys: Vec<String> =
+                    redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                }
+            }
+        });
+    });
+    let _ = cleanup.join();
 }

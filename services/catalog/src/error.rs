@@ -17,6 +17,9 @@ pub enum CatalogError {
     NotAllowed,
     #[error("{0}")]
     Conflict(String),
+    /// A service the change must reach first (ticketing) did not answer; nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -41,6 +44,7 @@ impl From<CatalogError> for Status {
             CatalogError::EventNotFound => status(ErrorKind::NotFound, message, &[]),
             CatalogError::NotAllowed => status(ErrorKind::Forbidden, message, &[]),
             CatalogError::Conflict(_) => status(ErrorKind::Conflict, message, &[]),
+            CatalogError::Unavailable(_) => status(ErrorKind::Unavailable, message, &[]),
             CatalogError::Unexpected(error) => internal_status(&error),
         }
     }

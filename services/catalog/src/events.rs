@@ -23,6 +23,7 @@ use crate::{
     },
     error::CatalogError,
     repository::{EventRow, Repository, TicketTypeRow},
+    sales::Sales,
 };
 
 type Result<T> = std::result::Result<T, CatalogError>;
@@ -52,11 +53,13 @@ pub struct Events {
     repository: Repository,
     /// Woken after a commit that wrote to the outbox, so the event leaves without waiting for a poll.
     relay: OutboxRelay,
+    /// Ticketing, which stops selling before a cancellation commits.
+    sales: Sales,
 }
 
 impl Events {
-    pub fn new(repository: Repository, relay: OutboxRelay) -> Self {
-        Self { repository, relay }
+    pub fn new(repository: Repository, relay: OutboxRelay, sales: Sales) -> Self {
+        Self { repository, relay, sales }
     }
 
     /// A new draft. `details` are checked after the access check, so that a member who may not
@@ -151,7 +154,12 @@ impl Events {
         Ok(event)
     }
 
-    /// Calls the event off for good; announced if it was public.
+    /// Calls the event off for good; announced if it was public. The sales of a public event
+    /// are closed in ticketing first, then the cancellation commits with its domain event, and
+    /// only then is it acknowledged. A crash between the two steps leaves the sales closed and
+    /// the event not yet cancelled here: repeating the cancel closes again (a no-op) and
+    /// commits. Never the other way round — a cancelled event still on sale. If ticketing
+    /// cannot be reached, nothing changes here and the answer is `Unavailable`.
     #[tracing::instrument(skip_all, fields(%event_id))]
     pub async fn cancel(
         &self,
@@ -160,23 +168,46 @@ impl Events {
         reason: String,
         request_id: Option<String>,
     ) -> Result<EventWithTypes> {
-        let mut tx = self.repository.begin().await?;
-        let mut event = self.load_managed(&mut tx, actor, event_id).await?;
-        if event.status() == EventStatus::Cancelled {
-            return Err(CatalogError::Conflict("the event is cancelled already".into()));
+        let mut sales_closed = false;
+        // Twice at most: a draft may go on sale between the look and the commit; then its sales
+        // must be closed too.
+        for _ in 0..2 {
+            // No lock and no transaction across the call to ticketing, which may read this event
+            // back from catalog (on SQLite, through catalog's only connection).
+            let seen = {
+                let mut conn = self.repository.connection().await?;
+                self.load_managed(&mut conn, actor, event_id).await?
+            };
+            if seen.status() == EventStatus::Cancelled {
+                return Err(CatalogError::Conflict("the event is cancelled already".into()));
+            }
+            if seen.status().is_public() && !sales_closed {
+                self.sales.close(event_id, &reason, seen.updated_at, request_id.as_deref()).await?;
+                sales_closed = true;
+            }
+            let mut tx = self.repository.begin().await?;
+            let mut event = self.load_managed(&mut tx, actor, event_id).await?;
+            if event.status() == EventStatus::Cancelled {
+                return Err(CatalogError::Conflict("the event is cancelled already".into()));
+            }
+            let was_public = event.status().is_public();
+            if was_public && !sales_closed {
+                tx.rollback().await?;
+                continue;
+            }
+            event.status = EventStatus::Cancelled.as_str().to_owned();
+            event.cancel_reason = Some(reason.clone());
+            event.updated_at = next_revision(event.updated_at);
+            self.repository.update_status(&mut tx, &event).await?;
+            let event = self.with_ticket_types(&mut tx, event).await?;
+            if was_public {
+                announce(&mut tx, &EventCancelled { event: snapshot(&event), reason }, request_id).await?;
+            }
+            tx.commit().await?;
+            self.relay.wake();
+            return Ok(event);
         }
-        let was_public = event.status().is_public();
-        event.status = EventStatus::Cancelled.as_str().to_owned();
-        event.cancel_reason = Some(reason.clone());
-        event.updated_at = next_revision(event.updated_at);
-        self.repository.update_status(&mut tx, &event).await?;
-        let event = self.with_ticket_types(&mut tx, event).await?;
-        if was_public {
-            announce(&mut tx, &EventCancelled { event: snapshot(&event), reason }, request_id).await?;
-        }
-        tx.commit().await?;
-        self.relay.wake();
-        Ok(event)
+        Err(CatalogError::Conflict("the event changed while it was being cancelled; try again".into()))
     }
 
     /// Adds a ticket type; on an event on sale, announced as a change. `ticket_type` is checked

@@ -8,6 +8,7 @@
 //! - `events`: the operations: create, update, publish, cancel, add a ticket type, get, search.
 //! - `domain`: lifecycle, access rules, field parsing, page tokens.
 //! - `repository`: every SQL statement on `events` and `ticket_types`.
+//! - `sales`: ticketing, which must stop selling before a cancellation is committed.
 //! - `error`: catalog's errors and their gRPC statuses.
 //!
 //! Only [`Application`], [`SERVICE`] and [`MIGRATIONS`] are public: the platform starts the
@@ -17,6 +18,7 @@ mod domain;
 mod error;
 mod events;
 mod repository;
+mod sales;
 mod service;
 
 use std::time::Duration;
@@ -25,7 +27,7 @@ use eventhive_platform::{
     Context, Database, NoSettings, Service, async_trait::async_trait, grpc, outbox::OutboxRelay,
     shutdown::CancellationToken,
 };
-use eventhive_proto::catalog::catalog_server::CatalogServer;
+use eventhive_proto::{catalog::catalog_server::CatalogServer, ticketing::ticketing_client::TicketingClient};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
@@ -56,7 +58,10 @@ impl Service for Application {
     async fn build(context: Context) -> anyhow::Result<Self> {
         let db = context.database()?;
         let relay = OutboxRelay::new(db.clone(), context.bus.clone());
-        let service = service::CatalogService::new(db.clone(), relay.clone());
+        let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
+        let ticketing = TicketingClient::new(grpc::channel(&context.settings.endpoint("ticketing")?, deadline)?);
+        let sales = sales::Sales::new(ticketing, deadline / 2);
+        let service = service::CatalogService::new(db.clone(), relay.clone(), sales);
         let outbox_poll = Duration::from_millis(context.settings.outbox_poll_ms);
         Ok(Self { listener: context.listener, service, relay, db, outbox_poll })
     }

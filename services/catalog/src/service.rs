@@ -17,6 +17,7 @@ use crate::{
     error::CatalogError,
     events::{EventWithTypes, Events},
     repository::{Repository, TicketTypeRow},
+    sales::Sales,
 };
 
 pub struct CatalogService {
@@ -24,8 +25,8 @@ pub struct CatalogService {
 }
 
 impl CatalogService {
-    pub fn new(db: Database, relay: OutboxRelay) -> Self {
-        Self { events: Events::new(Repository::new(db), relay) }
+    pub fn new(db: Database, relay: OutboxRelay, sales: Sales) -> Self {
+        Self { events: Events::new(Repository::new(db), relay, sales) }
     }
 }
 

@@ -10,7 +10,8 @@
 //!   - [`orders`]: place (hold), read, list, cancel by the buyer, expire, cancel unpaid;
 //!   - [`purchase`]: the saga: pay, complete, refund, resolve abandoned payments;
 //!   - [`tickets`]: signed codes, issuance, check-in, the buyer's tickets;
-//!   - [`sweeper`]: the background pass that keeps orders moving.
+//!   - [`sweeper`]: the background pass that keeps orders moving;
+//!   - [`sales`]: closing an event's sales at once, when catalog cancels it.
 //! - [`saga`]: the order state machine.
 //! - [`repository`]: the SQL, one owner per table: [`repository::orders`],
 //!   [`repository::tickets`], [`repository::catalog`]; and
@@ -33,6 +34,7 @@ mod paging;
 mod purchase;
 mod repository;
 mod saga;
+mod sales;
 mod service;
 mod sweeper;
 mod tickets;

@@ -124,13 +124,15 @@ impl Engine {
         order: &NewOrder,
         request_id: Option<&str>,
     ) -> Result<Order> {
-        let event = catalog::event(tx, order.event_id)
+        // Share-locked: a concurrent close of the event's sales waits for this hold to commit.
+        let event = catalog::event_for_sale(tx, order.event_id)
             .await?
             .ok_or_else(|| FieldError::new("event_id", "no event on sale has this id"))?;
         let now = now_ms();
         match event.status.as_str() {
-            "on_sale" => {}
             "cancelled" => return Err(TicketingError::Conflict("the event is cancelled".into())),
+            _ if event.sales_closed => return Err(TicketingError::Conflict("the event's sales are closed".into())),
+            "on_sale" => {}
             _ => return Err(FieldError::new("event_id", "no event on sale has this id").into()),
         }
         if event.starts_at <= now {

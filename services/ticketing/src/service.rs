@@ -8,12 +8,12 @@ use eventhive_domain::{
     EventId, OrderId, TicketTypeId, UserId,
     rules::{IdempotencyKey, Quantity},
 };
-use eventhive_platform::{FieldError, grpc};
+use eventhive_platform::{FieldError, grpc, storage::ms_to_rfc3339};
 use eventhive_proto::ticketing::{
-    Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, GetAvailabilitiesRequest,
-    GetAvailabilitiesResponse, GetAvailabilityRequest, GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest,
-    ListOrdersResponse, ListTicketsRequest, ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest,
-    TicketTypeAvailability, ticketing_server,
+    Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, CloseSalesRequest,
+    CloseSalesResponse, GetAvailabilitiesRequest, GetAvailabilitiesResponse, GetAvailabilityRequest,
+    GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse, ListTicketsRequest,
+    ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest, TicketTypeAvailability, ticketing_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -198,5 +198,15 @@ impl ticketing_server::Ticketing for TicketingService {
         let event_id = request.into_inner().event_id;
         let mut events = self.availabilities(vec![event_id.clone()]).await?;
         Ok(Response::new(events.pop().unwrap_or(Availability { event_id, ticket_types: Vec::new() })))
+    }
+
+    async fn close_sales(&self, request: Request<CloseSalesRequest>) -> Answer<CloseSalesResponse> {
+        let request_id = grpc::request_id(&request);
+        let request = request.into_inner();
+        let event_id = EventId::parse(&request.event_id)
+            .map_err(|_| TicketingError::from(FieldError::new("event_id", "is not an event id")))?;
+        let closed_at =
+            self.engine.close_sales(event_id, &request.reason, request.revision, request_id.as_deref()).await?;
+        Ok(Response::new(CloseSalesResponse { event_id: event_id.to_string(), closed_at: ms_to_rfc3339(closed_at) }))
     }
 }

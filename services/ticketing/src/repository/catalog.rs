@@ -19,6 +19,8 @@ pub(crate) struct EventRecord {
     pub currency: String,
     pub max_tickets_per_order: i64,
     pub max_tickets_per_buyer: i64,
+    /// Catalog closed the event's sales (`CloseSales`), whatever `status` says yet.
+    pub sales_closed: bool,
     /// PKCS#8, base64url.
     pub signing_key_pkcs8: String,
     /// Raw Ed25519 public key, base64url.
@@ -34,6 +36,7 @@ struct EventRow {
     currency: String,
     max_tickets_per_order: i64,
     max_tickets_per_buyer: i64,
+    sales_closed_at: Option<i64>,
     signing_key_pkcs8: String,
     public_key: String,
 }
@@ -48,10 +51,23 @@ pub(crate) struct TicketTypeRecord {
 }
 
 pub(crate) async fn event(conn: &mut AnyConnection, id: EventId) -> anyhow::Result<Option<EventRecord>> {
-    let row: Option<EventRow> = sqlx::query_as(
+    load_event(conn, id, "").await
+}
+
+/// The event, for a decision to sell it (a hold, a payment's start): on PostgreSQL the row is
+/// share-locked until the transaction ends, so a concurrent [`close_sales`] waits for the sale
+/// in progress, and a sale that starts after it sees the sales closed. SQLite's single writer
+/// serializes them anyway.
+pub(crate) async fn event_for_sale(conn: &mut AnyConnection, id: EventId) -> anyhow::Result<Option<EventRecord>> {
+    let lock = key_share(conn);
+    load_event(conn, id, lock).await
+}
+
+async fn load_event(conn: &mut AnyConnection, id: EventId, lock: &str) -> anyhow::Result<Option<EventRecord>> {
+    let row: Option<EventRow> = sqlx::query_as(&format!(
         "SELECT id, organization_id, status, starts_at, currency, max_tickets_per_order, max_tickets_per_buyer, \
-         signing_key_pkcs8, public_key FROM events WHERE id = $1",
-    )
+         sales_closed_at, signing_key_pkcs8, public_key FROM events WHERE id = $1{lock}"
+    ))
     .bind(id.to_string())
     .fetch_optional(&mut *conn)
     .await?;
@@ -64,17 +80,63 @@ pub(crate) async fn event(conn: &mut AnyConnection, id: EventId) -> anyhow::Resu
         currency: row.currency,
         max_tickets_per_order: row.max_tickets_per_order,
         max_tickets_per_buyer: row.max_tickets_per_buyer,
+        sales_closed: row.sales_closed_at.is_some(),
         signing_key_pkcs8: row.signing_key_pkcs8,
         public_key: row.public_key,
     }))
 }
 
-pub(crate) async fn is_cancelled(conn: &mut AnyConnection, id: EventId) -> anyhow::Result<bool> {
-    let cancelled: Option<String> =
-        sqlx::query_scalar("SELECT status FROM events WHERE id = $1 AND status = 'cancelled'")
+/// `FOR KEY SHARE` on PostgreSQL: it conflicts with the `FOR UPDATE` of [`close_sales`] but not
+/// with the plain updates of catalog sync, nor with other sales of the same event.
+pub(crate) fn key_share(conn: &AnyConnection) -> &'static str {
+    if conn.backend_name() == "PostgreSQL" { " FOR KEY SHARE" } else { "" }
+}
+
+/// Closes the event's sales, unless they are closed already; returns when they closed (the
+/// first time). `None`: ticketing has no such event. Takes the event's row lock first, so it
+/// waits for the sales in progress (see [`event_for_sale`]).
+pub(crate) async fn close_sales(
+    tx: &mut AnyConnection,
+    id: EventId,
+    reason: &str,
+    revision: i64,
+    now: i64,
+) -> anyhow::Result<Option<i64>> {
+    let lock = if tx.backend_name() == "PostgreSQL" { " FOR UPDATE" } else { "" };
+    let closed: Option<Option<i64>> =
+        sqlx::query_scalar(&format!("SELECT sales_closed_at FROM events WHERE id = $1{lock}"))
             .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+            .fetch_optional(&mut *tx)
+            .await
+            .context("locking an event to close its sales")?;
+    match closed {
+        None => Ok(None),
+        Some(Some(at)) => Ok(Some(at)),
+        Some(None) => {
+            sqlx::query(
+                "UPDATE events SET sales_closed_at = $1, sales_closed_reason = $2, sales_closed_revision = $3 \
+                 WHERE id = $4",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(revision)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("closing an event's sales")?;
+            Ok(Some(now))
+        }
+    }
+}
+
+/// Whether the event is cancelled, or its sales are closed because it is being cancelled.
+pub(crate) async fn is_cancelled(conn: &mut AnyConnection, id: EventId) -> anyhow::Result<bool> {
+    let cancelled: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM events WHERE id = $1 AND (status = 'cancelled' OR sales_closed_at IS NOT NULL)",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(cancelled.is_some())
 }
 

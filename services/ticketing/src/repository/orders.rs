@@ -7,6 +7,7 @@ use eventhive_domain::{EventId, OrderId, TicketTypeId, UserId};
 use eventhive_platform::{Database, storage::now_ms};
 use sqlx::AnyConnection;
 
+use super::catalog;
 use crate::{
     error::TicketingError,
     saga::{OrderEvent, OrderState},
@@ -214,10 +215,15 @@ pub(crate) async fn transition(
 /// pending_payment → authorizing, only while the hold is valid at `now`.
 pub(crate) async fn start_payment(conn: &mut AnyConnection, order_id: OrderId, now: i64) -> Result<bool> {
     let to = OrderState::PendingPayment.on(OrderEvent::PaymentStarted)?;
-    let started = sqlx::query(
+    // The event's sales must be open, checked in this very statement under the event's share
+    // lock: a concurrent CloseSales either waits for this payment to start or is seen by it.
+    let lock = catalog::key_share(conn);
+    let started = sqlx::query(&format!(
         "UPDATE orders SET status = $1, authorizing_since = $2, updated_at = $2 \
-         WHERE id = $3 AND status = $4 AND expires_at > $2",
-    )
+         WHERE id = $3 AND status = $4 AND expires_at > $2 \
+         AND EXISTS (SELECT 1 FROM events e WHERE e.id = orders.event_id AND e.status = 'on_sale' \
+         AND e.sales_closed_at IS NULL{lock})"
+    ))
     .bind(to.as_str())
     .bind(now)
     .bind(order_id.to_string())

@@ -18,12 +18,6 @@ on_both_backends!(
     after_a_crowd_sale_analytics_equals_ticketing,
 );
 
-async fn figures(app: &TestApp, session: &eventhive_test_support::Session, event_id: &str) -> Value {
-    let response = app.get(&format!("/v1/events/{event_id}/analytics"), Some(session)).await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
 /// Polls the figures until `check` holds (they are eventually consistent), or fails after 5 s.
 async fn figures_when(
     app: &TestApp,

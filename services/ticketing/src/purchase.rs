@@ -35,7 +35,7 @@ use crate::{
     repository::{
         catalog,
         orders::{self, OrderRecord},
-        tickets as ticket_rows,
+        owed_refunds, tickets as ticket_rows,
     },
     saga::{OrderEvent, OrderState},
     tickets, views,
@@ -108,7 +108,8 @@ impl Engine {
                         return Err(TicketingError::Conflict("the event is cancelled".into()));
                     }
                     if self.start_payment(&order, now).await? {
-                        return self.charge(&order, request, request_id).await;
+                        // The attempt is known by when it started (`authorizing_since`).
+                        return self.charge(&order, now, request, request_id).await;
                     }
                 }
             }
@@ -124,8 +125,14 @@ impl Engine {
         orders::start_payment(&mut conn, order.id, now).await
     }
 
-    /// Step 2 and 3.
-    async fn charge(&self, order: &OrderRecord, request: &Payment, request_id: Option<&str>) -> Result<Order> {
+    /// Step 2 and 3, for the payment attempt that started at `attempt`.
+    async fn charge(
+        &self,
+        order: &OrderRecord,
+        attempt: i64,
+        request: &Payment,
+        request_id: Option<&str>,
+    ) -> Result<Order> {
         self.faults.check(FaultPoint::BeforeCharge)?;
         let charge = ChargeRequest {
             order_id: order.id.to_string(),
@@ -137,7 +144,7 @@ impl Engine {
             Ok(response) => response.into_inner(),
             // Refused before any charge (an invalid card): the order may be paid again.
             Err(status) if status.code() == Code::InvalidArgument => {
-                self.payment_failed(order.id).await?;
+                self.payment_failed(order.id, attempt).await?;
                 return Err(TicketingError::Upstream(status));
             }
             // Anything else (payments or the processor down, a deadline, a charge in flight)
@@ -161,7 +168,7 @@ impl Engine {
             }
             "declined" => {
                 metrics::counter!("eventhive_payments_declined_total").increment(1);
-                self.payment_failed(order.id).await?;
+                self.payment_failed(order.id, attempt).await?;
                 Err(TicketingError::PaymentDeclined(payment.decline_code))
             }
             other => {
@@ -171,11 +178,11 @@ impl Engine {
         }
     }
 
-    /// authorizing → pending_payment: the order may be paid again until it expires.
-    async fn payment_failed(&self, order_id: OrderId) -> Result<()> {
+    /// authorizing → pending_payment, if `attempt` is still the order's current payment
+    /// attempt: the order may be paid again until it expires. `false`: a newer attempt runs.
+    async fn payment_failed(&self, order_id: OrderId, attempt: i64) -> Result<bool> {
         let mut conn = self.db.pool().acquire().await?;
-        orders::transition(&mut conn, order_id, OrderState::Authorizing, OrderEvent::PaymentFailed).await?;
-        Ok(())
+        orders::payment_failed(&mut conn, order_id, attempt).await
     }
 
     /// Step 3: authorizing → paid; the held tickets are sold and issued. Idempotent.
@@ -201,11 +208,24 @@ impl Engine {
                 orders::transition(&mut tx, order_id, OrderState::PendingPayment, OrderEvent::PaymentStarted).await?;
                 OrderState::Authorizing
             }
-            // The hold is gone: a captured payment for it must be given back.
+            // The hold is gone: a captured payment for it must be given back. That the money is
+            // owed commits before anything is tried, so a failed refund call or a crash leaves a
+            // row the sweeper retries until payments confirms the refund.
             OrderState::Expired | OrderState::Cancelled => {
-                tx.rollback().await?;
+                owed_refunds::record(
+                    &mut tx,
+                    order_id,
+                    payment_id,
+                    "the hold ended before the payment completed",
+                    now_ms(),
+                )
+                .await?;
+                tx.commit().await?;
+                metrics::counter!("eventhive_refunds_owed_total").increment(1);
                 tracing::warn!(%order_id, "payment captured for an order whose hold is gone; refunding");
-                self.refund_payment(order_id, "hold expired before the payment completed", request_id).await?;
+                if let Err(error) = self.settle_owed_refund(order_id, request_id).await {
+                    tracing::warn!(%order_id, error = format!("{error:#}"), "owed refund failed; the sweeper retries it");
+                }
                 return Err(TicketingError::HoldExpired);
             }
             _ => return Err(TicketingError::Conflict(format!("order {order_id} cannot be paid now"))),
@@ -265,9 +285,10 @@ impl Engine {
     }
 
     /// The charge never happened: the order is payable again, or expires if its time is up.
+    /// Only the attempt `order` was read in is abandoned; a newer one is left to run.
     async fn abandon_payment(&self, order: &OrderRecord, now: i64) -> Result<()> {
-        self.payment_failed(order.id).await?;
-        if order.expires_at <= now {
+        let Some(attempt) = order.authorizing_since else { return Ok(()) };
+        if self.payment_failed(order.id, attempt).await? && order.expires_at <= now {
             self.expire(order.id, now).await?;
         }
         Ok(())
@@ -312,6 +333,21 @@ impl Engine {
         metrics::counter!("eventhive_orders_refunded_total").increment(1);
         self.relay.wake();
         Ok(())
+    }
+
+    /// Refunds the payment of an ended order recorded in `owed_refunds`, and closes the record
+    /// once payments confirmed it. Safe to repeat: payments refunds a payment once.
+    pub(crate) async fn settle_owed_refund(&self, order_id: OrderId, request_id: Option<&str>) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        let Some(owed) = owed_refunds::open(&mut conn, order_id).await? else { return Ok(()) };
+        drop(conn);
+        let result = self.refund_payment(order_id, &owed.reason, request_id).await;
+        let mut conn = self.db.pool().acquire().await?;
+        match &result {
+            Ok(()) => owed_refunds::settled(&mut conn, order_id, now_ms()).await?,
+            Err(error) => owed_refunds::failed(&mut conn, order_id, &format!("{error:#}")).await?,
+        }
+        result
     }
 
     async fn refund_payment(&self, order_id: OrderId, reason: &str, request_id: Option<&str>) -> Result<()> {

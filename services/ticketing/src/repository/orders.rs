@@ -227,6 +227,24 @@ pub(crate) async fn start_payment(conn: &mut AnyConnection, order_id: OrderId, n
     Ok(started.rows_affected() == 1)
 }
 
+/// authorizing → pending_payment, only if the payment attempt that started at `attempt`
+/// (its `authorizing_since`) is still the current one: whoever saw an earlier attempt fail must
+/// not take back a newer attempt that may be capturing right now.
+pub(crate) async fn payment_failed(conn: &mut AnyConnection, order_id: OrderId, attempt: i64) -> Result<bool> {
+    let to = OrderState::Authorizing.on(OrderEvent::PaymentFailed)?;
+    let moved = sqlx::query(
+        "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 AND authorizing_since = $5",
+    )
+    .bind(to.as_str())
+    .bind(now_ms())
+    .bind(order_id.to_string())
+    .bind(OrderState::Authorizing.as_str())
+    .bind(attempt)
+    .execute(&mut *conn)
+    .await?;
+    Ok(moved.rows_affected() == 1)
+}
+
 /// Records the captured payment of an order that has just moved to `paid`.
 pub(crate) async fn mark_paid(tx: &mut AnyConnection, order_id: OrderId, payment_id: &str, now: i64) -> Result<()> {
     sqlx::query("UPDATE orders SET paid_at = $1, payment_id = $2 WHERE id = $3")

@@ -1,0 +1,73 @@
+//! Money that must never be lost or taken twice, black-box through the gateway on both
+//! backends: a capture that arrives after the order's hold ended is given back even when the
+//! first refund call fails.
+
+// Integration tests: an unwrap or panic here is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use eventhive_test_support::{Backend, TestApp, api::cards, assert_problem, on_both_backends};
+use serde_json::Value;
+use sqlx::Executor;
+
+on_both_backends!(a_capture_for_an_order_whose_hold_ended_is_refunded_until_payments_confirms,);
+
+fn id(value: &Value) -> String {
+    value["id"].as_str().unwrap().to_owned()
+}
+
+/// The status of the order's payment, as payments keeps it.
+async fn payment_status(app: &TestApp, order_id: &str) -> String {
+    let db = app.database("payments").await;
+    let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    db.close().await;
+    status
+}
+
+/// The order expires while its charge is in flight (as a sweep of an earlier attempt used to
+/// make it do), the charge captures, and payments cannot record refunds for a while.
+async fn a_capture_for_an_order_whose_hold_ended_is_refunded_until_payments_confirms(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| settings.set("payment_latency_ms", 1500)).await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let order_id = id(&app.hold(&buyer, &sale, 2).await);
+    let payments = app.database("payments").await;
+    payments.pool().execute("ALTER TABLE refunds RENAME TO refunds_away").await.unwrap();
+
+    let ticketing = app.database("ticketing").await;
+    let expire_meanwhile = async {
+        for _ in 0..100 {
+            let expired = sqlx::query("UPDATE orders SET status = 'expired' WHERE id = $1 AND status = 'authorizing'")
+                .bind(&order_id)
+                .execute(ticketing.pool())
+                .await
+                .unwrap();
+            if expired.rows_affected() == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the order never started its payment");
+    };
+    let (answer, ()) = tokio::join!(app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay"), expire_meanwhile);
+    assert_problem(answer, 409, "hold-expired").await;
+    assert_eq!(payment_status(&app, &order_id).await, "captured", "the first refund call failed");
+
+    payments.pool().execute("ALTER TABLE refunds_away RENAME TO refunds").await.unwrap();
+    payments.close().await;
+    app.sweep(Duration::ZERO).await;
+    assert_eq!(payment_status(&app, &order_id).await, "refunded", "the sweeper gave the money back");
+    let owed: Option<i64> = sqlx::query_scalar("SELECT refunded_at FROM owed_refunds WHERE order_id = $1")
+        .bind(&order_id)
+        .fetch_one(ticketing.pool())
+        .await
+        .unwrap();
+    assert!(owed.is_some(), "the owed refund is settled");
+    ticketing.close().await;
+    assert_eq!(app.sweep(Duration::ZERO).await.owed_refunds_settled, 0, "and refunded once");
+}

@@ -84,6 +84,12 @@ impl Engine {
         for _ in 0..3 {
             let now = now_ms();
             match order.state {
+                // Paid by this request's own attempt, whose first try did not learn the outcome:
+                // the paid order is its answer.
+                OrderState::Paid if order.payment_key.as_deref() == Some(request.key.as_str()) => {
+                    let mut conn = self.db.pool().acquire().await?;
+                    return views::order(&mut conn, &order).await;
+                }
                 OrderState::Paid | OrderState::Refunding | OrderState::Refunded => {
                     return Err(TicketingError::Conflict("the order is paid already".into()));
                 }
@@ -91,10 +97,15 @@ impl Engine {
                 OrderState::Expired => return Err(TicketingError::HoldExpired),
                 OrderState::Authorizing => {
                     if order.authorizing_since.is_some_and(|since| since + self.stale_after_ms > now) {
-                        return Err(TicketingError::Conflict("a payment for this order is in progress".into()));
+                        // Running, or its outcome is not known yet. If payments has captured it,
+                        // the sale is completed now; either way the order is read again.
+                        if !self.complete_if_captured(&order, request_id).await? {
+                            return Err(TicketingError::PaymentInFlight);
+                        }
+                    } else {
+                        // Abandoned by a crash: find out what happened before charging again.
+                        self.resolve_payment(&order, now).await?;
                     }
-                    // Abandoned by a crash: find out what happened before charging again.
-                    self.resolve_payment(&order, now).await?;
                 }
                 OrderState::PendingPayment if order.expires_at <= now => {
                     self.expire(order.id, now).await?;
@@ -107,7 +118,7 @@ impl Engine {
                     if event_cancelled {
                         return Err(TicketingError::Conflict("the event is cancelled".into()));
                     }
-                    if self.start_payment(&order, now).await? {
+                    if self.start_payment(&order, now, &request.key).await? {
                         // The attempt is known by when it started (`authorizing_since`).
                         return self.charge(&order, now, request, request_id).await;
                     }
@@ -120,9 +131,22 @@ impl Engine {
     }
 
     /// Step 1: pending_payment → authorizing, only while the hold is valid.
-    async fn start_payment(&self, order: &OrderRecord, now: i64) -> Result<bool> {
+    async fn start_payment(&self, order: &OrderRecord, now: i64, key: &IdempotencyKey) -> Result<bool> {
         let mut conn = self.db.pool().acquire().await?;
-        orders::start_payment(&mut conn, order.id, now).await
+        orders::start_payment(&mut conn, order.id, now, key.as_str()).await
+    }
+
+    /// Completes an in-flight payment if payments has captured it; `false` if it has not (yet).
+    async fn complete_if_captured(&self, order: &OrderRecord, request_id: Option<&str>) -> Result<bool> {
+        let lookup = GetPaymentForOrderRequest { order_id: order.id.to_string() };
+        match self.payments.clone().get_payment_for_order(lookup).await {
+            Ok(payment) if payment.get_ref().status == "captured" => {
+                self.complete_payment(order.id, &payment.get_ref().id, request_id).await?;
+                Ok(true)
+            }
+            // Not captured, not there yet, or payments cannot say: still in flight.
+            _ => Ok(false),
+        }
     }
 
     /// Step 2 and 3, for the payment attempt that started at `attempt`.

@@ -1,6 +1,7 @@
 //! Money that must never be lost or taken twice, black-box through the gateway on both
 //! backends: a capture that arrives after the order's hold ended is given back even when the
-//! first refund call fails.
+//! first refund call fails; a payment retried with its Idempotency-Key after a 503 gets the
+//! real outcome; a caller that gives up does not stop a payment half-way.
 
 // Integration tests: an unwrap or panic here is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,7 +12,11 @@ use eventhive_test_support::{Backend, TestApp, api::cards, assert_problem, on_bo
 use serde_json::Value;
 use sqlx::Executor;
 
-on_both_backends!(a_capture_for_an_order_whose_hold_ended_is_refunded_until_payments_confirms,);
+on_both_backends!(
+    a_capture_for_an_order_whose_hold_ended_is_refunded_until_payments_confirms,
+    a_retry_after_an_unknown_outcome_gets_the_real_answer_never_a_kept_conflict,
+    quantities_that_would_overflow_their_sum_are_refused_never_a_server_error,
+);
 
 fn id(value: &Value) -> String {
     value["id"].as_str().unwrap().to_owned()
@@ -70,4 +75,46 @@ async fn a_capture_for_an_order_whose_hold_ended_is_refunded_until_payments_conf
     assert!(owed.is_some(), "the owed refund is settled");
     ticketing.close().await;
     assert_eq!(app.sweep(Duration::ZERO).await.owed_refunds_settled, 0, "and refunded once");
+}
+
+/// Payments fails (its table is away), so whether money moved is unknown: 503, and the order
+/// stays authorizing. A retry with the same key must not get, and keep for 24 h, a 409 "in
+/// progress": once the outcome is known it gets the real answer.
+async fn a_retry_after_an_unknown_outcome_gets_the_real_answer_never_a_kept_conflict(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let order_id = id(&app.hold(&buyer, &sale, 1).await);
+    let payments = app.database("payments").await;
+    payments.pool().execute("ALTER TABLE payments RENAME TO payments_away").await.unwrap();
+    assert_problem(app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay").await, 503, "unavailable").await;
+    payments.pool().execute("ALTER TABLE payments_away RENAME TO payments").await.unwrap();
+    payments.close().await;
+
+    // Still in flight as far as ticketing knows: a conflict for now, but not the key's answer.
+    assert_problem(app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay").await, 409, "conflict").await;
+    // The sweeper learns that nothing was charged; the order is payable again.
+    app.sweep(Duration::from_secs(60)).await;
+    let paid = app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay").await;
+    assert_eq!(paid.status(), 200, "{}", paid.text().await.unwrap());
+    let again = app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay").await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["status"], "paid");
+    assert_eq!(app.charges(&order_id).await, (1, 1));
+}
+
+/// Two lines of i64::MAX tickets: summed unchecked they panic (debug) or wrap (release) and
+/// fail a CHECK as a 500. They are a 422 naming the lines.
+async fn quantities_that_would_overflow_their_sum_are_refused_never_a_server_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sale = app.sale(10, |_| {}).await;
+    let second = app.add_ticket_type(&sale.organizer, &sale.event_id, "Balcony", 2500, 10).await;
+    let buyer = app.sign_up().await;
+    let items = [(sale.ticket_type_id.as_str(), i64::MAX), (second["id"].as_str().unwrap(), i64::MAX)];
+    let problem =
+        assert_problem(app.place_order(&buyer, &sale.event_id, &items, "huge").await, 422, "validation").await;
+    let mut fields = eventhive_test_support::problem::error_fields(&problem);
+    fields.sort();
+    assert_eq!(fields, ["items[0].quantity", "items[1].quantity"], "{problem}");
+    assert_eq!(app.stock(&sale.ticket_type_id).await, (0, 0, 10));
 }

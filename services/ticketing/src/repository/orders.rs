@@ -15,7 +15,7 @@ use crate::{
 type Result<T> = std::result::Result<T, TicketingError>;
 
 /// What an [`OrderRecord`] is read from.
-const COLUMNS: &str = "id, buyer_id, event_id, status, currency, total_minor, quantity, expires_at, created_at, authorizing_since, paid_at";
+const COLUMNS: &str = "id, buyer_id, event_id, status, currency, total_minor, quantity, expires_at, created_at, authorizing_since, paid_at, payment_key";
 
 /// An order as stored, its ids and status parsed.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub(crate) struct OrderRecord {
     /// When the current payment attempt started (`authorizing`), for crash recovery.
     pub authorizing_since: Option<i64>,
     pub paid_at: Option<i64>,
+    /// The Idempotency-Key of the request that started the current payment attempt.
+    pub payment_key: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -47,6 +49,7 @@ struct OrderRow {
     created_at: i64,
     authorizing_since: Option<i64>,
     paid_at: Option<i64>,
+    payment_key: Option<String>,
 }
 
 impl TryFrom<OrderRow> for OrderRecord {
@@ -67,6 +70,7 @@ impl TryFrom<OrderRow> for OrderRecord {
             created_at: row.created_at,
             authorizing_since: row.authorizing_since,
             paid_at: row.paid_at,
+            payment_key: row.payment_key,
         })
     }
 }
@@ -211,17 +215,19 @@ pub(crate) async fn transition(
     Ok(moved.rows_affected() == 1)
 }
 
-/// pending_payment → authorizing, only while the hold is valid at `now`.
-pub(crate) async fn start_payment(conn: &mut AnyConnection, order_id: OrderId, now: i64) -> Result<bool> {
+/// pending_payment → authorizing, only while the hold is valid at `now`; the attempt is
+/// known by `now` and by the `key` of the request that started it.
+pub(crate) async fn start_payment(conn: &mut AnyConnection, order_id: OrderId, now: i64, key: &str) -> Result<bool> {
     let to = OrderState::PendingPayment.on(OrderEvent::PaymentStarted)?;
     let started = sqlx::query(
-        "UPDATE orders SET status = $1, authorizing_since = $2, updated_at = $2 \
+        "UPDATE orders SET status = $1, authorizing_since = $2, updated_at = $2, payment_key = $5 \
          WHERE id = $3 AND status = $4 AND expires_at > $2",
     )
     .bind(to.as_str())
     .bind(now)
     .bind(order_id.to_string())
     .bind(OrderState::PendingPayment.as_str())
+    .bind(key)
     .execute(&mut *conn)
     .await?;
     Ok(started.rows_affected() == 1)

@@ -66,13 +66,24 @@ impl Engine {
             Turn::Replay(answer) => return answer,
             Turn::Owned(tx) => tx.commit().await?,
         }
-        let result = self.pay(&request, request_id).await;
+        // The payment runs in a task of its own: if the caller goes away (the gateway's timeout,
+        // a dropped connection), dropping this future must not stop a charge half-way and leave
+        // the key claimed; the task finishes the saga and keeps the answer for the retry.
+        let engine = self.clone();
+        let request_id = request_id.map(str::to_owned);
+        tokio::spawn(async move { engine.pay_and_answer(&request, &scope, request_id.as_deref()).await })
+            .await
+            .map_err(|error| anyhow::anyhow!("the payment task failed: {error}"))?
+    }
+
+    async fn pay_and_answer(&self, request: &Payment, scope: &Scope, request_id: Option<&str>) -> Result<Order> {
+        let result = self.pay(request, request_id).await;
         if matches!(result, Err(TicketingError::Fault(_))) {
             // A simulated crash: leave everything as a dead process would.
             return result;
         }
         let mut conn = self.db.pool().acquire().await?;
-        idempotency::finish(&mut conn, &scope, &result).await?;
+        idempotency::finish(&mut conn, scope, &result).await?;
         result
     }
 

@@ -15,6 +15,7 @@ use sqlx::Executor;
 on_both_backends!(
     a_capture_for_an_order_whose_hold_ended_is_refunded_until_payments_confirms,
     a_retry_after_an_unknown_outcome_gets_the_real_answer_never_a_kept_conflict,
+    a_payment_outlives_the_gateway_timeout_and_its_retry_gets_the_paid_order,
     quantities_that_would_overflow_their_sum_are_refused_never_a_server_error,
 );
 
@@ -100,6 +101,34 @@ async fn a_retry_after_an_unknown_outcome_gets_the_real_answer_never_a_kept_conf
     let again = app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay").await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.unwrap()["status"], "paid");
+    assert_eq!(app.charges(&order_id).await, (1, 1));
+}
+
+/// The gateway gives up on the request before the (slow) processor answers. Ticketing finishes
+/// the payment anyway and keeps its answer, so the retry with the same key gets the paid order
+/// (rather than a key locked by a payment cancelled half-way).
+async fn a_payment_outlives_the_gateway_timeout_and_its_retry_gets_the_paid_order(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.set("request_timeout_ms", 1500);
+        settings.set("payment_latency_ms", 2500);
+    })
+    .await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let order_id = id(&app.hold(&buyer, &sale, 1).await);
+    assert_problem(app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay").await, 503, "unavailable").await;
+    let mut answer = None;
+    for _ in 0..20 {
+        let retry = app.pay(&buyer, &order_id, cards::SUCCEEDS, "pay").await;
+        if retry.status() != 503 {
+            answer = Some(retry);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let answer = answer.expect("the retry got an answer other than 503 within 10 s");
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    assert_eq!(answer.json::<Value>().await.unwrap()["status"], "paid");
     assert_eq!(app.charges(&order_id).await, (1, 1));
 }
 

@@ -330,14 +330,31 @@ impl Engine {
     }
 
     /// Refunds a paid order: paid → refunding → (refund) → refunded, tickets void and back on
-    /// sale.
-    pub(crate) async fn refund_order(&self, order_id: OrderId, reason: &str, request_id: Option<&str>) -> Result<()> {
-        let mut conn = self.db.pool().acquire().await?;
-        let moved = orders::transition(&mut conn, order_id, OrderState::Paid, OrderEvent::RefundRequested).await?;
-        if moved {
-            orders::set_closed_reason(&mut conn, order_id, reason).await?;
+    /// sale. `used_refuses`: a buyer's own cancel is refused (409) once a ticket of the order was
+    /// checked in; an organizer's cancel of the whole event refunds everyone.
+    pub(crate) async fn refund_order(
+        &self,
+        order_id: OrderId,
+        reason: &str,
+        used_refuses: bool,
+        request_id: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.db.pool().begin().await?;
+        // The order's lock, which a check-in takes too, orders the two.
+        let order = orders::find_for_update(&self.db, &mut tx, order_id).await?;
+        if used_refuses
+            && order.is_some_and(|order| order.state == OrderState::Paid)
+            && ticket_rows::any_checked_in(&mut tx, order_id).await?
+        {
+            return Err(TicketingError::Conflict(
+                "a ticket of this order was checked in; the order can no longer be refunded".into(),
+            ));
         }
-        drop(conn);
+        let moved = orders::transition(&mut tx, order_id, OrderState::Paid, OrderEvent::RefundRequested).await?;
+        if moved {
+            orders::set_closed_reason(&mut tx, order_id, reason).await?;
+        }
+        tx.commit().await?;
         self.faults.check(FaultPoint::BeforeRefund)?;
         self.finish_refund(order_id, request_id).await
     }

@@ -89,7 +89,7 @@ impl Sweeper {
         }
         let mut refunds_started = 0;
         for order in paid_for_cancelled_events {
-            match engine.refund_order(order.id, "the event was cancelled", None).await {
+            match engine.refund_order(order.id, "the event was cancelled", false, None).await {
                 Ok(()) => refunds_started += 1,
                 Err(error) => note("refund an order", order.id, error),
             }

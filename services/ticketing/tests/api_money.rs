@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use eventhive_test_support::{Backend, TestApp, api::cards, assert_problem, on_both_backends};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::Executor;
 
 on_both_backends!(
@@ -17,6 +17,7 @@ on_both_backends!(
     a_retry_after_an_unknown_outcome_gets_the_real_answer_never_a_kept_conflict,
     a_payment_outlives_the_gateway_timeout_and_its_retry_gets_the_paid_order,
     quantities_that_would_overflow_their_sum_are_refused_never_a_server_error,
+    an_order_with_a_checked_in_ticket_cannot_be_cancelled_and_its_seats_stay_sold,
 );
 
 fn id(value: &Value) -> String {
@@ -146,4 +147,26 @@ async fn quantities_that_would_overflow_their_sum_are_refused_never_a_server_err
     fields.sort();
     assert_eq!(fields, ["items[0].quantity", "items[1].quantity"], "{problem}");
     assert_eq!(app.stock(&sale.ticket_type_id).await, (0, 0, 10));
+}
+
+/// Someone went in on one of the order's tickets: the buyer cannot cancel it for a refund, and
+/// its seats do not go back on sale.
+async fn an_order_with_a_checked_in_ticket_cannot_be_cancelled_and_its_seats_stay_sold(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let paid = app.buy(&buyer, &sale, 2).await;
+    let code = paid["tickets"][0]["code"].as_str().unwrap();
+    let checkins = format!("/v1/events/{}/checkins", sale.event_id);
+    assert_eq!(app.post(&checkins, Some(&sale.organizer), &json!({"code": code})).await.status(), 200);
+
+    let cancel = app.post(&format!("/v1/orders/{}/cancel", id(&paid)), Some(&buyer), &json!({})).await;
+    assert_problem(cancel, 409, "conflict").await;
+    let order: Value = app.get(&format!("/v1/orders/{}", id(&paid)), Some(&buyer)).await.json().await.unwrap();
+    assert_eq!(order["status"], "paid");
+    assert_eq!(app.stock(&sale.ticket_type_id).await, (2, 0, 8), "the seats stay sold");
+    assert_eq!(payment_status(&app, &id(&paid)).await, "captured", "nothing refunded");
+    // The other ticket still gets in.
+    let other = paid["tickets"][1]["code"].as_str().unwrap();
+    assert_eq!(app.post(&checkins, Some(&sale.organizer), &json!({"code": other})).await.status(), 200);
 }

@@ -34,6 +34,11 @@ pub enum TicketingError {
     IdempotencyKeyReused,
     #[error("{0}")]
     Unavailable(String),
+    /// A payment attempt of the order runs, or ran with an outcome not known yet. A conflict
+    /// for the caller, but never kept as an Idempotency-Key's answer: the retry of the request
+    /// that started the attempt must get its outcome.
+    #[error("a payment for this order is in progress; retry with the same Idempotency-Key for its outcome")]
+    PaymentInFlight,
     /// A service we call answered with an error we pass on as it is.
     #[error("{}", .0.message())]
     Upstream(Status),
@@ -72,7 +77,9 @@ impl TicketingError {
             Self::Invalid(_) => ErrorKind::Validation,
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::Forbidden(_) => ErrorKind::Forbidden,
-            Self::Conflict(_) | Self::AlreadyCheckedIn(_) | Self::Transition(_) => ErrorKind::Conflict,
+            Self::Conflict(_) | Self::AlreadyCheckedIn(_) | Self::Transition(_) | Self::PaymentInFlight => {
+                ErrorKind::Conflict
+            }
             Self::SoldOut(_) => ErrorKind::SoldOut,
             Self::HoldExpired => ErrorKind::HoldExpired,
             Self::PaymentDeclined(_) => ErrorKind::PaymentDeclined,

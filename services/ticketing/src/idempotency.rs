@@ -102,11 +102,13 @@ impl Stored {
     }
 }
 
-/// Whether an answer is final enough to keep: temporary failures are not, so that a retry
-/// with the same key runs the request again.
+/// Whether an answer is final enough to keep: temporary failures and a payment whose outcome is
+/// not known yet are not, so that a retry with the same key runs the request again and gets
+/// the first real answer once there is one.
 fn keeps(result: &Result<Order, TicketingError>) -> bool {
     match result {
         Ok(_) => true,
+        Err(TicketingError::PaymentInFlight) => false,
         Err(error) => !matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::RateLimited),
     }
 }

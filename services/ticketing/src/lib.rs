@@ -135,7 +135,11 @@ impl Service for Application {
         let db = context.database()?;
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
         let catalog = CatalogClient::new(grpc::channel(&context.settings.endpoint("catalog")?, deadline)?);
-        let payments = PaymentsClient::new(grpc::channel(&context.settings.endpoint("payments")?, deadline)?);
+        // The gateway's call to ticketing has `grpc_deadline_ms`; a payment made for it must end
+        // well inside it, so that ticketing learns its outcome (or that it is unknown) and answers
+        // while its caller still waits. (A caller that leaves anyway does not stop the payment:
+        // see `purchase`.)
+        let payments = PaymentsClient::new(grpc::channel(&context.settings.endpoint("payments")?, deadline / 2)?);
         let relay = OutboxRelay::new(db.clone(), context.bus.clone());
         let wake = Arc::new(Notify::new());
         let sync =

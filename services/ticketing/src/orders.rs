@@ -266,7 +266,7 @@ impl Engine {
                         "the event has started; the order can no longer be refunded".into(),
                     ));
                 }
-                self.refund_order(order_id, "cancelled by the buyer", request_id).await?;
+                self.refund_order(order_id, "cancelled by the buyer", true, request_id).await?;
             }
             OrderState::Refunding => self.finish_refund(order_id, request_id).await?,
             OrderState::Expired | OrderState::Cancelled | OrderState::Refunded => {

@@ -35,7 +35,7 @@ use crate::{
     repository::{
         catalog,
         orders::{self, OrderRecord},
-        tickets as ticket_rows,
+        owed_refunds, tickets as ticket_rows,
     },
     saga::{OrderEvent, OrderState},
     tickets, views,
@@ -66,13 +66,24 @@ impl Engine {
             Turn::Replay(answer) => return answer,
             Turn::Owned(tx) => tx.commit().await?,
         }
-        let result = self.pay(&request, request_id).await;
+        // The payment runs in a task of its own: if the caller goes away (the gateway's timeout,
+        // a dropped connection), dropping this future must not stop a charge half-way and leave
+        // the key claimed; the task finishes the saga and keeps the answer for the retry.
+        let engine = self.clone();
+        let request_id = request_id.map(str::to_owned);
+        tokio::spawn(async move { engine.pay_and_answer(&request, &scope, request_id.as_deref()).await })
+            .await
+            .map_err(|error| anyhow::anyhow!("the payment task failed: {error}"))?
+    }
+
+    async fn pay_and_answer(&self, request: &Payment, scope: &Scope, request_id: Option<&str>) -> Result<Order> {
+        let result = self.pay(request, request_id).await;
         if matches!(result, Err(TicketingError::Fault(_))) {
             // A simulated crash: leave everything as a dead process would.
             return result;
         }
         let mut conn = self.db.pool().acquire().await?;
-        idempotency::finish(&mut conn, &scope, &result).await?;
+        idempotency::finish(&mut conn, scope, &result).await?;
         result
     }
 
@@ -84,6 +95,12 @@ impl Engine {
         for _ in 0..3 {
             let now = now_ms();
             match order.state {
+                // Paid by this request's own attempt, whose first try did not learn the outcome:
+                // the paid order is its answer.
+                OrderState::Paid if order.payment_key.as_deref() == Some(request.key.as_str()) => {
+                    let mut conn = self.db.pool().acquire().await?;
+                    return views::order(&mut conn, &order).await;
+                }
                 OrderState::Paid | OrderState::Refunding | OrderState::Refunded => {
                     return Err(TicketingError::Conflict("the order is paid already".into()));
                 }
@@ -91,10 +108,15 @@ impl Engine {
                 OrderState::Expired => return Err(TicketingError::HoldExpired),
                 OrderState::Authorizing => {
                     if order.authorizing_since.is_some_and(|since| since + self.stale_after_ms > now) {
-                        return Err(TicketingError::Conflict("a payment for this order is in progress".into()));
+                        // Running, or its outcome is not known yet. If payments has captured it,
+                        // the sale is completed now; either way the order is read again.
+                        if !self.complete_if_captured(&order, request_id).await? {
+                            return Err(TicketingError::PaymentInFlight);
+                        }
+                    } else {
+                        // Abandoned by a crash: find out what happened before charging again.
+                        self.resolve_payment(&order, now).await?;
                     }
-                    // Abandoned by a crash: find out what happened before charging again.
-                    self.resolve_payment(&order, now).await?;
                 }
                 OrderState::PendingPayment if order.expires_at <= now => {
                     self.expire(order.id, now).await?;
@@ -107,8 +129,9 @@ impl Engine {
                     if event_cancelled {
                         return Err(TicketingError::Conflict("the event is cancelled".into()));
                     }
-                    if self.start_payment(&order, now).await? {
-                        return self.charge(&order, request, request_id).await;
+                    if self.start_payment(&order, now, &request.key).await? {
+                        // The attempt is known by when it started (`authorizing_since`).
+                        return self.charge(&order, now, request, request_id).await;
                     }
                 }
             }
@@ -119,13 +142,32 @@ impl Engine {
     }
 
     /// Step 1: pending_payment → authorizing, only while the hold is valid.
-    async fn start_payment(&self, order: &OrderRecord, now: i64) -> Result<bool> {
+    async fn start_payment(&self, order: &OrderRecord, now: i64, key: &IdempotencyKey) -> Result<bool> {
         let mut conn = self.db.pool().acquire().await?;
-        orders::start_payment(&mut conn, order.id, now).await
+        orders::start_payment(&mut conn, order.id, now, key.as_str()).await
     }
 
-    /// Step 2 and 3.
-    async fn charge(&self, order: &OrderRecord, request: &Payment, request_id: Option<&str>) -> Result<Order> {
+    /// Completes an in-flight payment if payments has captured it; `false` if it has not (yet).
+    async fn complete_if_captured(&self, order: &OrderRecord, request_id: Option<&str>) -> Result<bool> {
+        let lookup = GetPaymentForOrderRequest { order_id: order.id.to_string() };
+        match self.payments.clone().get_payment_for_order(lookup).await {
+            Ok(payment) if payment.get_ref().status == "captured" => {
+                self.complete_payment(order.id, &payment.get_ref().id, request_id).await?;
+                Ok(true)
+            }
+            // Not captured, not there yet, or payments cannot say: still in flight.
+            _ => Ok(false),
+        }
+    }
+
+    /// Step 2 and 3, for the payment attempt that started at `attempt`.
+    async fn charge(
+        &self,
+        order: &OrderRecord,
+        attempt: i64,
+        request: &Payment,
+        request_id: Option<&str>,
+    ) -> Result<Order> {
         self.faults.check(FaultPoint::BeforeCharge)?;
         let charge = ChargeRequest {
             order_id: order.id.to_string(),
@@ -137,7 +179,7 @@ impl Engine {
             Ok(response) => response.into_inner(),
             // Refused before any charge (an invalid card): the order may be paid again.
             Err(status) if status.code() == Code::InvalidArgument => {
-                self.payment_failed(order.id).await?;
+                self.payment_failed(order.id, attempt).await?;
                 return Err(TicketingError::Upstream(status));
             }
             // Anything else (payments or the processor down, a deadline, a charge in flight)
@@ -161,7 +203,7 @@ impl Engine {
             }
             "declined" => {
                 metrics::counter!("eventhive_payments_declined_total").increment(1);
-                self.payment_failed(order.id).await?;
+                self.payment_failed(order.id, attempt).await?;
                 Err(TicketingError::PaymentDeclined(payment.decline_code))
             }
             other => {
@@ -171,11 +213,11 @@ impl Engine {
         }
     }
 
-    /// authorizing → pending_payment: the order may be paid again until it expires.
-    async fn payment_failed(&self, order_id: OrderId) -> Result<()> {
+    /// authorizing → pending_payment, if `attempt` is still the order's current payment
+    /// attempt: the order may be paid again until it expires. `false`: a newer attempt runs.
+    async fn payment_failed(&self, order_id: OrderId, attempt: i64) -> Result<bool> {
         let mut conn = self.db.pool().acquire().await?;
-        orders::transition(&mut conn, order_id, OrderState::Authorizing, OrderEvent::PaymentFailed).await?;
-        Ok(())
+        orders::payment_failed(&mut conn, order_id, attempt).await
     }
 
     /// Step 3: authorizing → paid; the held tickets are sold and issued. Idempotent.
@@ -201,11 +243,24 @@ impl Engine {
                 orders::transition(&mut tx, order_id, OrderState::PendingPayment, OrderEvent::PaymentStarted).await?;
                 OrderState::Authorizing
             }
-            // The hold is gone: a captured payment for it must be given back.
+            // The hold is gone: a captured payment for it must be given back. That the money is
+            // owed commits before anything is tried, so a failed refund call or a crash leaves a
+            // row the sweeper retries until payments confirms the refund.
             OrderState::Expired | OrderState::Cancelled => {
-                tx.rollback().await?;
+                owed_refunds::record(
+                    &mut tx,
+                    order_id,
+                    payment_id,
+                    "the hold ended before the payment completed",
+                    now_ms(),
+                )
+                .await?;
+                tx.commit().await?;
+                metrics::counter!("eventhive_refunds_owed_total").increment(1);
                 tracing::warn!(%order_id, "payment captured for an order whose hold is gone; refunding");
-                self.refund_payment(order_id, "hold expired before the payment completed", request_id).await?;
+                if let Err(error) = self.settle_owed_refund(order_id, request_id).await {
+                    tracing::warn!(%order_id, error = format!("{error:#}"), "owed refund failed; the sweeper retries it");
+                }
                 return Err(TicketingError::HoldExpired);
             }
             _ => return Err(TicketingError::Conflict(format!("order {order_id} cannot be paid now"))),
@@ -265,23 +320,41 @@ impl Engine {
     }
 
     /// The charge never happened: the order is payable again, or expires if its time is up.
+    /// Only the attempt `order` was read in is abandoned; a newer one is left to run.
     async fn abandon_payment(&self, order: &OrderRecord, now: i64) -> Result<()> {
-        self.payment_failed(order.id).await?;
-        if order.expires_at <= now {
+        let Some(attempt) = order.authorizing_since else { return Ok(()) };
+        if self.payment_failed(order.id, attempt).await? && order.expires_at <= now {
             self.expire(order.id, now).await?;
         }
         Ok(())
     }
 
     /// Refunds a paid order: paid → refunding → (refund) → refunded, tickets void and back on
-    /// sale.
-    pub(crate) async fn refund_order(&self, order_id: OrderId, reason: &str, request_id: Option<&str>) -> Result<()> {
-        let mut conn = self.db.pool().acquire().await?;
-        let moved = orders::transition(&mut conn, order_id, OrderState::Paid, OrderEvent::RefundRequested).await?;
-        if moved {
-            orders::set_closed_reason(&mut conn, order_id, reason).await?;
+    /// sale. `used_refuses`: a buyer's own cancel is refused (409) once a ticket of the order was
+    /// checked in; an organizer's cancel of the whole event refunds everyone.
+    pub(crate) async fn refund_order(
+        &self,
+        order_id: OrderId,
+        reason: &str,
+        used_refuses: bool,
+        request_id: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.db.pool().begin().await?;
+        // The order's lock, which a check-in takes too, orders the two.
+        let order = orders::find_for_update(&self.db, &mut tx, order_id).await?;
+        if used_refuses
+            && order.is_some_and(|order| order.state == OrderState::Paid)
+            && ticket_rows::any_checked_in(&mut tx, order_id).await?
+        {
+            return Err(TicketingError::Conflict(
+                "a ticket of this order was checked in; the order can no longer be refunded".into(),
+            ));
         }
-        drop(conn);
+        let moved = orders::transition(&mut tx, order_id, OrderState::Paid, OrderEvent::RefundRequested).await?;
+        if moved {
+            orders::set_closed_reason(&mut tx, order_id, reason).await?;
+        }
+        tx.commit().await?;
         self.faults.check(FaultPoint::BeforeRefund)?;
         self.finish_refund(order_id, request_id).await
     }
@@ -312,6 +385,21 @@ impl Engine {
         metrics::counter!("eventhive_orders_refunded_total").increment(1);
         self.relay.wake();
         Ok(())
+    }
+
+    /// Refunds the payment of an ended order recorded in `owed_refunds`, and closes the record
+    /// once payments confirmed it. Safe to repeat: payments refunds a payment once.
+    pub(crate) async fn settle_owed_refund(&self, order_id: OrderId, request_id: Option<&str>) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        let Some(owed) = owed_refunds::open(&mut conn, order_id).await? else { return Ok(()) };
+        drop(conn);
+        let result = self.refund_payment(order_id, &owed.reason, request_id).await;
+        let mut conn = self.db.pool().acquire().await?;
+        match &result {
+            Ok(()) => owed_refunds::settled(&mut conn, order_id, now_ms()).await?,
+            Err(error) => owed_refunds::failed(&mut conn, order_id, &format!("{error:#}")).await?,
+        }
+        result
     }
 
     async fn refund_payment(&self, order_id: OrderId, reason: &str, request_id: Option<&str>) -> Result<()> {

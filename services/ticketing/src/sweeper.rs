@@ -1,5 +1,6 @@
 //! The sweeper keeps every order moving without anyone asking: it expires holds that ran out,
-//! resumes payments and refunds a crash abandoned, and refunds or cancels the orders of
+//! resumes payments and refunds a crash abandoned, gives back payments captured for orders
+//! whose hold had already ended, and refunds or cancels the orders of
 //! cancelled events. [`Sweeper::step`] does one pass at a given time, which is how the tests
 //! drive it; [`Sweeper::run`] repeats it in the background.
 
@@ -9,7 +10,12 @@ use eventhive_domain::OrderId;
 use eventhive_platform::{shutdown::CancellationToken, storage::now_ms};
 use tokio::sync::Notify;
 
-use crate::{engine::Engine, error::TicketingError, idempotency, repository::orders};
+use crate::{
+    engine::Engine,
+    error::TicketingError,
+    idempotency,
+    repository::{orders, owed_refunds},
+};
 
 /// Orders handled per kind and pass; a backlog is worked off over several passes.
 const BATCH: i64 = 500;
@@ -22,6 +28,8 @@ pub struct Sweep {
     pub payments_resolved: usize,
     pub refunds_started: usize,
     pub refunds_finished: usize,
+    /// Captured payments of ended orders given back (see `owed_refunds`).
+    pub owed_refunds_settled: usize,
     pub keys_purged: u64,
     pub failures: usize,
 }
@@ -49,6 +57,7 @@ impl Sweeper {
         let abandoned_payments = orders::abandoned_payments(&mut conn, stale, BATCH).await?;
         let paid_for_cancelled_events = orders::paid_of_cancelled_events(&mut conn, BATCH).await?;
         let abandoned_refunds = orders::abandoned_refunds(&mut conn, stale, BATCH).await?;
+        let owed = owed_refunds::due(&mut conn, BATCH).await?;
         drop(conn);
 
         let mut note = |what: &str, order_id: OrderId, error: TicketingError| {
@@ -80,7 +89,7 @@ impl Sweeper {
         }
         let mut refunds_started = 0;
         for order in paid_for_cancelled_events {
-            match engine.refund_order(order.id, "the event was cancelled", None).await {
+            match engine.refund_order(order.id, "the event was cancelled", false, None).await {
                 Ok(()) => refunds_started += 1,
                 Err(error) => note("refund an order", order.id, error),
             }
@@ -92,6 +101,13 @@ impl Sweeper {
                 Err(error) => note("finish a refund", order.id, error),
             }
         }
+        let mut owed_refunds_settled = 0;
+        for refund in owed {
+            match engine.settle_owed_refund(refund.order_id, None).await {
+                Ok(()) => owed_refunds_settled += 1,
+                Err(error) => note("give back a payment captured for an ended order", refund.order_id, error),
+            }
+        }
         let mut conn = engine.db.pool().acquire().await?;
         let keys_purged = idempotency::purge(&mut conn, now).await?;
         Ok(Sweep {
@@ -100,6 +116,7 @@ impl Sweeper {
             payments_resolved: resolved,
             refunds_started,
             refunds_finished,
+            owed_refunds_settled,
             keys_purged,
             failures: sweep.failures,
         })

@@ -26,6 +26,7 @@ use crate::{
         orders::{self, OrderRecord},
         tickets::{self, NewTicket},
     },
+    saga::OrderState,
     views,
 };
 
@@ -167,6 +168,12 @@ impl Engine {
                 return Err(TicketingError::AlreadyCheckedIn(ms_to_rfc3339(ticket.checked_in_at.unwrap_or_default())));
             }
             _ => {}
+        }
+        // Under the order's lock, which a buyer's refund takes too: a ticket is let in only
+        // while its order is paid, and a refund starts only while no ticket of it was let in.
+        let order = orders::find_for_update(&self.db, &mut tx, ticket.order_id).await?;
+        if order.is_none_or(|order| order.state != OrderState::Paid) {
+            return Err(TicketingError::NotFound("this ticket is void: its order is being refunded".into()));
         }
         if !tickets::check_in(&mut tx, ticket.id, now).await? {
             // Another scanner won the race by a hair.

@@ -3,6 +3,7 @@
 //!
 //! - [`orders`] owns `orders`, `order_items` and `buyer_event_totals`;
 //! - [`tickets`] owns `tickets`;
+//! - [`owed_refunds`] owns `owed_refunds` (captured payments of ended orders, to give back);
 //! - [`catalog`] owns `events` and `ticket_types` (the copy of catalog).
 //!
 //! Two tables are owned by the module whose rules they carry: `inventory_shards` and
@@ -11,4 +12,5 @@
 
 pub(crate) mod catalog;
 pub(crate) mod orders;
+pub(crate) mod owed_refunds;
 pub(crate) mod tickets;

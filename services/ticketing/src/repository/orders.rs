@@ -16,7 +16,7 @@ use crate::{
 type Result<T> = std::result::Result<T, TicketingError>;
 
 /// What an [`OrderRecord`] is read from.
-const COLUMNS: &str = "id, buyer_id, event_id, status, currency, total_minor, quantity, expires_at, created_at, authorizing_since, paid_at";
+const COLUMNS: &str = "id, buyer_id, event_id, status, currency, total_minor, quantity, expires_at, created_at, authorizing_since, paid_at, payment_key";
 
 /// An order as stored, its ids and status parsed.
 #[derive(Debug, Clone)]
@@ -33,6 +33,8 @@ pub(crate) struct OrderRecord {
     /// When the current payment attempt started (`authorizing`), for crash recovery.
     pub authorizing_since: Option<i64>,
     pub paid_at: Option<i64>,
+    /// The Idempotency-Key of the request that started the current payment attempt.
+    pub payment_key: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -48,6 +50,7 @@ struct OrderRow {
     created_at: i64,
     authorizing_since: Option<i64>,
     paid_at: Option<i64>,
+    payment_key: Option<String>,
 }
 
 impl TryFrom<OrderRow> for OrderRecord {
@@ -68,6 +71,7 @@ impl TryFrom<OrderRow> for OrderRecord {
             created_at: row.created_at,
             authorizing_since: row.authorizing_since,
             paid_at: row.paid_at,
+            payment_key: row.payment_key,
         })
     }
 }
@@ -212,14 +216,15 @@ pub(crate) async fn transition(
     Ok(moved.rows_affected() == 1)
 }
 
-/// pending_payment → authorizing, only while the hold is valid at `now`.
-pub(crate) async fn start_payment(conn: &mut AnyConnection, order_id: OrderId, now: i64) -> Result<bool> {
+/// pending_payment → authorizing, only while the hold is valid at `now`; the attempt is
+/// known by `now` and by the `key` of the request that started it.
+pub(crate) async fn start_payment(conn: &mut AnyConnection, order_id: OrderId, now: i64, key: &str) -> Result<bool> {
     let to = OrderState::PendingPayment.on(OrderEvent::PaymentStarted)?;
     // The event's sales must be open, checked in this very statement under the event's share
     // lock: a concurrent CloseSales either waits for this payment to start or is seen by it.
     let lock = catalog::key_share(conn);
     let started = sqlx::query(&format!(
-        "UPDATE orders SET status = $1, authorizing_since = $2, updated_at = $2 \
+        "UPDATE orders SET status = $1, authorizing_since = $2, updated_at = $2, payment_key = $5 \
          WHERE id = $3 AND status = $4 AND expires_at > $2 \
          AND EXISTS (SELECT 1 FROM events e WHERE e.id = orders.event_id AND e.status = 'on_sale' \
          AND e.sales_closed_at IS NULL{lock})"
@@ -228,9 +233,28 @@ pub(crate) async fn start_payment(conn: &mut AnyConnection, order_id: OrderId, n
     .bind(now)
     .bind(order_id.to_string())
     .bind(OrderState::PendingPayment.as_str())
+    .bind(key)
     .execute(&mut *conn)
     .await?;
     Ok(started.rows_affected() == 1)
+}
+
+/// authorizing → pending_payment, only if the payment attempt that started at `attempt`
+/// (its `authorizing_since`) is still the current one: whoever saw an earlier attempt fail must
+/// not take back a newer attempt that may be capturing right now.
+pub(crate) async fn payment_failed(conn: &mut AnyConnection, order_id: OrderId, attempt: i64) -> Result<bool> {
+    let to = OrderState::Authorizing.on(OrderEvent::PaymentFailed)?;
+    let moved = sqlx::query(
+        "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 AND authorizing_since = $5",
+    )
+    .bind(to.as_str())
+    .bind(now_ms())
+    .bind(order_id.to_string())
+    .bind(OrderState::Authorizing.as_str())
+    .bind(attempt)
+    .execute(&mut *conn)
+    .await?;
+    Ok(moved.rows_affected() == 1)
 }
 
 /// Records the captured payment of an order that has just moved to `paid`.

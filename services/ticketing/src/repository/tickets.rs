@@ -149,6 +149,16 @@ pub(crate) async fn checked_in_at(conn: &mut AnyConnection, id: TicketId) -> any
         .await?)
 }
 
+/// Whether a ticket of the order was checked in: such an order was used and is not refunded.
+pub(crate) async fn any_checked_in(conn: &mut AnyConnection, order_id: OrderId) -> anyhow::Result<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM tickets WHERE order_id = $1 AND status = 'checked_in' LIMIT 1")
+            .bind(order_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// Voids every ticket of a refunded order.
 pub(crate) async fn void_of_order(tx: &mut AnyConnection, order_id: OrderId) -> anyhow::Result<()> {
     sqlx::query("UPDATE tickets SET status = 'void' WHERE order_id = $1")

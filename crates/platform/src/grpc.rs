@@ -1,7 +1,14 @@
-//! gRPC plumbing shared by every service: serving on a caller-given listener with health and
-//! graceful shutdown, dialing other services with deadlines, and carrying the request id.
+//! gRPC plumbing shared by every service: serving on a caller-given listener with health,
+//! request metrics and graceful shutdown, dialing other services with deadlines, and carrying
+//! the request id.
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
 
 use http::{Request as HttpRequest, Response as HttpResponse};
 use tokio::net::TcpListener;
@@ -99,6 +106,7 @@ where
     tracing::info!(service = name, address = %listener.local_addr()?, "gRPC listening");
     Server::builder()
         .layer(trace)
+        .layer(tower::layer::layer_fn(RecordMetrics))
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
@@ -113,4 +121,83 @@ pub async fn is_serving(channel: Channel) -> bool {
         client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await,
         Ok(response) if response.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     )
+}
+
+/// Counts the calls a gRPC server answers, by gRPC service, method and status code
+/// (`eventhive_grpc_server_requests_total`), and times them to their response headers
+/// (`eventhive_grpc_server_request_duration_seconds`). For a unary call that is the handler's
+/// whole work; a server stream is timed and coded by its start (its final status travels in
+/// trailers, after the call is counted).
+#[derive(Debug, Clone)]
+pub struct RecordMetrics<S>(pub S);
+
+impl<S, B> Service<HttpRequest<Body>> for RecordMetrics<S>
+where
+    S: Service<HttpRequest<Body>, Response = HttpResponse<B>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest<Body>) -> Self::Future {
+        // `/eventhive.ticketing.v1.Ticketing/PayOrder`: the path names both, and nothing else.
+        let (service, method) = split_path(request.uri().path());
+        let started = Instant::now();
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            let code = match &response {
+                // A call that failed answers headers-only, with its status among them; a call
+                // that succeeded puts `grpc-status: 0` in its trailers.
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                Err(_) => tonic::Code::Unknown,
+            };
+            metrics::counter!(
+                "eventhive_grpc_server_requests_total",
+                "service" => service.clone(),
+                "method" => method.clone(),
+                "code" => format!("{code:?}"),
+            )
+            .increment(1);
+            metrics::histogram!("eventhive_grpc_server_request_duration_seconds", "service" => service, "method" => method)
+                .record(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}
+
+/// The gRPC service and method a request path names; an unexpected path is counted as such
+/// rather than as a new label value per path.
+fn split_path(path: &str) -> (String, String) {
+    match path.trim_start_matches('/').split_once('/') {
+        Some((service, method)) if !service.is_empty() && !method.is_empty() && !method.contains('/') => {
+            (service.to_owned(), method.to_owned())
+        }
+        _ => ("unknown".to_owned(), "unknown".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_names_service_and_method() {
+        assert_eq!(
+            split_path("/eventhive.ticketing.v1.Ticketing/PayOrder"),
+            ("eventhive.ticketing.v1.Ticketing".to_owned(), "PayOrder".to_owned())
+        );
+        assert_eq!(split_path("/nonsense"), ("unknown".to_owned(), "unknown".to_owned()));
+        assert_eq!(split_path("/a/b/c"), ("unknown".to_owned(), "unknown".to_owned()));
+    }
 }

@@ -143,8 +143,9 @@ pub fn variable(key: &str) -> String {
     format!("EVENTHIVE_{}", key.to_uppercase())
 }
 
-/// Variables that are not settings: the config file's path and the test harness's own.
-const NOT_SETTINGS: [&str; 2] = ["CONFIG", "TEST_"];
+/// Variables that are not settings: the config file's path, the test harness's own, and the
+/// switch that regenerates docs/openapi.json.
+const NOT_SETTINGS: [&str; 3] = ["CONFIG", "TEST_", "UPDATE_OPENAPI"];
 
 impl Settings {
     /// Defaults, then the TOML file named by `EVENTHIVE_CONFIG` (if any), then the environment.

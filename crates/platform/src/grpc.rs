@@ -23,6 +23,8 @@ use tonic::{
 use tonic_health::server::HealthReporter;
 use tower::Service;
 
+use crate::telemetry;
+
 /// Header and metadata key of the request id, from the gateway through every gRPC call.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -49,11 +51,15 @@ pub fn streaming_channel(url: &str) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// A request carrying the caller's request id.
+/// A request carrying the caller's request id and, when traces are exported, the current
+/// span's `traceparent`, so that the callee's span joins the caller's trace.
 pub fn request<T>(message: T, request_id: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(value) = request_id.and_then(|id| MetadataValue::try_from(id).ok()) {
         request.metadata_mut().insert(REQUEST_ID, value);
+    }
+    if let Some(value) = telemetry::current_traceparent().and_then(|tp| MetadataValue::try_from(tp).ok()) {
+        request.metadata_mut().insert(telemetry::TRACEPARENT, value);
     }
     request
 }
@@ -93,7 +99,10 @@ where
         .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG))
         .make_span_with(move |request: &HttpRequest<Body>| {
             let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("grpc", service = name, method = %request.uri().path(), request_id)
+            let span = tracing::info_span!("grpc", service = name, method = %request.uri().path(), request_id);
+            let traceparent = request.headers().get(telemetry::TRACEPARENT).and_then(|v| v.to_str().ok());
+            telemetry::continue_trace(&span, traceparent);
+            span
         });
     let stopping = {
         let shutdown = shutdown.clone();

@@ -30,7 +30,8 @@ pub async fn enqueue<E: DomainEvent>(
     event: &E,
     request_id: Option<String>,
 ) -> anyhow::Result<Envelope> {
-    let envelope = Envelope::new(source, event, request_id).context("encoding a domain event")?;
+    let mut envelope = Envelope::new(source, event, request_id).context("encoding a domain event")?;
+    envelope.traceparent = crate::telemetry::current_traceparent();
     sqlx::query("INSERT INTO outbox_messages (id, routing_key, envelope, created_at) VALUES ($1, $2, $3, $4)")
         .bind(envelope.id.to_string())
         .bind(&envelope.routing_key)

@@ -15,6 +15,7 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use eventhive_domain::events::Envelope;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Settings;
 
@@ -116,7 +117,16 @@ pub(crate) async fn handle_delivery(
     metrics::histogram!("eventhive_bus_message_lag_seconds", "queue" => queue.clone()).record(lag);
     let in_flight = metrics::gauge!("eventhive_bus_messages_in_flight", "queue" => queue.clone());
     in_flight.increment(1.0);
-    let outcome = handler.handle(envelope).await;
+    let span = tracing::info_span!(
+        "consume",
+        queue = %subscription.queue,
+        routing_key = %envelope.routing_key,
+        message_id = %envelope.id,
+        request_id = envelope.request_id.as_deref().unwrap_or("-"),
+        attempt,
+    );
+    crate::telemetry::continue_trace(&span, envelope.traceparent.as_deref());
+    let outcome = handler.handle(envelope).instrument(span).await;
     in_flight.decrement(1.0);
     let label = match &outcome {
         Ok(()) => "ok",

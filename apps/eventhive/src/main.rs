@@ -108,7 +108,21 @@ async fn main() -> std::process::ExitCode {
         Command::Serve { .. } => LogFormat::Json,
         _ => LogFormat::Pretty,
     };
-    telemetry::init(settings.log_format.unwrap_or(default_format));
+    let service_name = match &cli.command {
+        Command::Serve { service, .. } => format!("eventhive-{service}"),
+        _ => "eventhive".to_owned(),
+    };
+    let _traces = match telemetry::init(
+        settings.log_format.unwrap_or(default_format),
+        settings.otlp_endpoint.as_deref(),
+        &service_name,
+    ) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("eventhive: cannot export traces to EVENTHIVE_OTLP_ENDPOINT: {error:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match run(cli, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -34,6 +34,10 @@ pub struct Envelope {
     /// The request that caused it, for tracing across services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the span that caused it, so that its consumers continue the
+    /// trace of the request (set by the outbox when traces are exported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     pub payload: serde_json::Value,
 }
 
@@ -53,6 +57,7 @@ impl Envelope {
             occurred_at: OffsetDateTime::now_utc(),
             source: source.to_owned(),
             request_id,
+            traceparent: None,
             payload: serde_json::to_value(event)?,
         })
     }

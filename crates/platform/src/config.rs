@@ -54,6 +54,10 @@ pub struct Settings {
     /// Prefix of every Redis key, so several deployments can share one server.
     pub redis_prefix: String,
 
+    /// An OTLP/gRPC collector (`http://otel-collector:4317`) that traces are exported to.
+    /// Unset: no traces are exported, and no exporter or tracing layer runs.
+    pub otlp_endpoint: Option<String>,
+
     /// Unset: pretty for `eventhive dev` and the other commands a person runs, JSON lines for
     /// `eventhive serve` (production).
     pub log_format: Option<LogFormat>,
@@ -113,6 +117,7 @@ impl Default for Settings {
             redis_url: None,
             redis_prefix: "eventhive".into(),
             log_format: None,
+            otlp_endpoint: None,
             grpc_deadline_ms: 10_000,
             shutdown_grace_secs: 10,
             dev_mode: false,
@@ -143,8 +148,9 @@ pub fn variable(key: &str) -> String {
     format!("EVENTHIVE_{}", key.to_uppercase())
 }
 
-/// Variables that are not settings: the config file's path and the test harness's own.
-const NOT_SETTINGS: [&str; 2] = ["CONFIG", "TEST_"];
+/// Variables that are not settings: the config file's path, the test harness's own, and the
+/// switch that regenerates docs/openapi.json.
+const NOT_SETTINGS: [&str; 3] = ["CONFIG", "TEST_", "UPDATE_OPENAPI"];
 
 impl Settings {
     /// Defaults, then the TOML file named by `EVENTHIVE_CONFIG` (if any), then the environment.
@@ -169,13 +175,13 @@ impl Settings {
 
     /// Checks what types alone cannot, and treats empty optional values as unset.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
-        for value in [&mut self.database_url, &mut self.amqp_url, &mut self.redis_url] {
+        for value in [&mut self.database_url, &mut self.amqp_url, &mut self.redis_url, &mut self.otlp_endpoint] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
         }
         self.sections.retain(|_, value| !matches!(value, serde_json::Value::String(v) if v.trim().is_empty()));
-        let urls: [(&str, &Option<String>, &[&str], &str); 3] = [
+        let urls: [(&str, &Option<String>, &[&str], &str); 4] = [
             (
                 "database_url",
                 &self.database_url,
@@ -184,6 +190,12 @@ impl Settings {
             ),
             ("amqp_url", &self.amqp_url, &["amqp://", "amqps://"], "an amqp:// or amqps:// URL"),
             ("redis_url", &self.redis_url, &["redis://", "rediss://"], "a redis:// or rediss:// URL"),
+            (
+                "otlp_endpoint",
+                &self.otlp_endpoint,
+                &["http://", "https://"],
+                "an http:// or https:// URL of an OTLP/gRPC collector",
+            ),
         ];
         for (field, value, schemes, expected) in urls {
             if let Some(url) = value {

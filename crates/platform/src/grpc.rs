@@ -1,7 +1,14 @@
-//! gRPC plumbing shared by every service: serving on a caller-given listener with health and
-//! graceful shutdown, dialing other services with deadlines, and carrying the request id.
+//! gRPC plumbing shared by every service: serving on a caller-given listener with health,
+//! request metrics and graceful shutdown, dialing other services with deadlines, and carrying
+//! the request id.
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
 
 use http::{Request as HttpRequest, Response as HttpResponse};
 use tokio::net::TcpListener;
@@ -15,6 +22,8 @@ use tonic::{
 };
 use tonic_health::server::HealthReporter;
 use tower::Service;
+
+use crate::telemetry;
 
 /// Header and metadata key of the request id, from the gateway through every gRPC call.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -42,11 +51,15 @@ pub fn streaming_channel(url: &str) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// A request carrying the caller's request id.
+/// A request carrying the caller's request id and, when traces are exported, the current
+/// span's `traceparent`, so that the callee's span joins the caller's trace.
 pub fn request<T>(message: T, request_id: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(value) = request_id.and_then(|id| MetadataValue::try_from(id).ok()) {
         request.metadata_mut().insert(REQUEST_ID, value);
+    }
+    if let Some(value) = telemetry::current_traceparent().and_then(|tp| MetadataValue::try_from(tp).ok()) {
+        request.metadata_mut().insert(telemetry::TRACEPARENT, value);
     }
     request
 }
@@ -86,7 +99,10 @@ where
         .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG))
         .make_span_with(move |request: &HttpRequest<Body>| {
             let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("grpc", service = name, method = %request.uri().path(), request_id)
+            let span = tracing::info_span!("grpc", service = name, method = %request.uri().path(), request_id);
+            let traceparent = request.headers().get(telemetry::TRACEPARENT).and_then(|v| v.to_str().ok());
+            telemetry::continue_trace(&span, traceparent);
+            span
         });
     let stopping = {
         let shutdown = shutdown.clone();
@@ -99,6 +115,7 @@ where
     tracing::info!(service = name, address = %listener.local_addr()?, "gRPC listening");
     Server::builder()
         .layer(trace)
+        .layer(tower::layer::layer_fn(RecordMetrics))
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
@@ -113,4 +130,83 @@ pub async fn is_serving(channel: Channel) -> bool {
         client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await,
         Ok(response) if response.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     )
+}
+
+/// Counts the calls a gRPC server answers, by gRPC service, method and status code
+/// (`eventhive_grpc_server_requests_total`), and times them to their response headers
+/// (`eventhive_grpc_server_request_duration_seconds`). For a unary call that is the handler's
+/// whole work; a server stream is timed and coded by its start (its final status travels in
+/// trailers, after the call is counted).
+#[derive(Debug, Clone)]
+pub struct RecordMetrics<S>(pub S);
+
+impl<S, B> Service<HttpRequest<Body>> for RecordMetrics<S>
+where
+    S: Service<HttpRequest<Body>, Response = HttpResponse<B>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest<Body>) -> Self::Future {
+        // `/eventhive.ticketing.v1.Ticketing/PayOrder`: the path names both, and nothing else.
+        let (service, method) = split_path(request.uri().path());
+        let started = Instant::now();
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            let code = match &response {
+                // A call that failed answers headers-only, with its status among them; a call
+                // that succeeded puts `grpc-status: 0` in its trailers.
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                Err(_) => tonic::Code::Unknown,
+            };
+            metrics::counter!(
+                "eventhive_grpc_server_requests_total",
+                "service" => service.clone(),
+                "method" => method.clone(),
+                "code" => format!("{code:?}"),
+            )
+            .increment(1);
+            metrics::histogram!("eventhive_grpc_server_request_duration_seconds", "service" => service, "method" => method)
+                .record(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}
+
+/// The gRPC service and method a request path names; an unexpected path is counted as such
+/// rather than as a new label value per path.
+fn split_path(path: &str) -> (String, String) {
+    match path.trim_start_matches('/').split_once('/') {
+        Some((service, method)) if !service.is_empty() && !method.is_empty() && !method.contains('/') => {
+            (service.to_owned(), method.to_owned())
+        }
+        _ => ("unknown".to_owned(), "unknown".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_names_service_and_method() {
+        assert_eq!(
+            split_path("/eventhive.ticketing.v1.Ticketing/PayOrder"),
+            ("eventhive.ticketing.v1.Ticketing".to_owned(), "PayOrder".to_owned())
+        );
+        assert_eq!(split_path("/nonsense"), ("unknown".to_owned(), "unknown".to_owned()));
+        assert_eq!(split_path("/a/b/c"), ("unknown".to_owned(), "unknown".to_owned()));
+    }
 }

@@ -30,7 +30,8 @@ pub async fn enqueue<E: DomainEvent>(
     event: &E,
     request_id: Option<String>,
 ) -> anyhow::Result<Envelope> {
-    let envelope = Envelope::new(source, event, request_id).context("encoding a domain event")?;
+    let mut envelope = Envelope::new(source, event, request_id).context("encoding a domain event")?;
+    envelope.traceparent = crate::telemetry::current_traceparent();
     sqlx::query("INSERT INTO outbox_messages (id, routing_key, envelope, created_at) VALUES ($1, $2, $3, $4)")
         .bind(envelope.id.to_string())
         .bind(&envelope.routing_key)
@@ -120,6 +121,23 @@ impl OutboxRelay {
         Ok(count)
     }
 
+    /// Sets the `eventhive_outbox_backlog` gauge of this relay's database. A backlog that grows
+    /// means the bus is down or slower than the commits.
+    async fn record_backlog(&self) {
+        match self.backlog().await {
+            Ok(count) => {
+                metrics::gauge!("eventhive_outbox_backlog", "database" => self.database_label()).set(count as f64)
+            }
+            Err(error) => tracing::debug!(error = format!("{error:#}"), "cannot count the outbox backlog"),
+        }
+    }
+
+    /// The database's name (`eventhive_ticketing`), also for SQLite, whose location is a path.
+    fn database_label(&self) -> String {
+        let location = std::path::Path::new(self.db.location());
+        location.file_stem().map_or_else(|| self.db.location().to_owned(), |stem| stem.to_string_lossy().into_owned())
+    }
+
     /// See [`prune`].
     pub async fn prune(&self, now: i64) -> anyhow::Result<(u64, u64)> {
         prune(&self.db, now).await
@@ -129,6 +147,7 @@ impl OutboxRelay {
     pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
         let mut failures = 0u32;
         let mut next_prune = tokio::time::Instant::now();
+        let mut last_gauge = None;
         loop {
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
@@ -144,6 +163,11 @@ impl OutboxRelay {
                     failures += 1;
                     tracing::warn!(error = format!("{error:#}"), failures, "outbox relay step failed");
                 }
+            }
+            // At most once a second: a flash sale wakes the relay for every commit.
+            if last_gauge.is_none_or(|at: tokio::time::Instant| at.elapsed() >= Duration::from_secs(1)) {
+                last_gauge = Some(tokio::time::Instant::now());
+                self.record_backlog().await;
             }
             let wait = if failures == 0 { poll } else { crate::bus::retry_backoff(failures).max(poll) };
             tokio::select! {

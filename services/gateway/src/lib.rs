@@ -32,7 +32,7 @@ use axum::{
 };
 use eventhive_platform::{
     Context, ErrorKind, Problem, Section, Service, async_trait::async_trait, config::ConfigError, grpc::REQUEST_ID,
-    service::Health, shutdown::CancellationToken,
+    service::Health, shutdown::CancellationToken, telemetry,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -130,7 +130,12 @@ pub fn router(state: AppState) -> Router {
         .layer(cors(&state.gateway))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
+            let span =
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id);
+            // A client's `traceparent` is continued, so a trace can start in the browser.
+            let traceparent = request.headers().get(telemetry::TRACEPARENT).and_then(|v| v.to_str().ok());
+            telemetry::continue_trace(&span, traceparent);
+            span
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

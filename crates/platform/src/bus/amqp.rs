@@ -128,7 +128,9 @@ impl AmqpBus {
         let queue = self.queue_name(&subscription.queue);
         let dead_letter_queue = format!("{queue}.dlq");
         let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-        channel.queue_declare(&dead_letter_queue, durable, FieldTable::default()).await.map_err(unavailable)?;
+        let parked =
+            channel.queue_declare(&dead_letter_queue, durable, FieldTable::default()).await.map_err(unavailable)?;
+        super::record_dead_letters(&subscription.queue, parked.message_count() as usize);
         let mut arguments = FieldTable::default();
         arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DIRECT.into()));
         arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(dead_letter_queue.as_str().into()));
@@ -193,15 +195,7 @@ impl AmqpBus {
                         return;
                     }
                 };
-                let outcome = handler.handle(&envelope).await;
-                super::count_handled(
-                    &subscription.queue,
-                    match &outcome {
-                        Ok(()) => "ok",
-                        Err(_) if attempt >= subscription.max_attempts => "dead",
-                        Err(_) => "retry",
-                    },
-                );
+                let outcome = super::handle_delivery(&subscription, &*handler, &envelope, attempt).await;
                 let settled = match outcome {
                     Ok(()) => Ok(()),
                     Err(error) if attempt >= subscription.max_attempts => {
@@ -209,7 +203,11 @@ impl AmqpBus {
                         let mut headers = FieldTable::default();
                         headers
                             .insert(ERROR_HEADER.into(), AMQPValue::LongString(format!("{error:#}").as_str().into()));
-                        bus.publish_raw(DIRECT, &format!("{queue}.dlq"), &envelope, headers).await
+                        let parked = bus.publish_raw(DIRECT, &format!("{queue}.dlq"), &envelope, headers).await;
+                        if parked.is_ok() {
+                            super::count_dead_letter(&subscription.queue);
+                        }
+                        parked
                     }
                     Err(error) => {
                         tracing::warn!(%queue, message_id = %envelope.id, attempt, error = format!("{error:#}"), "handler failed; will retry");
@@ -333,6 +331,7 @@ impl MessageBus for AmqpBus {
         if let Some(tag) = last_tag {
             channel.basic_nack(tag, BasicNackOptions { multiple: true, requeue: true }).await.map_err(unavailable)?;
         }
+        super::record_dead_letters(queue, letters.len());
         let _ = channel.close(200, "listed").await;
         let _ = connection.close(200, "listed").await;
         Ok(letters)
@@ -355,6 +354,7 @@ impl MessageBus for AmqpBus {
             }
             message.delivery.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
         }
+        super::record_dead_letters(queue, 0);
         let _ = channel.close(200, "replayed").await;
         let _ = connection.close(200, "replayed").await;
         Ok(count)

@@ -90,23 +90,19 @@ impl MessageBus for InProcessBus {
                 let subscription = subscription.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let outcome = handler.handle(&delivery.envelope).await;
-                    super::count_handled(
-                        &subscription.queue,
-                        match &outcome {
-                            Ok(()) => "ok",
-                            Err(_) if delivery.attempt >= subscription.max_attempts => "dead",
-                            Err(_) => "retry",
-                        },
-                    );
+                    let outcome =
+                        super::handle_delivery(&subscription, &*handler, &delivery.envelope, delivery.attempt).await;
                     if let Err(error) = outcome {
                         if delivery.attempt >= subscription.max_attempts {
                             tracing::error!(queue = %subscription.queue, message_id = %delivery.envelope.id, error = format!("{error:#}"), "dead-lettering message");
-                            bus.lock().dead_letters.entry(subscription.queue.clone()).or_default().push(DeadLetter {
+                            let mut state = bus.lock();
+                            let letters = state.dead_letters.entry(subscription.queue.clone()).or_default();
+                            letters.push(DeadLetter {
                                 queue: subscription.queue.clone(),
                                 envelope: delivery.envelope,
                                 error: format!("{error:#}"),
                             });
+                            super::record_dead_letters(&subscription.queue, letters.len());
                         } else {
                             tracing::warn!(queue = %subscription.queue, message_id = %delivery.envelope.id, attempt = delivery.attempt, error = format!("{error:#}"), "handler failed; will retry");
                             tokio::time::sleep(retry_backoff(delivery.attempt)).await;
@@ -133,6 +129,7 @@ impl MessageBus for InProcessBus {
             return Err(BusError::Unavailable(format!("no consumer for queue {queue}")));
         };
         let count = letters.len();
+        super::record_dead_letters(queue, 0);
         for letter in letters {
             target
                 .sender

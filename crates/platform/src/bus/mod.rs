@@ -15,6 +15,7 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use eventhive_domain::events::Envelope;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Settings;
 
@@ -102,10 +103,48 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Arc<dyn MessageBus>>
     }
 }
 
-/// Counts what became of a delivered message: `ok`, `retry` or `dead`.
-pub(crate) fn count_handled(queue: &str, outcome: &'static str) {
-    metrics::counter!("eventhive_bus_messages_handled_total", "queue" => queue.to_owned(), "outcome" => outcome)
-        .increment(1);
+/// Runs `handler` on a delivered message, as both buses do: records the consumer's lag behind
+/// the event, the messages in flight, and what became of this delivery (`ok`, `retry` or `dead`:
+/// `attempt` is the delivery's number, 1 for the first).
+pub(crate) async fn handle_delivery(
+    subscription: &Subscription,
+    handler: &dyn MessageHandler,
+    envelope: &Envelope,
+    attempt: u32,
+) -> anyhow::Result<()> {
+    let queue = subscription.queue.clone();
+    let lag = (time::OffsetDateTime::now_utc() - envelope.occurred_at).as_seconds_f64().max(0.0);
+    metrics::histogram!("eventhive_bus_message_lag_seconds", "queue" => queue.clone()).record(lag);
+    let in_flight = metrics::gauge!("eventhive_bus_messages_in_flight", "queue" => queue.clone());
+    in_flight.increment(1.0);
+    let span = tracing::info_span!(
+        "consume",
+        queue = %subscription.queue,
+        routing_key = %envelope.routing_key,
+        message_id = %envelope.id,
+        request_id = envelope.request_id.as_deref().unwrap_or("-"),
+        attempt,
+    );
+    crate::telemetry::continue_trace(&span, envelope.traceparent.as_deref());
+    let outcome = handler.handle(envelope).instrument(span).await;
+    in_flight.decrement(1.0);
+    let label = match &outcome {
+        Ok(()) => "ok",
+        Err(_) if attempt >= subscription.max_attempts => "dead",
+        Err(_) => "retry",
+    };
+    metrics::counter!("eventhive_bus_messages_handled_total", "queue" => queue, "outcome" => label).increment(1);
+    outcome
+}
+
+/// Sets the dead-letter gauge of `queue` to what this process last saw.
+pub(crate) fn record_dead_letters(queue: &str, count: usize) {
+    metrics::gauge!("eventhive_bus_dead_letters", "queue" => queue.to_owned()).set(count as f64);
+}
+
+/// Adds one to the dead-letter gauge of `queue`.
+pub(crate) fn count_dead_letter(queue: &str) {
+    metrics::gauge!("eventhive_bus_dead_letters", "queue" => queue.to_owned()).increment(1.0);
 }
 
 /// Backoff before attempt `attempt` (1-based) of a failed message: 100 ms doubling, at most 5 s.

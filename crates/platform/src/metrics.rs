@@ -86,6 +86,12 @@ pub const CATALOG: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Holds released without a sale, by reason: expired or cancelled.",
     ),
     ("eventhive_payments_declined_total", Kind::Counter, None, "Payments of orders the card processor declined."),
+    (
+        "eventhive_refunds_owed_total",
+        Kind::Counter,
+        None,
+        "Captures found for orders whose hold had already ended: money owed back until refunded.",
+    ),
     ("eventhive_orders_paid_total", Kind::Counter, None, "Orders paid: purchases completed."),
     ("eventhive_tickets_issued_total", Kind::Counter, None, "Tickets issued to buyers of paid orders."),
     ("eventhive_orders_refunded_total", Kind::Counter, None, "Paid orders refunded."),

@@ -1,8 +1,10 @@
 //! Everything that can go wrong in analytics, and how each answers over gRPC.
 
+use std::collections::HashMap;
+
 use eventhive_platform::{
     ErrorKind,
-    problem::{internal_status, status},
+    problem::{internal_status, status, status_with},
 };
 use tonic::Status;
 
@@ -14,6 +16,12 @@ pub enum AnalyticsError {
     /// The event is public (it was announced on sale), so its existence is no secret.
     #[error("only the organization's owner, admins and staff see an event's analytics")]
     NotAllowed,
+    /// A cap on open live streams (per user or per event, on this replica) is reached.
+    #[error("too many live streams open per {per} (at most {limit})")]
+    TooManyStreams { per: &'static str, limit: usize },
+    /// An open stream's reader could not be re-checked for a while (identity unreachable).
+    #[error("cannot confirm that the reader may still see the figures")]
+    MembershipsUnavailable,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -30,6 +38,12 @@ impl From<AnalyticsError> for Status {
         match error {
             AnalyticsError::EventNotFound => status(ErrorKind::NotFound, message, &[]),
             AnalyticsError::NotAllowed => status(ErrorKind::Forbidden, message, &[]),
+            AnalyticsError::TooManyStreams { per, limit } => {
+                let extensions =
+                    HashMap::from([("per".to_owned(), per.to_owned()), ("limit".to_owned(), limit.to_string())]);
+                status_with(ErrorKind::RateLimited, message, &[], extensions)
+            }
+            AnalyticsError::MembershipsUnavailable => status(ErrorKind::Unavailable, message, &[]),
             AnalyticsError::Unexpected(error) => internal_status(&error),
         }
     }
@@ -45,6 +59,9 @@ mod tests {
     fn errors_answer_with_their_kind() {
         assert_eq!(Status::from(AnalyticsError::EventNotFound).code(), Code::NotFound);
         assert_eq!(Status::from(AnalyticsError::NotAllowed).code(), Code::PermissionDenied);
+        let capped = Status::from(AnalyticsError::TooManyStreams { per: "user", limit: 2 });
+        assert_eq!(capped.code(), Code::ResourceExhausted);
+        assert_eq!(eventhive_platform::Problem::from_status(&capped).slug(), "rate-limited");
         let internal = Status::from(AnalyticsError::Unexpected(anyhow::anyhow!("disk on fire")));
         assert_eq!(internal.code(), Code::Internal);
         assert!(!internal.message().contains("fire"));

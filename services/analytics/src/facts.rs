@@ -36,6 +36,13 @@ impl OrderStatus {
         }
     }
 
+    /// The status `as_str` gave; `None` for text no version of analytics wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Placed, Self::Paid, Self::Expired, Self::Cancelled, Self::Refunded]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
     /// How far along an order is: an order only ever moves to a higher rank, so a status heard
     /// late never replaces one further along.
     pub fn rank(self) -> i64 {

@@ -1,5 +1,6 @@
-//! The figures of one event, aggregated from the read model's facts when they are asked for:
-//! the facts converge whatever order events arrive in, so figures computed from them do too.
+//! The figures of one event, read from the figures the projection keeps as events are applied
+//! (a few rows per ticket type and per minute of sales, whatever the number of orders), with
+//! the capacities of the newest snapshot.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use eventhive_domain::EventId;
 use eventhive_platform::{Database, storage::ms_to_rfc3339};
 use eventhive_proto::{analytics as pb, common::Money};
 
-use crate::{facts::OrderStatus, repository};
+use crate::repository;
 
 /// What an event's organizers see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,14 +73,14 @@ impl Figures {
 
 /// The figures of `event_id`; `None` if analytics has not heard of the event.
 pub async fn load(db: &Database, event_id: EventId) -> anyhow::Result<Option<Figures>> {
-    let Some(facts) = repository::figure_facts(db, event_id).await? else {
+    let Some(kept) = repository::kept_figures(db, event_id).await? else {
         return Ok(None);
     };
 
     // Ticket types keyed by id, in the snapshot's order first.
     let mut types: Vec<TicketTypeFigures> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    for row in facts.ticket_types {
+    for row in kept.ticket_types {
         index.insert(row.ticket_type_id.clone(), types.len());
         types.push(TicketTypeFigures {
             ticket_type_id: row.ticket_type_id,
@@ -92,21 +93,24 @@ pub async fn load(db: &Database, event_id: EventId) -> anyhow::Result<Option<Fig
             checkins: 0,
         });
     }
-    // Lines or check-ins of a ticket type the newest snapshot dropped still count in the totals;
-    // they are listed after the snapshot's, by id.
+    // Sales or check-ins of a ticket type the newest snapshot dropped still count in the totals;
+    // they are listed after the snapshot's, by id. A ticket type whose figures all went back to
+    // zero (its only order expired) is not listed.
     let mut unlisted: BTreeMap<String, TicketTypeFigures> = BTreeMap::new();
-
-    for line in facts.line_sums {
-        let figures = entry(&mut types, &index, &mut unlisted, line.ticket_type_id);
-        if line.status == OrderStatus::Paid.as_str() {
-            figures.sold += line.quantity;
-            figures.revenue_minor += line.amount;
-        } else {
-            figures.held += line.quantity;
+    for row in kept.by_ticket_type {
+        if !index.contains_key(&row.ticket_type_id)
+            && row.sold == 0
+            && row.held == 0
+            && row.revenue_minor == 0
+            && row.checkins == 0
+        {
+            continue;
         }
-    }
-    for (ticket_type_id, checkins) in facts.checkins {
-        entry(&mut types, &index, &mut unlisted, ticket_type_id).checkins += checkins;
+        let figures = entry(&mut types, &index, &mut unlisted, row.ticket_type_id);
+        figures.sold += row.sold;
+        figures.held += row.held;
+        figures.revenue_minor += row.revenue_minor;
+        figures.checkins += row.checkins;
     }
     types.extend(unlisted.into_values());
     for figures in &mut types {
@@ -115,17 +119,17 @@ pub async fn load(db: &Database, event_id: EventId) -> anyhow::Result<Option<Fig
 
     Ok(Some(Figures {
         event_id,
-        organization_id: facts.organization_id,
-        currency: facts.currency,
+        organization_id: kept.organization_id,
+        currency: kept.currency,
         tickets_sold: types.iter().map(|t| t.sold).sum(),
         tickets_held: types.iter().map(|t| t.held).sum(),
         tickets_available: types.iter().map(|t| t.available).sum(),
-        revenue_minor: facts.revenue_minor,
-        orders_paid: facts.orders_paid,
+        revenue_minor: kept.revenue_minor,
+        orders_paid: kept.orders_paid,
         checkins: types.iter().map(|t| t.checkins).sum(),
         by_ticket_type: types,
-        sales_per_minute: facts.sales_per_minute,
-        as_of_ms: facts.as_of_ms,
+        sales_per_minute: kept.sales_per_minute,
+        as_of_ms: kept.as_of_ms,
     }))
 }
 

@@ -4,39 +4,49 @@
 //! the stored events on demand.
 //!
 //! Each event is applied once however often it is delivered and in any order: the read model
-//! stores facts that converge (an order's furthest status, the newest snapshot of an event)
-//! and sums them only when the figures are read.
+//! stores facts that converge (an order's furthest status, the newest snapshot of an event),
+//! and keeps the figures up to date in the same transaction by the difference each fact makes,
+//! so that a read costs a few rows whatever the size of the event.
 //!
 //! # Layout
 //! - [`service`]: the gRPC glue: parse a request, run one operation, answer.
 //! - [`projection`]: the bus consumer that applies each envelope once, and the rebuild.
 //! - [`facts`]: what an envelope tells the read model, and an order's status ranks.
-//! - [`figures`]: the figures of one event, aggregated at read time.
-//! - [`live`]: the live stream of an event's figures.
+//! - [`tally`]: what an order counts for, and the delta a change of its state makes.
+//! - [`figures`]: the figures of one event, read from the kept rows.
+//! - [`fanout`]: one refresh per change of an event's figures, shared by all its streams;
+//!   the caps on open streams.
+//! - [`live`]: one reader's live stream: changes, keep-alive, membership re-checks.
 //! - [`access`]: who may read them.
-//! - [`repository`]: every statement on analytics' tables: the event log, the read model and
-//!   the versions live streams poll.
+//! - [`repository`]: every statement on analytics' tables: the event log, the read model, the
+//!   kept figures and the versions live streams look at.
 //! - [`error`]: analytics' errors and their gRPC statuses.
 
 mod access;
 mod error;
 mod facts;
+mod fanout;
 mod figures;
 mod live;
 mod projection;
 mod repository;
 mod service;
+mod tally;
 
-use std::sync::Arc;
+use std::{str::FromStr, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use eventhive_platform::{
-    Context, Database, NoSettings, Service, Settings, async_trait::async_trait, bus::Subscription, grpc,
-    shutdown::CancellationToken,
+    Context, Database, Section, Service, Settings, async_trait::async_trait, bus::Subscription, config::ConfigError,
+    grpc, shutdown::CancellationToken,
 };
 use eventhive_proto::analytics::analytics_server::AnalyticsServer;
-use sqlx::migrate::Migrator;
+use serde::{Deserialize, Serialize};
+use sqlx::{ConnectOptions, migrate::Migrator, postgres::PgConnectOptions};
 use tokio::net::TcpListener;
 
+pub use access::{IdentityMemberships, Memberships};
+pub use fanout::{LiveConfig, StreamCaps};
 pub use live::WatchTiming;
 pub use projection::Projection;
 pub use service::{AnalyticsService, FiguresStream};
@@ -46,6 +56,63 @@ pub const SERVICE: &str = "analytics";
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
+/// Analytics' settings section: the bounds on live streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnalyticsSettings {
+    /// Live streams one user may have open at once on one replica (`EVENTHIVE_ANALYTICS_STREAMS_PER_USER`):
+    /// a dashboard left open in many tabs costs a connection each.
+    pub analytics_streams_per_user: u32,
+    /// Live streams open at once on one event on one replica.
+    pub analytics_streams_per_event: u32,
+    /// How often an open stream re-checks that its reader is still a member of the event's
+    /// organization: how long a removed member may keep receiving.
+    pub analytics_stream_recheck_ms: u64,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        Self { analytics_streams_per_user: 10, analytics_streams_per_event: 500, analytics_stream_recheck_ms: 5000 }
+    }
+}
+
+impl Section for AnalyticsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.analytics_streams_per_user == 0 {
+            return Err(ConfigError::new("analytics_streams_per_user", "must be positive"));
+        }
+        if self.analytics_streams_per_event == 0 {
+            return Err(ConfigError::new("analytics_streams_per_event", "must be positive"));
+        }
+        if self.analytics_stream_recheck_ms == 0 {
+            return Err(ConfigError::new("analytics_stream_recheck_ms", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+impl AnalyticsSettings {
+    /// How live streams are fed and bounded with these settings, on the database of `settings`.
+    pub fn live(&self, settings: &Settings) -> anyhow::Result<LiveConfig> {
+        let timing =
+            WatchTiming { recheck: Duration::from_millis(self.analytics_stream_recheck_ms), ..WatchTiming::default() };
+        let caps = StreamCaps {
+            per_user: usize::try_from(self.analytics_streams_per_user).unwrap_or(usize::MAX),
+            per_event: usize::try_from(self.analytics_streams_per_event).unwrap_or(usize::MAX),
+        };
+        Ok(LiveConfig { timing, caps, listen_url: listen_url(settings)? })
+    }
+}
+
+/// The URL of analytics' own PostgreSQL database (named as `Database::connect` names it), on
+/// which replicas LISTEN for each other's changes; `None` on SQLite.
+pub fn listen_url(settings: &Settings) -> anyhow::Result<Option<String>> {
+    let Some(server) = &settings.database_url else { return Ok(None) };
+    let server = PgConnectOptions::from_str(server).context("EVENTHIVE_DATABASE_URL is not a valid URL")?;
+    let name = format!("{}_{}", settings.database_prefix, SERVICE);
+    Ok(Some(server.database(&name).to_url_lossy().to_string()))
+}
+
 /// A built analytics service, bound to its listener and already consuming, ready to run.
 pub struct Application {
     /// Bound by the caller (port 0 in tests), so that `eventhive dev` can run every service in
@@ -53,6 +120,10 @@ pub struct Application {
     listener: TcpListener,
     /// Consuming since build; the gRPC service reads through it and is woken by it.
     projection: Projection,
+    /// Identity, to re-check the readers of open streams.
+    memberships: Arc<dyn Memberships>,
+    /// Caps, timings and where to listen for other replicas' changes.
+    live: LiveConfig,
     /// Closed once the server has drained.
     db: Database,
     /// Stops the subscription, which starts at build time.
@@ -64,7 +135,7 @@ impl Service for Application {
     const NAME: &'static str = SERVICE;
     const DEFAULT_PORT: u16 = 50056;
     const USES_BUS: bool = true;
-    type Settings = NoSettings;
+    type Settings = AnalyticsSettings;
 
     fn migrations() -> Option<&'static Migrator> {
         Some(&MIGRATIONS)
@@ -73,12 +144,17 @@ impl Service for Application {
     /// Subscribes to the events the figures are made of (at once, so that nothing published
     /// from now on is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let settings: AnalyticsSettings = context.section()?;
+        let live = settings.live(&context.settings)?;
+        let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
+        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline)?;
+        let memberships: Arc<dyn Memberships> = Arc::new(IdentityMemberships::new(identity));
         let db = context.database()?;
         let projection = Projection::new(db.clone());
         let consuming = CancellationToken::new();
         let subscription = Subscription::new(projection::QUEUE, projection::routing_keys());
         context.bus.subscribe(subscription, Arc::new(projection.clone()), consuming.clone()).await?;
-        Ok(Self { listener: context.listener, projection, db, consuming })
+        Ok(Self { listener: context.listener, projection, memberships, live, db, consuming })
     }
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -95,7 +171,8 @@ impl Service for Application {
         // The inbox's old claims; the event log is kept for rebuilds.
         tokio::spawn(eventhive_platform::outbox::prune_periodically(self.db.clone(), shutdown.clone()));
         let health = tonic_health::server::health_reporter();
-        let service = AnalyticsServer::new(AnalyticsService::new(self.projection, shutdown.clone()));
+        let service =
+            AnalyticsServer::new(AnalyticsService::new(self.projection, self.memberships, self.live, shutdown.clone()));
         let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;
         self.consuming.cancel();
         self.db.close().await;
@@ -105,7 +182,7 @@ impl Service for Application {
 
 /// Rebuilds the read model of the database `settings` name from its event log (`eventhive
 /// analytics rebuild`); returns how many events were replayed. Running replicas see the new
-/// figures at their next poll.
+/// figures at once on PostgreSQL (the rebuild notifies them) and at their next poll on SQLite.
 pub async fn rebuild(settings: &Settings) -> anyhow::Result<u64> {
     let db = Database::connect(settings, SERVICE).await?;
     db.migrate(&MIGRATIONS).await?;

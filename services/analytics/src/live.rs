@@ -1,144 +1,178 @@
-//! The live figures of one event: a stream that sends them at once, then whenever they change
-//! (woken by this replica's projection, or by polling the event's version for changes made
-//! elsewhere), and again after a quiet while so that a live stream can be told from a dead one.
+//! The live figures of one event for one reader: a stream that sends them at once, then
+//! whenever the event's shared figures ([`crate::fanout`]) change to something else than what
+//! this stream sent last, and again after a quiet while so that a live stream can be told from
+//! a dead one. While it stays open it re-checks, every so often, that its reader is still a
+//! member of the event's organization, and ends when they are not.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use eventhive_domain::EventId;
 use eventhive_platform::shutdown::CancellationToken;
-use eventhive_proto::analytics::EventAnalytics;
+use eventhive_proto::{analytics::EventAnalytics, common::Actor};
 use futures::{
     StreamExt,
     stream::{self, BoxStream},
 };
 use tokio::{
-    sync::broadcast::{self, error::RecvError},
+    sync::watch,
     time::{Instant, Interval, MissedTickBehavior},
 };
+use tonic::Status;
 
-use crate::{error::AnalyticsError, figures, projection::Projection, repository};
+use crate::{
+    access::{self, Memberships},
+    error::AnalyticsError,
+    fanout::{Hub, Latest, Permit},
+};
 
 /// How a live stream keeps up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchTiming {
-    /// How often a stream looks at its event's version: the bound on how late an update from
-    /// another replica (or a rebuild from the CLI) is seen.
+    /// How often a watched event's version is polled where no notification tells of changes
+    /// (SQLite): the bound on how late a change from another process is seen. Once per event
+    /// per replica, whatever the number of streams.
     pub poll: Duration,
+    /// How often it is polled anyway where notifications do tell (PostgreSQL), in case one was
+    /// lost while the listener reconnected.
+    pub resync: Duration,
     /// Unchanged figures are sent again after this long, so that proxies and clients can tell
     /// a quiet stream from a dead one.
     pub keep_alive: Duration,
+    /// How often an open stream re-checks its reader's memberships: the bound on how long a
+    /// removed member keeps receiving.
+    pub recheck: Duration,
 }
 
 impl Default for WatchTiming {
     fn default() -> Self {
-        Self { poll: Duration::from_millis(250), keep_alive: Duration::from_secs(15) }
+        Self {
+            poll: Duration::from_millis(250),
+            resync: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(15),
+            recheck: Duration::from_secs(5),
+        }
     }
 }
 
-/// The figures of `event_id` now, then each change of them until `shutdown`. The caller must
-/// have been authorized for the event.
+/// Re-checks that fail in a row (identity unreachable) before the stream ends: a blip does not
+/// drop every dashboard, but nobody reads on unchecked for long.
+const RECHECK_FAILURES_TOLERATED: u32 = 3;
+
+/// The figures of `event_id` now, then each change of them until `shutdown`, for `actor`, who
+/// must have been authorized for the event. Refused when a cap on open streams is reached.
 pub async fn watch(
-    projection: &Projection,
+    hub: &Hub,
+    memberships: Arc<dyn Memberships>,
+    actor: &Actor,
     event_id: EventId,
-    timing: WatchTiming,
-    shutdown: CancellationToken,
-) -> Result<BoxStream<'static, EventAnalytics>, AnalyticsError> {
-    // Listen and read the version before the figures: a change landing in between is then
-    // seen as a change, never lost.
-    let changes = projection.changes();
-    let version = repository::version(projection.db(), event_id).await?;
-    let first: EventAnalytics =
-        figures::load(projection.db(), event_id).await?.ok_or(AnalyticsError::EventNotFound)?.into();
-    let mut ticker = tokio::time::interval(timing.poll);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+) -> Result<BoxStream<'static, Result<EventAnalytics, Status>>, AnalyticsError> {
+    let permit = hub.admit(&actor.user_id, event_id)?;
+    let mut figures = hub.subscribe(event_id).await?;
+    let first = figures.borrow_and_update().figures.clone();
+    let timing = hub.timing();
+    let mut recheck = tokio::time::interval_at(Instant::now() + timing.recheck, timing.recheck);
+    recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let watch = Watch {
-        projection: projection.clone(),
-        event_id,
-        changes,
-        shutdown,
-        ticker,
+        figures,
+        _permit: permit,
+        memberships,
+        user_id: actor.user_id.clone(),
+        shutdown: hub.shutdown(),
         timing,
-        version,
+        recheck,
+        recheck_failures: 0,
         last: first.clone(),
         last_sent: Instant::now(),
-        last_look: Instant::now(),
+        ended: false,
     };
     // When the client hangs up, tonic drops the stream, and the watch with it.
     let updates = stream::unfold(watch, |mut watch| async move { watch.next().await.map(|item| (item, watch)) });
-    Ok(stream::once(async move { first }).chain(updates).boxed())
+    Ok(stream::once(async move { Ok(first) }).chain(updates).boxed())
 }
 
 /// A live stream's state between two messages.
 struct Watch {
-    projection: Projection,
-    /// The event watched; the caller was authorized for it when the stream opened.
-    event_id: EventId,
-    /// Wakes the stream early when this replica changed some event's figures.
-    changes: broadcast::Receiver<EventId>,
+    /// The event's figures, shared with every stream of it on this replica.
+    figures: watch::Receiver<Arc<Latest>>,
+    /// This stream's place under the caps, given back when the stream is dropped.
+    _permit: Permit,
+    memberships: Arc<dyn Memberships>,
+    /// The reader, whose memberships are re-checked.
+    user_id: String,
     /// The service's shutdown: an open stream would otherwise hold the server's drain.
     shutdown: CancellationToken,
-    /// The poll, which sees changes made by other replicas and makes the keep-alive due.
-    ticker: Interval,
     timing: WatchTiming,
-    /// The event's version when the figures last sent were read.
-    version: Option<i64>,
-    /// The figures sent last: a new version is sent only if the figures differ.
+    recheck: Interval,
+    /// Re-checks that failed in a row.
+    recheck_failures: u32,
+    /// The figures sent last: new figures are sent only if they differ.
     last: EventAnalytics,
     /// When anything was sent last, for the keep-alive.
     last_sent: Instant,
-    /// When the version was last read; bounds the reads a burst of changes causes.
-    last_look: Instant,
+    /// Set once the stream sent its final error.
+    ended: bool,
 }
 
 impl Watch {
-    /// Early wakes closer together than this wait for the next look: during a flash sale one
-    /// event changes hundreds of times a second, and each stream needs only a few looks.
-    const MIN_GAP: Duration = Duration::from_millis(50);
-
-    /// The next figures to send; `None` ends the stream (the service is stopping).
-    async fn next(&mut self) -> Option<EventAnalytics> {
+    /// The next message; `None` ends the stream.
+    async fn next(&mut self) -> Option<Result<EventAnalytics, Status>> {
+        if self.ended {
+            return None;
+        }
         loop {
+            let keep_alive = self.last_sent + self.timing.keep_alive;
             tokio::select! {
                 () = self.shutdown.cancelled() => return None,
-                _ = self.ticker.tick() => {}
-                woke = self.changes.recv() => match woke {
-                    Ok(event_id) if event_id != self.event_id => continue,
-                    Ok(_) if self.last_look.elapsed() < Self::MIN_GAP => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    // The sender lives in the projection this watch holds: it cannot close.
-                    Err(RecvError::Closed) => return None,
-                },
-            }
-            match self.look().await {
-                Ok(Some(figures)) => return Some(figures),
-                Ok(None) => {}
-                // The database may be back at the next look; the client keeps its last figures.
-                Err(error) => {
-                    tracing::warn!(event_id = %self.event_id, error = format!("{error:#}"), "cannot refresh figures")
+                changed = self.figures.changed() => {
+                    // The channel is dropped only at shutdown.
+                    changed.ok()?;
+                    let latest = self.figures.borrow_and_update().figures.clone();
+                    if latest != self.last {
+                        return Some(Ok(self.send(latest)));
+                    }
+                }
+                () = tokio::time::sleep_until(keep_alive) => return Some(Ok(self.send(self.last.clone()))),
+                _ = self.recheck.tick() => {
+                    if let Err(error) = self.recheck().await {
+                        self.ended = true;
+                        return Some(Err(error.into()));
+                    }
                 }
             }
         }
     }
 
-    /// Figures to send now: changed ones, or unchanged ones when the keep-alive is due.
-    async fn look(&mut self) -> anyhow::Result<Option<EventAnalytics>> {
-        self.last_look = Instant::now();
-        let keep_alive = self.last_sent.elapsed() >= self.timing.keep_alive;
-        let version = repository::version(self.projection.db(), self.event_id).await?;
-        if version == self.version && !keep_alive {
-            return Ok(None);
-        }
-        let Some(figures) = figures::load(self.projection.db(), self.event_id).await? else {
-            return Ok(None);
-        };
-        self.version = version;
-        let figures = EventAnalytics::from(figures);
-        // A version can move without the figures changing (an order placed after it was paid).
-        if figures == self.last && !keep_alive {
-            return Ok(None);
-        }
+    fn send(&mut self, figures: EventAnalytics) -> EventAnalytics {
         self.last = figures.clone();
         self.last_sent = Instant::now();
-        Ok(Some(figures))
+        figures
+    }
+
+    /// Whether the reader may go on reading: an error ends the stream.
+    async fn recheck(&mut self) -> Result<(), AnalyticsError> {
+        let organization_id = self.figures.borrow().organization_id.clone();
+        match access::may_still_read(self.memberships.as_ref(), &self.user_id, &organization_id).await {
+            Ok(true) => {
+                self.recheck_failures = 0;
+                Ok(())
+            }
+            Ok(false) => {
+                tracing::info!(user_id = %self.user_id, "reader is no longer a member; ending the stream");
+                Err(AnalyticsError::NotAllowed)
+            }
+            Err(error) => {
+                self.recheck_failures += 1;
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    failures = self.recheck_failures,
+                    "cannot re-check a reader"
+                );
+                if self.recheck_failures >= RECHECK_FAILURES_TOLERATED {
+                    Err(AnalyticsError::MembershipsUnavailable)
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 }

@@ -1,8 +1,10 @@
-//! The projection: how a domain event becomes facts in the read model. An event is applied once
-//! however often it is delivered (the inbox claim commits with its effect) and in any order:
-//! every write is an idempotent upsert that converges to the same rows, and nothing is summed
-//! until the figures are read. The same code applies an event fresh from the bus and when a
-//! rebuild replays the event log, so a rebuild gives exactly the figures the consumer gave.
+//! The projection: how a domain event becomes facts and figures in the read model. An event is
+//! applied once however often it is delivered (the inbox claim commits with its effect) and in
+//! any order: the facts are upserts that converge to the same rows (an order's furthest status,
+//! the newest snapshot), and the kept figures change by the difference between what a fact
+//! counted for before and after ([`crate::tally`]), in the same transaction. The same code
+//! applies an event fresh from the bus and when a rebuild replays the event log, so a rebuild
+//! gives exactly the figures the consumer kept.
 
 use std::collections::BTreeSet;
 
@@ -19,7 +21,7 @@ use eventhive_platform::{Database, bus::MessageHandler, inbox, storage::to_ms};
 use sqlx::AnyConnection;
 use tokio::sync::broadcast;
 
-use crate::{facts::Fact, repository};
+use crate::{facts::Fact, repository, tally::Delta};
 
 /// The inbox name of the read model's consumer.
 const CONSUMER: &str = "analytics.read-model";
@@ -50,8 +52,8 @@ pub fn routing_keys() -> Vec<String> {
 #[derive(Clone)]
 pub struct Projection {
     db: Database,
-    /// Tells live watchers on this replica that an event's figures may have changed, so they
-    /// need not wait for their next poll. Watchers on other replicas learn it by polling.
+    /// Tells live watchers on this replica that an event's figures may have changed. Watchers on
+    /// other replicas learn it from the database (see [`repository::bump_version`]).
     changes: broadcast::Sender<EventId>,
 }
 
@@ -99,13 +101,13 @@ impl Projection {
                 let fact = Fact::decode(&envelope)
                     .with_context(|| format!("logged envelope {message_id} no longer decodes"))?
                     .with_context(|| format!("logged envelope {message_id} is of no use: {}", envelope.routing_key))?;
-                apply(&mut tx, &fact, to_ms(envelope.occurred_at)).await?;
+                apply(&mut tx, &self.db, &fact, to_ms(envelope.occurred_at)).await?;
                 touched.insert(fact.event_id());
                 replayed += 1;
             }
         }
         for event_id in &touched {
-            repository::bump_version(&mut tx, *event_id).await?;
+            repository::bump_version(&mut tx, self.db.backend(), *event_id).await?;
         }
         tx.commit().await.context("committing the rebuild")?;
         for event_id in touched {
@@ -130,8 +132,8 @@ impl MessageHandler for Projection {
             // The log first: a rebuild locks it, so an envelope is either in the replay or
             // applied after the rebuild, never lost in between.
             repository::log(&mut tx, envelope, event_id).await?;
-            apply(&mut tx, &fact, to_ms(envelope.occurred_at)).await?;
-            repository::bump_version(&mut tx, event_id).await?;
+            apply(&mut tx, &self.db, &fact, to_ms(envelope.occurred_at)).await?;
+            repository::bump_version(&mut tx, self.db.backend(), event_id).await?;
         }
         tx.commit().await?;
         if fresh {
@@ -141,15 +143,21 @@ impl MessageHandler for Projection {
     }
 }
 
-/// Applies one fact; `occurred_at` (Unix ms) is when the envelope says it happened.
-async fn apply(tx: &mut AnyConnection, fact: &Fact, occurred_at: i64) -> anyhow::Result<()> {
-    match fact {
-        Fact::Snapshot(snapshot) => repository::apply_snapshot(tx, snapshot).await,
-        Fact::Order { order, status, paid_at } => {
-            repository::apply_order(tx, order, *status, *paid_at, occurred_at).await
+/// Applies one fact and adds what it changes to the kept figures; `occurred_at` (Unix ms) is
+/// when the envelope says it happened.
+async fn apply(tx: &mut AnyConnection, db: &Database, fact: &Fact, occurred_at: i64) -> anyhow::Result<()> {
+    let delta = match fact {
+        Fact::Snapshot(snapshot) => {
+            repository::apply_snapshot(tx, snapshot).await?;
+            Delta::default()
         }
-        Fact::CheckIn(checked_in) => repository::apply_check_in(tx, checked_in).await,
-    }
+        Fact::Order { order, status, paid_at } => {
+            repository::apply_order(tx, db, order, *status, *paid_at, occurred_at).await?
+        }
+        Fact::CheckIn(checked_in) => repository::apply_check_in(tx, checked_in).await?,
+    };
+    // Also for a fact that changes no count: it moves the figures' "as of".
+    repository::add_to_figures(tx, fact.event_id(), &delta, occurred_at).await
 }
 
 #[cfg(test)]

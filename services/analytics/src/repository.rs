@@ -14,7 +14,11 @@ use eventhive_platform::{
 };
 use sqlx::{AnyConnection, Row};
 
-use crate::{facts::OrderStatus, figures::MinuteFigures};
+use crate::{
+    facts::OrderStatus,
+    figures::MinuteFigures,
+    tally::{Delta, Line, OrderState, StoredOrder},
+};
 
 /// Keeps the envelope for rebuilds.
 pub async fn log(tx: &mut AnyConnection, envelope: &Envelope, event_id: EventId) -> anyhow::Result<()> {
@@ -91,15 +95,20 @@ pub async fn apply_snapshot(tx: &mut AnyConnection, snapshot: &EventSnapshot) ->
 }
 
 /// The first event heard of an order inserts it with its lines (whatever its status); later
-/// ones only move its status up the ranks.
+/// ones only move its status up the ranks. Returns what the event's kept figures change by:
+/// what the order counts for now less what it counted for before.
 pub async fn apply_order(
     tx: &mut AnyConnection,
+    db: &Database,
     order: &OrderSummary,
     status: OrderStatus,
     paid_at: Option<i64>,
     occurred_at: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Delta> {
     let order_id = order.order_id.to_string();
+    let heard = OrderState { status, paid_at };
+    // On PostgreSQL a concurrent insert of the same order makes this wait for it and then do
+    // nothing, so that the row read below is the one that other transaction committed.
     let inserted = sqlx::query(
         "INSERT INTO orders (order_id, event_id, status, status_rank, quantity, total_minor, currency, paid_at, \
          updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING",
@@ -118,9 +127,10 @@ pub async fn apply_order(
     .context("storing an order")?
     .rows_affected()
         == 1;
-    if inserted {
+    let (stored, before, after) = if inserted {
+        let mut lines: Vec<Line> = Vec::new();
         for line in &order.lines {
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO order_lines (order_id, ticket_type_id, quantity, unit_price_minor) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (order_id, ticket_type_id) DO NOTHING",
             )
@@ -130,37 +140,79 @@ pub async fn apply_order(
             .bind(line.unit_price_minor)
             .execute(&mut *tx)
             .await
-            .context("storing an order line")?;
+            .context("storing an order line")?
+            .rows_affected()
+                == 1;
+            // Counted as stored: a ticket type named twice counts once, with its first line.
+            if inserted {
+                lines.push(Line {
+                    ticket_type_id: line.ticket_type_id.to_string(),
+                    quantity: line.quantity,
+                    unit_price_minor: line.unit_price_minor,
+                });
+            }
         }
-        return Ok(());
-    }
-    // Equal ranks never meet in practice (an order is paid, expired or cancelled, not two of
-    // them); should they, the status text decides, so that the order of arrival never does.
-    sqlx::query(
-        "UPDATE orders SET status = $1, status_rank = $2, updated_at = $3 \
-         WHERE order_id = $4 AND (status_rank < $2 OR (status_rank = $2 AND status < $1))",
-    )
-    .bind(status.as_str())
-    .bind(status.rank())
-    .bind(occurred_at)
-    .bind(&order_id)
-    .execute(&mut *tx)
-    .await
-    .context("moving an order on")?;
-    if let Some(paid_at) = paid_at {
-        // The payment time is a fact of its own: it stays when a refund came first.
-        sqlx::query("UPDATE orders SET paid_at = $1 WHERE order_id = $2 AND (paid_at IS NULL OR paid_at > $1)")
-            .bind(paid_at)
-            .bind(&order_id)
-            .execute(&mut *tx)
-            .await
-            .context("recording a payment time")?;
-    }
-    Ok(())
+        (StoredOrder { quantity: order.quantity(), total_minor: order.total_minor, lines }, None, heard)
+    } else {
+        // Locked on PostgreSQL: the state read is the state this transaction moves on from.
+        let row = sqlx::query(&format!(
+            "SELECT status, paid_at, updated_at, quantity, total_minor FROM orders WHERE order_id = $1{}",
+            db.for_update()
+        ))
+        .bind(&order_id)
+        .fetch_one(&mut *tx)
+        .await
+        .context("reading an order")?;
+        let text: String = row.try_get("status")?;
+        let before = OrderState {
+            status: OrderStatus::parse(&text).with_context(|| format!("order {order_id} has status {text:?}"))?,
+            paid_at: row.try_get("paid_at")?,
+        };
+        let after = before.hearing(status, paid_at);
+        if after == before {
+            return Ok(Delta::default());
+        }
+        // When the status last moved, for operators.
+        let updated_at = if after.status == before.status { row.try_get("updated_at")? } else { occurred_at };
+        sqlx::query(
+            "UPDATE orders SET status = $1, status_rank = $2, paid_at = $3, updated_at = $4 WHERE order_id = $5",
+        )
+        .bind(after.status.as_str())
+        .bind(after.status.rank())
+        .bind(after.paid_at)
+        .bind(updated_at)
+        .bind(&order_id)
+        .execute(&mut *tx)
+        .await
+        .context("moving an order on")?;
+        let lines = sqlx::query(
+            "SELECT ticket_type_id, quantity, unit_price_minor FROM order_lines WHERE order_id = $1 \
+             ORDER BY ticket_type_id",
+        )
+        .bind(&order_id)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading an order's lines")?
+        .into_iter()
+        .map(|row| {
+            Ok(Line {
+                ticket_type_id: row.try_get("ticket_type_id")?,
+                quantity: row.try_get("quantity")?,
+                unit_price_minor: row.try_get("unit_price_minor")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let stored =
+            StoredOrder { quantity: row.try_get("quantity")?, total_minor: row.try_get("total_minor")?, lines };
+        (stored, Some(before), after)
+    };
+    Ok(Delta::of_move(&stored, before, after))
 }
 
-pub async fn apply_check_in(tx: &mut AnyConnection, checked_in: &TicketCheckedIn) -> anyhow::Result<()> {
-    sqlx::query(
+/// A ticket is checked in once, however often the scan is announced. Returns what the event's
+/// kept figures change by.
+pub async fn apply_check_in(tx: &mut AnyConnection, checked_in: &TicketCheckedIn) -> anyhow::Result<Delta> {
+    let inserted = sqlx::query(
         "INSERT INTO checkins (ticket_id, event_id, ticket_type_id, checked_in_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (ticket_id) DO NOTHING",
     )
@@ -170,13 +222,81 @@ pub async fn apply_check_in(tx: &mut AnyConnection, checked_in: &TicketCheckedIn
     .bind(to_ms(checked_in.checked_in_at))
     .execute(&mut *tx)
     .await
-    .context("storing a check-in")?;
+    .context("storing a check-in")?
+    .rows_affected()
+        == 1;
+    Ok(if inserted { Delta::check_in(&checked_in.ticket_type_id.to_string()) } else { Delta::default() })
+}
+
+/// Adds `delta` to the kept figures of `event_id` and moves their "as of" to `occurred_at` if
+/// that is later. Rows are written in one order — ticket types by id, minutes by time, then the
+/// event's row — so that concurrent consumers on PostgreSQL cannot deadlock, and the event's
+/// row, which every transaction of the event writes, is locked as late as possible.
+pub async fn add_to_figures(
+    tx: &mut AnyConnection,
+    event_id: EventId,
+    delta: &Delta,
+    occurred_at: i64,
+) -> anyhow::Result<()> {
+    let id = event_id.to_string();
+    for (ticket_type_id, d) in &delta.by_ticket_type {
+        sqlx::query(
+            "INSERT INTO ticket_type_figures (event_id, ticket_type_id, sold, held, revenue_minor, checkins) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, ticket_type_id) DO UPDATE SET \
+             sold = ticket_type_figures.sold + excluded.sold, held = ticket_type_figures.held + excluded.held, \
+             revenue_minor = ticket_type_figures.revenue_minor + excluded.revenue_minor, \
+             checkins = ticket_type_figures.checkins + excluded.checkins",
+        )
+        .bind(&id)
+        .bind(ticket_type_id)
+        .bind(d.sold)
+        .bind(d.held)
+        .bind(d.revenue_minor)
+        .bind(d.checkins)
+        .execute(&mut *tx)
+        .await
+        .context("adding to a ticket type's figures")?;
+    }
+    for (minute_ms, d) in &delta.by_minute {
+        sqlx::query(
+            "INSERT INTO minute_figures (event_id, minute_ms, tickets, revenue_minor) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (event_id, minute_ms) DO UPDATE SET tickets = minute_figures.tickets + excluded.tickets, \
+             revenue_minor = minute_figures.revenue_minor + excluded.revenue_minor",
+        )
+        .bind(&id)
+        .bind(minute_ms)
+        .bind(d.tickets)
+        .bind(d.revenue_minor)
+        .execute(&mut *tx)
+        .await
+        .context("adding to a minute's figures")?;
+    }
+    sqlx::query(
+        "INSERT INTO event_figures (event_id, orders_paid, revenue_minor, as_of) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (event_id) DO UPDATE SET orders_paid = event_figures.orders_paid + excluded.orders_paid, \
+         revenue_minor = event_figures.revenue_minor + excluded.revenue_minor, \
+         as_of = CASE WHEN excluded.as_of > event_figures.as_of THEN excluded.as_of ELSE event_figures.as_of END",
+    )
+    .bind(&id)
+    .bind(delta.orders_paid)
+    .bind(delta.revenue_minor)
+    .bind(occurred_at)
+    .execute(&mut *tx)
+    .await
+    .context("adding to an event's figures")?;
     Ok(())
 }
 
-/// Tells watchers on every replica that the event's figures may have changed. Last in each
-/// transaction, so that concurrent consumers lock rows in one order.
-pub async fn bump_version(tx: &mut AnyConnection, event_id: EventId) -> anyhow::Result<()> {
+/// The PostgreSQL notification channel on which a committed change of an event's figures is
+/// announced to every replica, with the event's id as the payload.
+pub const CHANGES_CHANNEL: &str = "eventhive_analytics_figures";
+
+/// Tells watchers on every replica that the event's figures may have changed: a new version for
+/// those that poll (SQLite, or a replica whose listener is reconnecting) and, on PostgreSQL, a
+/// notification that the database delivers to every listening replica when (and only if) the
+/// transaction commits. Last in each transaction, so that concurrent consumers lock rows in one
+/// order.
+pub async fn bump_version(tx: &mut AnyConnection, backend: Backend, event_id: EventId) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO event_versions (event_id, version) VALUES ($1, 1) \
          ON CONFLICT (event_id) DO UPDATE SET version = event_versions.version + 1",
@@ -185,6 +305,14 @@ pub async fn bump_version(tx: &mut AnyConnection, event_id: EventId) -> anyhow::
     .execute(&mut *tx)
     .await
     .context("bumping an event's version")?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(event_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("announcing a change")?;
+    }
     Ok(())
 }
 
@@ -211,7 +339,16 @@ pub async fn lock_log(tx: &mut AnyConnection, backend: Backend) -> anyhow::Resul
 
 /// Deletes the whole read model; the log, the inbox and the versions stay.
 pub async fn clear_read_model(tx: &mut AnyConnection) -> anyhow::Result<()> {
-    for table in ["checkins", "order_lines", "orders", "ticket_types", "events"] {
+    for table in [
+        "minute_figures",
+        "ticket_type_figures",
+        "event_figures",
+        "checkins",
+        "order_lines",
+        "orders",
+        "ticket_types",
+        "events",
+    ] {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *tx)
             .await
@@ -275,34 +412,35 @@ pub struct TicketTypeRow {
     pub capacity: i64,
 }
 
-/// The tickets and amount of one ticket type over the placed or the paid orders of an event.
+/// The kept figures of one ticket type.
 #[derive(sqlx::FromRow)]
-pub struct LineSum {
+pub struct TicketTypeFiguresRow {
     pub ticket_type_id: String,
-    /// `placed` or `paid`.
-    pub status: String,
-    pub quantity: i64,
-    pub amount: i64,
+    pub sold: i64,
+    pub held: i64,
+    pub revenue_minor: i64,
+    pub checkins: i64,
 }
 
-/// The facts one event's figures are summed from, read in one snapshot.
-pub struct FigureFacts {
+/// The rows one event's figures are read from, in one snapshot: a handful per ticket type and
+/// per minute of sales, whatever the number of orders.
+pub struct KeptFigures {
     pub organization_id: String,
     pub currency: String,
     pub ticket_types: Vec<TicketTypeRow>,
-    pub line_sums: Vec<LineSum>,
-    /// Check-ins per ticket type id.
-    pub checkins: Vec<(String, i64)>,
+    /// By ticket type id.
+    pub by_ticket_type: Vec<TicketTypeFiguresRow>,
     pub orders_paid: i64,
     pub revenue_minor: i64,
+    /// Minutes with standing sales, oldest first.
     pub sales_per_minute: Vec<MinuteFigures>,
-    /// When the newest logged event of the event occurred (Unix ms).
+    /// When the newest event applied to the event occurred (Unix ms).
     pub as_of_ms: Option<i64>,
 }
 
-/// The facts of `event_id`'s figures; `None` if analytics has not heard of the event.
+/// The kept figures of `event_id`; `None` if analytics has not heard of the event.
 #[tracing::instrument(skip(db))]
-pub async fn figure_facts(db: &Database, event_id: EventId) -> anyhow::Result<Option<FigureFacts>> {
+pub async fn kept_figures(db: &Database, event_id: EventId) -> anyhow::Result<Option<KeptFigures>> {
     let id = event_id.to_string();
     let mut tx = db.pool().begin().await?;
     if db.backend() == Backend::Postgres {
@@ -310,11 +448,14 @@ pub async fn figure_facts(db: &Database, event_id: EventId) -> anyhow::Result<Op
         // while consumers write. (SQLite's transaction is one snapshot already.)
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
     }
-    let Some(event) = sqlx::query("SELECT organization_id, currency FROM events WHERE event_id = $1")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("reading an event")?
+    let Some(event) = sqlx::query(
+        "SELECT e.organization_id, e.currency, f.orders_paid, f.revenue_minor, f.as_of \
+         FROM events e LEFT JOIN event_figures f ON f.event_id = e.event_id WHERE e.event_id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("reading an event")?
     else {
         return Ok(None);
     };
@@ -326,75 +467,43 @@ pub async fn figure_facts(db: &Database, event_id: EventId) -> anyhow::Result<Op
             .await
             .context("reading ticket types")?;
 
-    let line_sums: Vec<LineSum> = sqlx::query_as(
-        "SELECT l.ticket_type_id, o.status, CAST(SUM(l.quantity) AS BIGINT) AS quantity, \
-         CAST(SUM(l.quantity * l.unit_price_minor) AS BIGINT) AS amount \
-         FROM order_lines l JOIN orders o ON o.order_id = l.order_id \
-         WHERE o.event_id = $1 AND o.status IN ($2, $3) GROUP BY l.ticket_type_id, o.status",
-    )
-    .bind(&id)
-    .bind(OrderStatus::Placed.as_str())
-    .bind(OrderStatus::Paid.as_str())
-    .fetch_all(&mut *tx)
-    .await
-    .context("summing order lines")?;
-
-    let checkins: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT ticket_type_id, COUNT(*) AS checkins FROM checkins WHERE event_id = $1 GROUP BY ticket_type_id",
+    let by_ticket_type: Vec<TicketTypeFiguresRow> = sqlx::query_as(
+        "SELECT ticket_type_id, sold, held, revenue_minor, checkins FROM ticket_type_figures \
+         WHERE event_id = $1 ORDER BY ticket_type_id",
     )
     .bind(&id)
     .fetch_all(&mut *tx)
     .await
-    .context("counting check-ins")?;
-
-    let paid = sqlx::query(
-        "SELECT COUNT(*) AS orders, CAST(COALESCE(SUM(total_minor), 0) AS BIGINT) AS revenue \
-         FROM orders WHERE event_id = $1 AND status = $2",
-    )
-    .bind(&id)
-    .bind(OrderStatus::Paid.as_str())
-    .fetch_one(&mut *tx)
-    .await
-    .context("summing paid orders")?;
+    .context("reading ticket types' figures")?;
 
     let sales_per_minute = sqlx::query(
-        // Integer division truncates a payment time (Unix ms) to the start of its minute.
-        "SELECT (paid_at / 60000) * 60000 AS minute, CAST(SUM(quantity) AS BIGINT) AS tickets, \
-         CAST(SUM(total_minor) AS BIGINT) AS revenue FROM orders \
-         WHERE event_id = $1 AND status = $2 AND paid_at IS NOT NULL \
-         GROUP BY (paid_at / 60000) * 60000 ORDER BY minute",
+        // A minute whose sales were all refunded has no standing sale.
+        "SELECT minute_ms, tickets, revenue_minor FROM minute_figures \
+         WHERE event_id = $1 AND (tickets <> 0 OR revenue_minor <> 0) ORDER BY minute_ms",
     )
     .bind(&id)
-    .bind(OrderStatus::Paid.as_str())
     .fetch_all(&mut *tx)
     .await
-    .context("summing sales per minute")?
+    .context("reading sales per minute")?
     .into_iter()
     .map(|row| {
         Ok(MinuteFigures {
-            minute_ms: row.try_get("minute")?,
+            minute_ms: row.try_get("minute_ms")?,
             tickets: row.try_get("tickets")?,
-            revenue_minor: row.try_get("revenue")?,
+            revenue_minor: row.try_get("revenue_minor")?,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-
-    let as_of_ms: Option<i64> = sqlx::query_scalar("SELECT MAX(occurred_at) FROM event_log WHERE event_id = $1")
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await
-        .context("reading when the figures last changed")?;
     tx.commit().await?;
 
-    Ok(Some(FigureFacts {
+    Ok(Some(KeptFigures {
         organization_id: event.try_get("organization_id")?,
         currency: event.try_get("currency")?,
         ticket_types,
-        line_sums,
-        checkins,
-        orders_paid: paid.try_get("orders")?,
-        revenue_minor: paid.try_get("revenue")?,
+        by_ticket_type,
+        orders_paid: event.try_get::<Option<i64>, _>("orders_paid")?.unwrap_or(0),
+        revenue_minor: event.try_get::<Option<i64>, _>("revenue_minor")?.unwrap_or(0),
         sales_per_minute,
-        as_of_ms,
+        as_of_ms: event.try_get("as_of")?,
     }))
 }

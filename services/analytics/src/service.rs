@@ -1,7 +1,7 @@
 //! The gRPC face of analytics: glue from the contract to the read model — an event's figures
 //! once ([`figures`]) or as a live stream ([`live`]), and the rebuild ([`Projection`]).
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
 use eventhive_domain::EventId;
 use eventhive_platform::shutdown::CancellationToken;
@@ -11,14 +11,14 @@ use eventhive_proto::{
     },
     common::Actor,
 };
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    access,
+    access::{self, Memberships},
     error::AnalyticsError,
-    figures,
-    live::{self, WatchTiming},
+    fanout::{Hub, LiveConfig},
+    figures, live,
     projection::Projection,
 };
 
@@ -30,20 +30,22 @@ pub type FiguresStream = Pin<Box<dyn Stream<Item = Result<EventAnalytics, Status
 pub struct AnalyticsService {
     /// The read model: figures are read from its database, and live streams wake on its changes.
     projection: Projection,
-    /// Ends every live stream, so that the server can drain when it stops.
-    shutdown: CancellationToken,
-    timing: WatchTiming,
+    /// This replica's live streams: one shared computation per watched event, and the caps.
+    hub: Hub,
+    /// Where an open stream's reader is re-checked.
+    memberships: Arc<dyn Memberships>,
 }
 
 impl AnalyticsService {
-    pub fn new(projection: Projection, shutdown: CancellationToken) -> Self {
-        Self { projection, shutdown, timing: WatchTiming::default() }
-    }
-
-    /// Other stream timings, for tests.
-    pub fn with_timing(mut self, timing: WatchTiming) -> Self {
-        self.timing = timing;
-        self
+    /// `shutdown` ends every live stream, so that the server can drain when it stops.
+    pub fn new(
+        projection: Projection,
+        memberships: Arc<dyn Memberships>,
+        live: LiveConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let hub = Hub::new(projection.clone(), live, shutdown);
+        Self { projection, hub, memberships }
     }
 
     /// The event `event_id` names, if it exists and `actor` may read its figures.
@@ -79,8 +81,10 @@ impl Analytics for AnalyticsService {
     ) -> Result<Response<FiguresStream>, Status> {
         let request = request.into_inner();
         let event_id = self.authorize(request.actor.as_ref(), &request.event_id).await?;
-        let figures = live::watch(&self.projection, event_id, self.timing, self.shutdown.clone()).await?;
-        Ok(Response::new(figures.map(Ok).boxed()))
+        // Authorized, so there is an actor.
+        let actor = request.actor.ok_or(AnalyticsError::NotAllowed)?;
+        let figures = live::watch(&self.hub, self.memberships.clone(), &actor, event_id).await?;
+        Ok(Response::new(figures))
     }
 
     #[tracing::instrument(skip_all)]

@@ -1,7 +1,8 @@
 //! The live stream and the running service, on SQLite and on PostgreSQL: figures at once, new
-//! figures within a second of a change (from this replica or another), a keep-alive when
-//! nothing changes, the end of the stream when the service stops, and the whole service wired
-//! to a bus on port 0.
+//! figures within a second of a change (from this replica or another), to every stream of the
+//! event, a keep-alive when nothing changes, caps on open streams, the end of a stream whose
+//! reader left the organization, the end of the stream when the service stops, and the whole
+//! service wired to a bus on port 0.
 
 // Integration tests: an unwrap or panic here is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,7 +12,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{Backend, Cleanup, Harness, Sale, next_within, paid, placed};
-use eventhive_analytics::{Application, FiguresStream, MIGRATIONS, Projection, SERVICE, WatchTiming};
+use eventhive_analytics::{Application, FiguresStream, MIGRATIONS, Projection, SERVICE, StreamCaps, WatchTiming};
 use eventhive_platform::{
     Context, Database, Service,
     bus::{MessageBus, MessageHandler, in_process::InProcessBus},
@@ -27,6 +28,10 @@ on_both_backends!(
     the_stream_sends_figures_at_once_and_within_a_second_of_a_change,
     the_stream_sees_changes_another_replica_applied,
     a_quiet_stream_is_kept_alive,
+    every_stream_of_an_event_gets_each_change,
+    streams_are_capped_per_user_and_per_event,
+    a_removed_member_stops_receiving,
+    a_stream_ends_when_its_reader_cannot_be_rechecked,
     the_stream_ends_when_the_service_stops,
     only_the_organizations_members_watch,
     the_running_service_consumes_the_bus_and_answers_over_grpc,
@@ -35,8 +40,7 @@ on_both_backends!(
 const SECOND: Duration = Duration::from_secs(1);
 
 async fn watch(app: &Harness, sale: &Sale) -> FiguresStream {
-    let request = GetEventAnalyticsRequest { actor: Some(sale.member("staff")), event_id: sale.event_id.to_string() };
-    app.service.watch_event_analytics(tonic::Request::new(request)).await.unwrap().into_inner()
+    app.watch_as(&sale.member("staff"), &sale.event_id.to_string()).await.unwrap()
 }
 
 async fn the_stream_sends_figures_at_once_and_within_a_second_of_a_change(backend: Backend) {
@@ -92,7 +96,11 @@ async fn the_stream_sees_changes_another_replica_applied(backend: Backend) {
 }
 
 async fn a_quiet_stream_is_kept_alive(backend: Backend) {
-    let timing = WatchTiming { poll: Duration::from_millis(50), keep_alive: Duration::from_millis(300) };
+    let timing = WatchTiming {
+        poll: Duration::from_millis(50),
+        keep_alive: Duration::from_millis(300),
+        ..WatchTiming::default()
+    };
     let app = Harness::with_timing(backend, timing).await;
     let sale = Sale::new();
     app.deliver(&sale.published()).await;
@@ -102,6 +110,103 @@ async fn a_quiet_stream_is_kept_alive(backend: Backend) {
     let again = next_within(&mut stream, SECOND).await.unwrap().unwrap();
     assert_eq!(again, first, "a keep-alive repeats the figures");
     assert!(started.elapsed() >= Duration::from_millis(250), "not before the keep-alive is due");
+    app.close().await;
+}
+
+async fn every_stream_of_an_event_gets_each_change(backend: Backend) {
+    let app = Harness::new(backend).await;
+    let sale = Sale::new();
+    app.deliver(&sale.published()).await;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut stream = watch(&app, &sale).await;
+        assert_eq!(next_within(&mut stream, SECOND).await.unwrap().unwrap().tickets_held, 0);
+        streams.push(stream);
+    }
+    // Another event's change reaches none of them.
+    let other = Sale::new();
+    app.deliver(&other.published()).await;
+    app.deliver(&placed(&other.order(1, 0))).await;
+
+    let order = sale.order(1, 1);
+    app.deliver(&placed(&order)).await;
+    for stream in &mut streams {
+        assert_eq!(next_within(stream, SECOND).await.unwrap().unwrap().tickets_held, 2);
+    }
+    // Streams come and go; the rest go on receiving, and a stream opened later starts from the
+    // figures the others have.
+    streams.truncate(5);
+    app.deliver(&paid(&order, datetime!(2027-05-01 12:00 UTC))).await;
+    for stream in &mut streams {
+        assert_eq!(next_within(stream, SECOND).await.unwrap().unwrap().tickets_sold, 2);
+    }
+    let mut late = watch(&app, &sale).await;
+    assert_eq!(next_within(&mut late, SECOND).await.unwrap().unwrap().tickets_sold, 2);
+    app.close().await;
+}
+
+async fn streams_are_capped_per_user_and_per_event(backend: Backend) {
+    let caps = StreamCaps { per_user: 2, per_event: 3 };
+    let app = Harness::with_live(backend, WatchTiming::default(), caps).await;
+    let sale = Sale::new();
+    app.deliver(&sale.published()).await;
+    let event_id = sale.event_id.to_string();
+    let owner = sale.member("owner");
+    let first = app.watch_as(&owner, &event_id).await.unwrap();
+    let _second = app.watch_as(&owner, &event_id).await.unwrap();
+    let refused = app.watch_as(&owner, &event_id).await.err().unwrap();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let problem = eventhive_platform::Problem::from_status(&refused);
+    assert_eq!(problem.slug(), "rate-limited");
+    // A stream that ends gives its place back.
+    drop(first);
+    let _third = app.watch_as(&owner, &event_id).await.unwrap();
+
+    // Two streams of the owner and one of an admin: the event is full, even for a newcomer.
+    let _admins = app.watch_as(&sale.member("admin"), &event_id).await.unwrap();
+    let full = app.watch_as(&sale.member("staff"), &event_id).await.err().unwrap();
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    // Another event is not.
+    let other = Sale::new();
+    app.deliver(&other.published()).await;
+    let _elsewhere = app.watch_as(&other.member("staff"), &other.event_id.to_string()).await.unwrap();
+    app.close().await;
+}
+
+async fn a_removed_member_stops_receiving(backend: Backend) {
+    let timing = WatchTiming { recheck: Duration::from_millis(100), ..WatchTiming::default() };
+    let app = Harness::with_timing(backend, timing).await;
+    let sale = Sale::new();
+    app.deliver(&sale.published()).await;
+    let (staying, leaving) = (sale.member("owner"), sale.member("staff"));
+    let event_id = sale.event_id.to_string();
+    let mut stays = app.watch_as(&staying, &event_id).await.unwrap();
+    let mut leaves = app.watch_as(&leaving, &event_id).await.unwrap();
+    next_within(&mut stays, SECOND).await.unwrap().unwrap();
+    next_within(&mut leaves, SECOND).await.unwrap().unwrap();
+    // Several re-checks pass while they are members.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+
+    app.memberships.remove(&leaving.user_id);
+    let ended = next_within(&mut leaves, SECOND).await.unwrap().unwrap_err();
+    assert_eq!(ended.code(), Code::PermissionDenied);
+    assert!(next_within(&mut leaves, SECOND).await.is_none(), "nothing after the end");
+
+    app.deliver(&placed(&sale.order(1, 0))).await;
+    assert_eq!(next_within(&mut stays, SECOND).await.unwrap().unwrap().tickets_held, 1);
+    app.close().await;
+}
+
+async fn a_stream_ends_when_its_reader_cannot_be_rechecked(backend: Backend) {
+    let timing = WatchTiming { recheck: Duration::from_millis(100), ..WatchTiming::default() };
+    let app = Harness::with_timing(backend, timing).await;
+    let sale = Sale::new();
+    app.deliver(&sale.published()).await;
+    let mut stream = watch(&app, &sale).await;
+    next_within(&mut stream, SECOND).await.unwrap().unwrap();
+    app.memberships.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ended = next_within(&mut stream, SECOND).await.unwrap().unwrap_err();
+    assert_eq!(ended.code(), Code::Unavailable);
     app.close().await;
 }
 

@@ -5,9 +5,15 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use eventhive_analytics::{AnalyticsService, MIGRATIONS, Projection, SERVICE, WatchTiming};
+use eventhive_analytics::{
+    AnalyticsService, LiveConfig, MIGRATIONS, Memberships, Projection, SERVICE, StreamCaps, WatchTiming,
+};
 use eventhive_domain::{
     EventId, OrderId, OrganizationId, TicketId, TicketTypeId, UserId,
     events::{
@@ -59,6 +65,8 @@ macro_rules! on_both_backends {
 pub fn settings(backend: Backend, dir: &tempfile::TempDir) -> Settings {
     let mut settings = Settings { data_dir: dir.path().to_owned(), ..Settings::default() };
     settings.set("analytics_port", 0);
+    // Nothing answers there: these tests re-check no reader through identity.
+    settings.set("identity_url", "http://127.0.0.1:1");
     if backend == Backend::Postgres {
         let url = std::env::var("EVENTHIVE_TEST_DATABASE_URL")
             .ok()
@@ -92,9 +100,49 @@ impl Drop for Cleanup {
     }
 }
 
+/// Memberships as identity would answer, changed by the test: everyone is a member of whatever
+/// their request's actor said, until the test removes them.
+#[derive(Default)]
+pub struct FakeMemberships {
+    /// User ids whose memberships are all gone.
+    removed: Mutex<HashSet<String>>,
+    /// User ids and the organization they are a member of (staff).
+    known: Mutex<HashMap<String, String>>,
+    /// When set, identity is unreachable.
+    pub failing: std::sync::atomic::AtomicBool,
+}
+
+impl FakeMemberships {
+    pub fn remember(&self, actor: &Actor) {
+        if let Some(m) = actor.memberships.first() {
+            self.known.lock().unwrap().insert(actor.user_id.clone(), m.organization_id.clone());
+        }
+    }
+
+    pub fn remove(&self, user_id: &str) {
+        self.removed.lock().unwrap().insert(user_id.to_owned());
+    }
+}
+
+#[eventhive_platform::async_trait::async_trait]
+impl Memberships for FakeMemberships {
+    async fn of(&self, user_id: &str) -> anyhow::Result<Vec<Membership>> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            anyhow::bail!("identity is down");
+        }
+        if self.removed.lock().unwrap().contains(user_id) {
+            return Ok(vec![]);
+        }
+        let known = self.known.lock().unwrap().get(user_id).cloned();
+        Ok(known.into_iter().map(|organization_id| Membership { organization_id, role: "staff".into() }).collect())
+    }
+}
+
 /// A read model on a fresh database and the gRPC service over it, driven directly.
 pub struct Harness {
     pub projection: Projection,
+    /// What the service's membership re-checks find.
+    pub memberships: Arc<FakeMemberships>,
     pub service: AnalyticsService,
     pub db: Database,
     pub shutdown: CancellationToken,
@@ -107,6 +155,10 @@ impl Harness {
     }
 
     pub async fn with_timing(backend: Backend, timing: WatchTiming) -> Self {
+        Self::with_live(backend, timing, StreamCaps::default()).await
+    }
+
+    pub async fn with_live(backend: Backend, timing: WatchTiming, caps: StreamCaps) -> Self {
         eventhive_platform::telemetry::init_for_tests();
         let dir = tempfile::tempdir().unwrap();
         let settings = settings(backend, &dir);
@@ -115,8 +167,10 @@ impl Harness {
         db.migrate(&MIGRATIONS).await.unwrap();
         let projection = Projection::new(db.clone());
         let shutdown = CancellationToken::new();
-        let service = AnalyticsService::new(projection.clone(), shutdown.clone()).with_timing(timing);
-        Self { projection, service, db, shutdown, cleanup }
+        let memberships = Arc::new(FakeMemberships::default());
+        let live = LiveConfig { timing, caps, listen_url: eventhive_analytics::listen_url(&cleanup.settings).unwrap() };
+        let service = AnalyticsService::new(projection.clone(), memberships.clone(), live, shutdown.clone());
+        Self { projection, memberships, service, db, shutdown, cleanup }
     }
 
     /// Hands one envelope to the consumer, as the bus would.
@@ -134,6 +188,18 @@ impl Harness {
     pub async fn get_as(&self, actor: Option<Actor>, event_id: &str) -> Result<EventAnalytics, tonic::Status> {
         let request = GetEventAnalyticsRequest { actor, event_id: event_id.to_owned() };
         self.service.get_event_analytics(tonic::Request::new(request)).await.map(tonic::Response::into_inner)
+    }
+
+    /// The live figures as `actor` watches them; the fake identity knows `actor`'s membership
+    /// until the test removes it.
+    pub async fn watch_as(
+        &self,
+        actor: &Actor,
+        event_id: &str,
+    ) -> Result<eventhive_analytics::FiguresStream, tonic::Status> {
+        self.memberships.remember(actor);
+        let request = GetEventAnalyticsRequest { actor: Some(actor.clone()), event_id: event_id.to_owned() };
+        self.service.watch_event_analytics(tonic::Request::new(request)).await.map(tonic::Response::into_inner)
     }
 
     /// The figures as the organization's owner sees them, checked for sold + held + available

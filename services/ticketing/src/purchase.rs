@@ -24,6 +24,7 @@ use eventhive_proto::{
     ticketing::Order,
 };
 use tonic::Code;
+use tracing::Instrument;
 
 use crate::{
     SERVICE,
@@ -71,9 +72,13 @@ impl Engine {
         // the key claimed; the task finishes the saga and keeps the answer for the retry.
         let engine = self.clone();
         let request_id = request_id.map(str::to_owned);
-        tokio::spawn(async move { engine.pay_and_answer(&request, &scope, request_id.as_deref()).await })
-            .await
-            .map_err(|error| anyhow::anyhow!("the payment task failed: {error}"))?
+        // The task stays in the request's span, so the payment is part of the request's trace.
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move { engine.pay_and_answer(&request, &scope, request_id.as_deref()).await }.instrument(span),
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("the payment task failed: {error}"))?
     }
 
     async fn pay_and_answer(&self, request: &Payment, scope: &Scope, request_id: Option<&str>) -> Result<Order> {

@@ -7,10 +7,11 @@
 //! - `service`: the gRPC glue: decodes a request, runs an operation, encodes the answer.
 //! - The operations:
 //!   - `users`: sign up, a user with their organizations, find by email;
-//!   - `sessions`: log in, refresh (rotation, reuse detection), log out;
+//!   - `sessions`: log in, refresh (rotation, reuse detection), log out, prune;
 //!   - `organizations`: create one, add members, list a user's memberships.
 //! - `domain`: parsed input (email, password, names, roles, new users and members).
-//! - `passwords`: Argon2id hashing off the async workers.
+//! - `passwords`: Argon2id hashing off the async workers, as many at once as there are cores.
+//! - `throttle`: the growing delay after failed logins to an account, and its SQL.
 //! - `tokens`: access tokens, the JWKS, refresh tokens and their hashes.
 //! - `repository`: every SQL statement on users, refresh tokens, organizations and memberships;
 //!   `signing_keys`: the SQL of the signing keys.
@@ -27,6 +28,7 @@ mod repository;
 mod service;
 mod sessions;
 mod signing_keys;
+mod throttle;
 mod tokens;
 mod users;
 
@@ -56,6 +58,8 @@ pub struct IdentitySettings {
     /// Argon2id memory cost in KiB (OWASP: at least 19 MiB with 2 iterations).
     pub password_hash_memory_kib: u32,
     pub password_hash_iterations: u32,
+    /// How often expired refresh tokens and idle failed-login records are deleted.
+    pub session_prune_interval_secs: u64,
 }
 
 impl Default for IdentitySettings {
@@ -65,6 +69,7 @@ impl Default for IdentitySettings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             password_hash_memory_kib: 19 * 1024,
             password_hash_iterations: 2,
+            session_prune_interval_secs: 3600,
         }
     }
 }
@@ -80,6 +85,9 @@ impl Section for IdentitySettings {
         if self.password_hash_memory_kib < 8 {
             return Err(ConfigError::new("password_hash_memory_kib", "must be at least 8"));
         }
+        if self.session_prune_interval_secs == 0 {
+            return Err(ConfigError::new("session_prune_interval_secs", "must be at least 1"));
+        }
         if self.password_hash_iterations == 0 {
             return Err(ConfigError::new("password_hash_iterations", "must be at least 1"));
         }
@@ -92,6 +100,7 @@ pub struct Application {
     listener: TcpListener,
     service: service::IdentityService,
     db: eventhive_platform::Database,
+    prune_every: std::time::Duration,
 }
 
 #[async_trait]
@@ -112,10 +121,26 @@ impl Service for Application {
         let passwords =
             passwords::PasswordHashing::new(settings.password_hash_memory_kib, settings.password_hash_iterations)?;
         let service = service::IdentityService::new(db.clone(), passwords, tokens, settings.refresh_token_ttl_secs);
-        Ok(Self { listener: context.listener, service, db })
+        let prune_every = std::time::Duration::from_secs(settings.session_prune_interval_secs);
+        Ok(Self { listener: context.listener, service, db, prune_every })
     }
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let sessions = self.service.sessions();
+        let (housekeeping, prune_every) = (shutdown.clone(), self.prune_every);
+        tokio::spawn(async move {
+            loop {
+                match sessions.prune().await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "forgot expired sessions and idle login records"),
+                    Err(error) => tracing::warn!(error = %error, "pruning sessions failed; trying again later"),
+                }
+                tokio::select! {
+                    () = housekeeping.cancelled() => return,
+                    () = tokio::time::sleep(prune_every) => {}
+                }
+            }
+        });
         let health = tonic_health::server::health_reporter();
         let result = grpc::serve(SERVICE, self.listener, IdentityServer::new(self.service), health, shutdown).await;
         self.db.close().await;

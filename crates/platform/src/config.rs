@@ -67,7 +67,10 @@ pub struct Settings {
     /// How long in-flight work may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
     /// Dev mode (`eventhive dev`): developer conveniences such as the dev inbox at
-    /// `GET /dev/mail` are served. Never set in production: the inbox holds ticket codes.
+    /// `GET /dev/mail` are served. Never set in production: the inbox holds ticket codes and
+    /// needs no login. So no file or variable can set it (`EVENTHIVE_DEV_MODE` is refused as
+    /// an unknown setting); only `eventhive dev` and the test harness do, in code.
+    #[serde(skip)]
     pub dev_mode: bool,
     /// How often the outbox relay looks for unpublished messages when nothing woke it.
     pub outbox_poll_ms: u64,

@@ -15,6 +15,7 @@
 //! - [`demo`]: the demo data of dev mode.
 
 pub mod demo;
+pub mod keys;
 pub mod readiness;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -98,7 +99,9 @@ pub struct System {
 
 impl System {
     /// Binds every listener (port 0 picks a free one), builds every service, starts them.
-    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
+        // One process, one key: the one configured, or one kept in the data directory.
+        eventhive_platform::Secrets::ensure_local_key(&mut settings)?;
         let mut settings = prepare(settings)?;
         let mut listeners = Vec::with_capacity(SERVICES.len());
         for entry in &SERVICES {
@@ -227,6 +230,8 @@ fn production_ready(settings: &Settings, entry: &Entry) -> Result<(), ConfigErro
             format!("{} publishes or consumes events: under serve it needs RabbitMQ", entry.name),
         ));
     }
+    // Every service calls or is called by another: without the key, no call would be trusted.
+    eventhive_platform::Secrets::load(settings)?;
     Ok(())
 }
 

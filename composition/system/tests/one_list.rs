@@ -90,6 +90,10 @@ async fn serve_refuses_to_run_on_embedded_storage_or_an_in_process_bus() {
         database_url: Some("postgres://postgres@127.0.0.1:1".into()),
         ..eventhive_platform::Settings::default()
     };
-    let error = eventhive_system::serve(settings, "catalog").await.unwrap_err();
+    let error = eventhive_system::serve(settings.clone(), "catalog").await.unwrap_err();
     assert!(error.to_string().contains("EVENTHIVE_AMQP_URL"), "{error:#}");
+    // Without the secret key no service could trust a call, nor be trusted.
+    let settings = eventhive_platform::Settings { amqp_url: Some("amqp://guest:guest@127.0.0.1:1".into()), ..settings };
+    let error = eventhive_system::serve(settings, "catalog").await.unwrap_err();
+    assert!(error.to_string().contains("EVENTHIVE_SECRET_KEY"), "{error:#}");
 }

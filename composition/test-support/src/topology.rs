@@ -43,6 +43,7 @@ impl Topology {
     /// answers its readiness check. `extra` are more `EVENTHIVE_*` settings for every process.
     pub async fn start(binary: &Path, extra: &[(&str, &str)]) -> Self {
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let secret_key = eventhive_platform::Secrets::new_key_text().unwrap_or_default();
         let mut env: Vec<(String, String)> = vec![
             ("EVENTHIVE_BIND_HOST".into(), "127.0.0.1".into()),
             ("EVENTHIVE_DATABASE_URL".into(), infra::database_url()),
@@ -60,6 +61,7 @@ impl Topology {
             ("EVENTHIVE_PASSWORD_HASH_ITERATIONS".into(), "1".into()),
             ("EVENTHIVE_RATE_LIMIT_IP_PER_SEC".into(), "0".into()),
             ("EVENTHIVE_RATE_LIMIT_USER_PER_SEC".into(), "0".into()),
+            ("EVENTHIVE_SECRET_KEY".into(), secret_key.clone()),
         ];
         let mut settings = Settings {
             bind_host: "127.0.0.1".into(),
@@ -70,6 +72,7 @@ impl Topology {
             amqp_exchange: format!("eh-topo-{run_id}.events"),
             redis_url: Some(infra::redis_url()),
             redis_prefix: format!("eh-topo-{run_id}"),
+            secret_key: Some(secret_key.into()),
             ..Settings::default()
         };
         for name in eventhive_system::names() {

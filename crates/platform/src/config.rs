@@ -54,6 +54,14 @@ pub struct Settings {
     /// Prefix of every Redis key, so several deployments can share one server.
     pub redis_prefix: String,
 
+    /// The deployment's secret key, base64 (see `secrets`); or the file that holds it.
+    /// Required by `eventhive serve`; `eventhive dev` makes one in `data_dir`.
+    pub secret_key: Option<SecretText>,
+    pub secret_key_file: Option<PathBuf>,
+    /// The key being replaced, while values it sealed are sealed again (`eventhive keys rotate`).
+    pub previous_secret_key: Option<SecretText>,
+    pub previous_secret_key_file: Option<PathBuf>,
+
     /// An OTLP/gRPC collector (`http://otel-collector:4317`) that traces are exported to.
     /// Unset: no traces are exported, and no exporter or tracing layer runs.
     pub otlp_endpoint: Option<String>,
@@ -99,6 +107,30 @@ pub trait Section: Serialize + DeserializeOwned + Default + Send + Sync + 'stati
     }
 }
 
+/// A setting's secret value: read and written as itself, never shown by `Debug` (settings
+/// appear in logs and panics).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretText {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<secret>\"")
+    }
+}
+
 /// The section of a service that has no settings of its own.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NoSettings {}
@@ -119,6 +151,10 @@ impl Default for Settings {
             amqp_exchange: "eventhive.events".into(),
             redis_url: None,
             redis_prefix: "eventhive".into(),
+            secret_key: None,
+            secret_key_file: None,
+            previous_secret_key: None,
+            previous_secret_key_file: None,
             log_format: None,
             otlp_endpoint: None,
             grpc_deadline_ms: 10_000,

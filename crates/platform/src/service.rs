@@ -97,6 +97,12 @@ impl Context {
     pub fn section<S: Section>(&self) -> anyhow::Result<S> {
         Ok(self.settings.section::<S>()?)
     }
+
+    /// The deployment's secret key: for the service token of its gRPC calls and server, and for
+    /// what it keeps sealed or keyed.
+    pub fn secrets(&self) -> anyhow::Result<crate::Secrets> {
+        Ok(crate::Secrets::load(&self.settings)?)
+    }
 }
 
 /// The database of the service `name`, connected and migrated, if it has migrations.

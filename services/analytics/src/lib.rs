@@ -118,6 +118,8 @@ pub struct Application {
     /// Bound by the caller (port 0 in tests), so that `eventhive dev` can run every service in
     /// one process.
     listener: TcpListener,
+    /// The deployment's secret key: the service token its gRPC server asks of callers.
+    secrets: eventhive_platform::Secrets,
     /// Consuming since build; the gRPC service reads through it and is woken by it.
     projection: Projection,
     /// Identity, to re-check the readers of open streams.
@@ -144,17 +146,18 @@ impl Service for Application {
     /// Subscribes to the events the figures are made of (at once, so that nothing published
     /// from now on is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let settings: AnalyticsSettings = context.section()?;
         let live = settings.live(&context.settings)?;
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
-        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline)?;
+        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline, &secrets)?;
         let memberships: Arc<dyn Memberships> = Arc::new(IdentityMemberships::new(identity));
         let db = context.database()?;
         let projection = Projection::new(db.clone());
         let consuming = CancellationToken::new();
         let subscription = Subscription::new(projection::QUEUE, projection::routing_keys());
         context.bus.subscribe(subscription, Arc::new(projection.clone()), consuming.clone()).await?;
-        Ok(Self { listener: context.listener, projection, memberships, live, db, consuming })
+        Ok(Self { listener: context.listener, secrets, projection, memberships, live, db, consuming })
     }
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -173,7 +176,7 @@ impl Service for Application {
         let health = tonic_health::server::health_reporter();
         let service =
             AnalyticsServer::new(AnalyticsService::new(self.projection, self.memberships, self.live, shutdown.clone()));
-        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;
+        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown, &self.secrets).await;
         self.consuming.cancel();
         self.db.close().await;
         result

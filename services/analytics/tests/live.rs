@@ -256,7 +256,11 @@ async fn the_running_service_consumes_the_bus_and_answers_over_grpc(backend: Bac
         bus.publish(&envelope).await.unwrap();
     }
 
-    let mut client = AnalyticsClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+    let secrets = eventhive_platform::Secrets::load(&cleanup.settings).unwrap();
+    let channel =
+        eventhive_platform::grpc::channel(&format!("http://127.0.0.1:{port}"), Duration::from_secs(10), &secrets)
+            .unwrap();
+    let mut client = AnalyticsClient::new(channel);
     let request =
         || GetEventAnalyticsRequest { actor: Some(sale.member("owner")), event_id: sale.event_id.to_string() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -10,12 +10,12 @@ use std::{
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use eventhive_domain::UserId;
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::{ErrorKind, Problem};
 use eventhive_proto::identity::{GetJwksRequest, identity_client::IdentityClient};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
-use tonic::transport::Channel;
 
 /// What access tokens must say (identity's `tokens` module issues them).
 const ISSUER: &str = "eventhive";

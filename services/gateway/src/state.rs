@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use eventhive_domain::UserId;
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::{Problem, Settings, grpc};
 use eventhive_proto::{
     analytics::analytics_client::AnalyticsClient,
@@ -13,7 +14,6 @@ use eventhive_proto::{
     notifications::notifications_client::NotificationsClient,
     ticketing::ticketing_client::TicketingClient,
 };
-use tonic::transport::Channel;
 
 use crate::{GatewaySettings, auth::JwtVerifier, ratelimit::RateLimiter};
 
@@ -26,11 +26,12 @@ pub struct AppState {
     pub notifications: NotificationsClient<Channel>,
     /// Analytics without a per-call deadline, for live streams that last as long as the client.
     pub analytics_stream_channel: Channel,
-    pub identity_channel: Channel,
-    pub catalog_channel: Channel,
-    pub ticketing_channel: Channel,
-    pub analytics_channel: Channel,
-    pub notifications_channel: Channel,
+    /// Plain channels, for the health checks of readiness (open, no service token).
+    pub identity_channel: tonic::transport::Channel,
+    pub catalog_channel: tonic::transport::Channel,
+    pub ticketing_channel: tonic::transport::Channel,
+    pub analytics_channel: tonic::transport::Channel,
+    pub notifications_channel: tonic::transport::Channel,
     pub verifier: Arc<JwtVerifier>,
     pub limiter: Arc<RateLimiter>,
     pub settings: Arc<Settings>,
@@ -41,13 +42,14 @@ pub struct AppState {
 impl AppState {
     pub async fn new(settings: Settings, gateway: GatewaySettings) -> anyhow::Result<Self> {
         let deadline = std::time::Duration::from_millis(settings.grpc_deadline_ms);
-        let identity_channel = grpc::channel(&settings.endpoint("identity")?, deadline)?;
-        let catalog_channel = grpc::channel(&settings.endpoint("catalog")?, deadline)?;
-        let ticketing_channel = grpc::channel(&settings.endpoint("ticketing")?, deadline)?;
-        let analytics_channel = grpc::channel(&settings.endpoint("analytics")?, deadline)?;
-        let notifications_channel = grpc::channel(&settings.endpoint("notifications")?, deadline)?;
-        let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?)?;
-        let identity = IdentityClient::new(identity_channel.clone());
+        let secrets = eventhive_platform::Secrets::load(&settings)?;
+        let identity_channel = grpc::health_channel(&settings.endpoint("identity")?, deadline)?;
+        let catalog_channel = grpc::health_channel(&settings.endpoint("catalog")?, deadline)?;
+        let ticketing_channel = grpc::health_channel(&settings.endpoint("ticketing")?, deadline)?;
+        let analytics_channel = grpc::health_channel(&settings.endpoint("analytics")?, deadline)?;
+        let notifications_channel = grpc::health_channel(&settings.endpoint("notifications")?, deadline)?;
+        let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?, &secrets)?;
+        let identity = IdentityClient::new(grpc::authenticated(identity_channel.clone(), &secrets));
         let limiter = match &settings.redis_url {
             Some(url) => RateLimiter::redis(url, &settings.redis_prefix).await?,
             None => RateLimiter::in_memory(),
@@ -55,10 +57,10 @@ impl AppState {
         Ok(Self {
             verifier: Arc::new(JwtVerifier::new(identity.clone())),
             identity,
-            catalog: CatalogClient::new(catalog_channel.clone()),
-            ticketing: TicketingClient::new(ticketing_channel.clone()),
-            analytics: AnalyticsClient::new(analytics_channel.clone()),
-            notifications: NotificationsClient::new(notifications_channel.clone()),
+            catalog: CatalogClient::new(grpc::authenticated(catalog_channel.clone(), &secrets)),
+            ticketing: TicketingClient::new(grpc::authenticated(ticketing_channel.clone(), &secrets)),
+            analytics: AnalyticsClient::new(grpc::authenticated(analytics_channel.clone(), &secrets)),
+            notifications: NotificationsClient::new(grpc::authenticated(notifications_channel.clone(), &secrets)),
             analytics_channel,
             notifications_channel,
             analytics_stream_channel,

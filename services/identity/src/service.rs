@@ -128,7 +128,7 @@ impl identity_server::Identity for IdentityService {
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Answer<Jwks> {
-        Ok(Response::new(Jwks { json: self.tokens.jwks_json().to_owned() }))
+        Ok(Response::new(Jwks { json: self.tokens.jwks_json() }))
     }
 }
 

@@ -103,6 +103,8 @@ pub struct Handles {
 /// A built notifications service, bound to its listener and subscribed, ready to run.
 pub struct Application {
     listener: TcpListener,
+    /// The deployment's secret key: the service token its gRPC server asks of callers.
+    secrets: eventhive_platform::Secrets,
     service: service::NotificationsService,
     sender: Sender,
     db: Database,
@@ -124,12 +126,13 @@ impl Service for Application {
     /// Builds the mailer and subscribes to the domain events (at once, so that nothing
     /// published from now on is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let settings: NotificationsSettings = context.section()?;
         let db = context.database()?;
         let sender = Sender::new(db.clone(), &settings)?;
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
-        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline)?;
-        let catalog = grpc::channel(&context.settings.endpoint("catalog")?, deadline)?;
+        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline, &secrets)?;
+        let catalog = grpc::channel(&context.settings.endpoint("catalog")?, deadline, &secrets)?;
         let consumer = consumer::EmailConsumer::new(
             db.clone(),
             Arc::new(render::Templates::new()?),
@@ -143,6 +146,7 @@ impl Service for Application {
         context.bus.subscribe(subscription, Arc::new(consumer), consuming.clone()).await?;
         Ok(Self {
             listener: context.listener,
+            secrets,
             service: service::NotificationsService::new(db.clone(), sender.clone()),
             sender,
             db,
@@ -167,8 +171,15 @@ impl Service for Application {
         });
         tokio::spawn(eventhive_platform::outbox::prune_periodically(self.db.clone(), stop.clone()));
         let health = tonic_health::server::health_reporter();
-        let result =
-            grpc::serve(SERVICE, self.listener, NotificationsServer::new(self.service), health, shutdown).await;
+        let result = grpc::serve(
+            SERVICE,
+            self.listener,
+            NotificationsServer::new(self.service),
+            health,
+            shutdown,
+            &self.secrets,
+        )
+        .await;
         stop.cancel();
         if let Err(error) = sending.await {
             tracing::error!(%error, "notifications sender failed");

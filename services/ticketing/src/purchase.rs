@@ -61,8 +61,12 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
     pub(crate) async fn pay_order(&self, request: Payment, request_id: Option<&str>) -> Result<Order> {
         let card = request.card.clone().unwrap_or_default();
-        // Its form must not change while keys live (24 h): a retry across a deploy must match.
-        let fingerprint = format!("{}|{}|{}|{}", card.number, card.exp_month, card.exp_year, card.cvc);
+        // The card as the key's fingerprint knows it: a hash keyed with the deployment's secret
+        // (a plain hash of a card number is brute-forced in minutes when its first and last
+        // digits are known), and never the CVC, which nothing may keep. Its form must not change
+        // while keys live (24 h): a retry across a deploy must match.
+        let card_text = format!("{}|{}|{}", card.number, card.exp_month, card.exp_year);
+        let fingerprint = self.secrets.keyed_hash("payment-fingerprint", card_text.as_bytes());
         let operation = Operation::PayOrder { order_id: request.order_id };
         let scope = Scope::new(request.buyer_id, operation, request.key.clone(), fingerprint.as_bytes());
         // The key is claimed in a transaction of its own: the payment cannot run inside one.
@@ -289,7 +293,7 @@ impl Engine {
         let now = now_ms();
         orders::mark_paid(&mut tx, order_id, payment_id, now).await?;
         inventory::apply(&mut tx, order_id, Move::Sell).await?;
-        let issued = tickets::issue(&mut tx, &order, now).await?;
+        let issued = tickets::issue(&mut tx, &order, now, &self.secrets).await?;
         let summary = views::summary(&mut tx, &order).await?;
         let rid = request_id.map(str::to_owned);
         let tickets_issued = TicketsIssued {

@@ -125,7 +125,9 @@ async fn a_crash_between_closing_sales_and_committing_leaves_sales_closed_and_th
     let pending = app.hold(&buyer, &sale, 2).await;
     // Catalog's first step, then a crash: the sales are closed, the cancellation not committed.
     let endpoint = app.settings.endpoint("ticketing").unwrap();
-    let mut ticketing = TicketingClient::connect(endpoint).await.unwrap();
+    let secrets = eventhive_platform::Secrets::load(&app.settings).unwrap();
+    let channel = eventhive_platform::grpc::channel(&endpoint, Duration::from_secs(10), &secrets).unwrap();
+    let mut ticketing = TicketingClient::new(channel);
     let close =
         || CloseSalesRequest { event_id: sale.event_id.clone(), reason: "the band split up".into(), revision: 1 };
     let first = ticketing.close_sales(close()).await.unwrap().into_inner();

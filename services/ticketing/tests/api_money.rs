@@ -20,6 +20,7 @@ on_both_backends!(
     an_order_with_a_checked_in_ticket_cannot_be_cancelled_and_its_seats_stay_sold,
     free_tickets_are_paid_without_a_card_and_cancelled_without_a_charge,
     an_order_of_more_items_than_any_cap_allows_is_refused_at_once,
+    a_payments_idempotency_fingerprint_is_keyed_and_leaves_out_the_cvc,
 );
 
 fn id(value: &Value) -> String {
@@ -236,4 +237,43 @@ async fn an_order_of_more_items_than_any_cap_allows_is_refused_at_once(backend: 
         assert_problem(app.place_order(&buyer, &sale.event_id, &items, "many").await, 422, "validation").await;
     assert_eq!(eventhive_test_support::problem::error_fields(&problem), ["items"], "{problem}");
     assert_eq!(app.stock(&sale.ticket_type_id).await, (0, 0, 10));
+}
+
+/// The fingerprint that binds a payment's Idempotency-Key to its body is kept 24 h. A plain
+/// SHA-256 of number, expiry and CVC is brute-forced in minutes when the first six and last four
+/// digits are known; it is keyed with the deployment's secret instead, and the CVC is not in it.
+async fn a_payments_idempotency_fingerprint_is_keyed_and_leaves_out_the_cvc(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let order = id(&app.hold(&buyer, &sale, 1).await);
+    assert_eq!(app.pay(&buyer, &order, cards::SUCCEEDS, "pay-fp").await.status(), 200);
+
+    let ticketing = app.database("ticketing").await;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT fingerprint FROM idempotency_keys WHERE idempotency_key = $1")
+        .bind("pay-fp")
+        .fetch_all(ticketing.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let sha256 = |text: String| {
+        ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for guessable in [format!("{}|12|2035|123", cards::SUCCEEDS), format!("{}|12|2035", cards::SUCCEEDS)] {
+        assert_ne!(stored[0], sha256(guessable.clone()), "the fingerprint is a plain hash of {guessable}");
+    }
+    // The same card with another CVC is the same request: the first answer, nothing new charged.
+    let retry = app
+        .request(reqwest::Method::POST, &format!("/v1/orders/{order}/payment"), Some(&buyer))
+        .header("idempotency-key", "pay-fp")
+        .json(&json!({"card": {"number": cards::SUCCEEDS, "exp_month": 12, "exp_year": 2035, "cvc": "999"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(app.charges(&order).await, (1, 1));
 }

@@ -105,6 +105,14 @@ pub struct Handles {
     pub relay: OutboxRelay,
 }
 
+/// Catalog's events, which keep ticketing's copy of catalog.
+fn subscription() -> Subscription {
+    Subscription::new(
+        "ticketing.catalog",
+        [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
+    )
+}
+
 pub struct Application {
     listener: TcpListener,
     engine: engine::Engine,
@@ -126,6 +134,10 @@ impl Service for Application {
 
     fn migrations() -> Option<&'static Migrator> {
         Some(&MIGRATIONS)
+    }
+
+    fn subscriptions() -> Vec<Subscription> {
+        vec![subscription()]
     }
 
     /// Subscribes to catalog's events (at once, so that nothing catalog publishes from now on
@@ -153,11 +165,7 @@ impl Service for Application {
             deadline,
         );
         let consuming = CancellationToken::new();
-        let subscription = Subscription::new(
-            "ticketing.catalog",
-            [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
-        );
-        context.bus.subscribe(subscription, Arc::new(sync), consuming.clone()).await?;
+        context.bus.subscribe(subscription(), Arc::new(sync), consuming.clone()).await?;
         Ok(Self {
             listener: context.listener,
             sweeper: Sweeper::new(engine.clone(), wake),

@@ -139,3 +139,63 @@ on_both_buses!(
     the_outbox_publishes_after_commit_and_the_inbox_applies_once,
 );
 
+/// Closes every connection of this test's bus from the broker's side, as a broker restart
+/// does; `false` when `rabbitmqctl` cannot be run here (the test then checks nothing).
+fn drop_connections_at_the_broker(exchange: &str) -> bool {
+    let rabbitmqctl = |args: &[&str]| std::process::Command::new("rabbitmqctl").args(args).output().ok();
+    let Some(listed) = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties", "--formatter", "json"])
+        .filter(|output| output.status.success())
+    else {
+        return false;
+    };
+    let connections: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+    let name = format!("eventhive {exchange}");
+    let ours: Vec<String> = connections
+        .iter()
+        .filter(|connection| connection["client_properties"].to_string().contains(&name))
+        .filter_map(|connection| connection["pid"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!ours.is_empty(), "the bus's connections are named after its exchange: {connections:?}");
+    for pid in ours {
+        rabbitmqctl(&["-q", "close_connection", &pid, "test: the broker went away"]);
+    }
+    true
+}
+
+/// Issue 11: the outbox relay and the consumers come back on their own after the broker
+/// dropped their connections (what a RabbitMQ restart does to them), without stopping the
+/// shared broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_publisher_and_consumers_reconnect_on_their_own() {
+    if !eventhive_test_infra::run_infra_test() {
+        return;
+    }
+    let rig = Rig::new(Kind::Rabbit).await;
+    let stop = CancellationToken::new();
+    let handler = Flaky::new(0);
+    rig.bus.subscribe(Subscription::new("reconnect", ["test.#"]), handler.clone(), stop.clone()).await.unwrap();
+    rig.bus.publish(&Envelope::new("test", &Ping { n: 1 }, None).unwrap()).await.unwrap();
+    eventually("the first message", || handler.handled() == 1).await;
+
+    if !drop_connections_at_the_broker(&rig.settings.amqp_exchange) {
+        eprintln!("skipped: rabbitmqctl cannot be run here");
+        stop.cancel();
+        rig.cleanup().await;
+        return;
+    }
+    // The relay retries a failed publish; the first attempt may meet the dropped connection.
+    let relay_like = async {
+        let envelope = Envelope::new("test", &Ping { n: 2 }, None).unwrap();
+        for _ in 0..50 {
+            if rig.bus.publish(&envelope).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(relay_like.await, "the publisher reconnected");
+    eventually("the second message, by the reconnected consumer", || handler.handled() == 2).await;
+    stop.cancel();
+    rig.cleanup().await;
+}

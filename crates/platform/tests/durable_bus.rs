@@ -1,8 +1,8 @@
 //! The loss paths of the bus, closed (issue 11), on the in-process bus and on RabbitMQ: a
 //! message that can never succeed is dead-lettered at once with its reason; a message no queue
 //! takes is refused, so the outbox keeps it; a declared queue keeps messages for a consumer
-//! that has not subscribed yet; a retry outlives its consumer; and a crash of `eventhive dev`
-//! loses nothing the outbox marked published.
+//! that has not subscribed yet; a retry outlives its consumer; consumers of one queue share its
+//! messages; and a crash of `eventhive dev` loses nothing the outbox marked published.
 
 // Integration tests: an unwrap or panic here is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -130,7 +130,27 @@ async fn a_retry_outlives_its_consumer(kind: Kind) {
     rig.cleanup().await;
 }
 
+/// Two consumers of one queue (two replicas, or a test's consumer beside the service's) share
+/// its messages: each is handled once, as on a broker.
+async fn consumers_of_one_queue_compete_for_its_messages(kind: Kind) {
+    let rig = Rig::new(kind).await;
+    let stop = CancellationToken::new();
+    let (one, two) = (Flaky::new(0), Flaky::new(0));
+    for handler in [&one, &two] {
+        rig.bus.subscribe(Subscription::new("shared", ["test.#"]), handler.clone(), stop.clone()).await.unwrap();
+    }
+    for n in 0..20 {
+        rig.bus.publish(&Envelope::new("test", &Ping { n }, None).unwrap()).await.unwrap();
+    }
+    eventually("all twenty", || one.handled() + two.handled() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(one.handled() + two.handled(), 20, "each message once");
+    stop.cancel();
+    rig.cleanup().await;
+}
+
 on_both_buses!(
+    consumers_of_one_queue_compete_for_its_messages,
     messages_that_can_never_succeed_are_dead_lettered_at_once_with_their_reason,
     unroutable_messages_are_refused_until_the_topology_is_declared,
     a_retry_outlives_its_consumer,

@@ -35,11 +35,16 @@ static BUS_MIGRATIONS: Migrator = sqlx::migrate!("./migrations-bus");
 /// How often a consumer looks for messages nothing woke it for.
 pub const POLL: Duration = Duration::from_millis(100);
 
-/// A queue as declared in this process: what it takes, and how to wake its consumer.
+/// A queue as declared in this process: what it takes, how to wake its consumers, and the
+/// messages they are handling (shared, so that two consumers of one queue compete for its
+/// messages as on a broker instead of both taking each).
 struct Queue {
     subscription: Subscription,
     wake: Arc<Notify>,
+    in_flight: InFlight,
 }
+
+type InFlight = Arc<Mutex<HashSet<String>>>;
 
 #[derive(Clone)]
 pub struct InProcessBus {
@@ -94,14 +99,16 @@ impl InProcessBus {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Declares `subscription`'s queue in this process; returns the notifier of its consumer.
-    fn declare(&self, subscription: &Subscription) -> Arc<Notify> {
+    /// Declares `subscription`'s queue in this process; returns what its consumers share.
+    fn declare(&self, subscription: &Subscription) -> (Arc<Notify>, InFlight) {
         let mut queues = self.queues();
-        let queue = queues
-            .entry(subscription.queue.clone())
-            .or_insert_with(|| Queue { subscription: subscription.clone(), wake: Arc::new(Notify::new()) });
+        let queue = queues.entry(subscription.queue.clone()).or_insert_with(|| Queue {
+            subscription: subscription.clone(),
+            wake: Arc::new(Notify::new()),
+            in_flight: InFlight::default(),
+        });
         queue.subscription = subscription.clone();
-        queue.wake.clone()
+        (queue.wake.clone(), queue.in_flight.clone())
     }
 
     fn wake(&self, queue: &str) {
@@ -110,27 +117,40 @@ impl InProcessBus {
         }
     }
 
-    /// Up to `limit` messages of `queue` due now, oldest first.
-    async fn due(&self, queue: &str, limit: usize) -> Result<Vec<Row>, BusError> {
-        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT message_id, envelope, attempt, first_failed_at FROM bus_messages \
-             WHERE queue = $1 AND available_at <= $2 ORDER BY available_at, message_id LIMIT $3",
+    /// The ids of up to `limit` messages of `queue` due now, oldest first.
+    async fn due(&self, queue: &str, limit: usize) -> Result<Vec<String>, BusError> {
+        sqlx::query_scalar(
+            "SELECT message_id FROM bus_messages WHERE queue = $1 AND available_at <= $2 \
+             ORDER BY available_at, message_id LIMIT $3",
         )
         .bind(queue)
         .bind(now_ms())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.db.pool())
         .await
+        .map_err(store)
+    }
+
+    /// Message `message_id` of `queue` if it is still due. Read after the message was marked in
+    /// flight: a list of due ids may be stale by then (handled, or put off, by the consumer that
+    /// had it in flight a moment ago), and a handled message must not be delivered again.
+    async fn still_due(&self, queue: &str, message_id: &str) -> Result<Option<Row>, BusError> {
+        let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT envelope, attempt, first_failed_at FROM bus_messages \
+             WHERE queue = $1 AND message_id = $2 AND available_at <= $3",
+        )
+        .bind(queue)
+        .bind(message_id)
+        .bind(now_ms())
+        .fetch_optional(self.db.pool())
+        .await
         .map_err(store)?;
-        Ok(rows
-            .into_iter()
-            .map(|(message_id, envelope, attempt, first_failed_at)| Row {
-                message_id,
-                envelope,
-                attempt: u32::try_from(attempt.max(1)).unwrap_or(u32::MAX),
-                first_failed_at,
-            })
-            .collect())
+        Ok(row.map(|(envelope, attempt, first_failed_at)| Row {
+            message_id: message_id.to_owned(),
+            envelope,
+            attempt: u32::try_from(attempt.max(1)).unwrap_or(u32::MAX),
+            first_failed_at,
+        }))
     }
 
     /// Consumes `subscription` until `shutdown`: whenever woken or every [`POLL`], starts the
@@ -139,32 +159,35 @@ impl InProcessBus {
         self,
         subscription: Subscription,
         handler: Arc<dyn MessageHandler>,
-        wake: Arc<Notify>,
+        (wake, in_flight): (Arc<Notify>, InFlight),
         shutdown: CancellationToken,
     ) {
         let permits = Arc::new(Semaphore::new(usize::from(subscription.concurrency.max(1))));
-        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let busy = |in_flight: &Mutex<HashSet<String>>| in_flight.lock().unwrap_or_else(PoisonError::into_inner).len();
         while !shutdown.is_cancelled() {
             let free = permits.available_permits();
             if free > 0 {
                 match self.due(&subscription.queue, busy(&in_flight) + free).await {
                     Ok(rows) => {
-                        for row in rows {
-                            if !in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(row.message_id.clone())
-                            {
+                        for id in rows {
+                            if !in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone()) {
                                 continue;
                             }
                             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                                in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&row.message_id);
+                                in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
                                 break;
                             };
                             let (bus, handler, subscription) = (self.clone(), handler.clone(), subscription.clone());
                             let (in_flight, wake) = (in_flight.clone(), wake.clone());
                             tokio::spawn(async move {
                                 let _permit = permit;
-                                let id = row.message_id.clone();
-                                bus.deliver(&subscription, &*handler, row).await;
+                                match bus.still_due(&subscription.queue, &id).await {
+                                    Ok(Some(row)) => bus.deliver(&subscription, &*handler, row).await,
+                                    Ok(None) => {}
+                                    Err(error) => {
+                                        tracing::warn!(queue = %subscription.queue, %error, "cannot read a message; will retry")
+                                    }
+                                }
                                 in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
                                 wake.notify_one();
                             });
@@ -337,9 +360,9 @@ impl MessageBus for InProcessBus {
         handler: Arc<dyn MessageHandler>,
         shutdown: CancellationToken,
     ) -> Result<(), BusError> {
-        let wake = self.declare(&subscription);
+        let shared = self.declare(&subscription);
         super::record_dead_letters(&subscription.queue, self.dead_letters(&subscription.queue).await?.len());
-        tokio::spawn(self.clone().consume(subscription, handler, wake, shutdown));
+        tokio::spawn(self.clone().consume(subscription, handler, shared, shutdown));
         Ok(())
     }
 

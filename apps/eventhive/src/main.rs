@@ -2,6 +2,7 @@
 //! - `dev`: the whole platform in one process on a laptop, with demo data;
 //! - `serve <service>`: one service as this process, in production;
 //! - `migrate [service...]`: the migrations alone;
+//! - `dead-letters list|replay`: bus messages parked in a queue's dead letters, on either bus;
 //! - `notifications dead-letters|replay`: emails that failed every attempt;
 //! - `analytics rebuild [--offline]`: the sales figures recomputed from the stored events;
 //! - `bench flash-sale`: the on-sale of a hit event, timed and then verified.
@@ -15,6 +16,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod dead_letters;
 use eventhive_platform::{Settings, config::LogFormat, shutdown, telemetry};
 use eventhive_system::{SERVICES, System, demo};
 
@@ -51,6 +53,13 @@ enum Command {
     Migrate {
         /// Services to migrate; all when none is named.
         services: Vec<String>,
+    },
+    /// Bus messages that can never be handled or failed for longer than the retries allow,
+    /// parked per queue with the reason (RabbitMQ's `<queue>.dlq`, or the in-process bus's
+    /// database under `eventhive dev`).
+    DeadLetters {
+        #[command(subcommand)]
+        command: dead_letters::Command,
     },
     /// Email deliveries that failed every attempt (the dead-letter store).
     Notifications {
@@ -174,6 +183,7 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Serve { service } => eventhive_system::serve(settings, &service).await,
         Command::Migrate { services } => eventhive_system::migrate(&settings, &services).await,
+        Command::DeadLetters { command } => dead_letters::run(&settings, command).await,
         Command::Notifications { command } => notifications(&settings, command).await,
         Command::Keys { command: KeysCommand::Generate } => {
             println!("{}", eventhive_platform::Secrets::new_key_text()?);

@@ -20,10 +20,6 @@ use eventhive_platform::Settings;
 
 use crate::{clean_up_infra, infra, open_database};
 
-/// Queues the services declare on the private exchange, removed on drop (RabbitMQ cannot list
-/// them by exchange without its management API).
-const QUEUES: [&str; 3] = ["ticketing.catalog", "notifications.email", "analytics.read-model"];
-
 /// How long the whole system may take to become ready (migrations of seven databases).
 const READY_PATIENCE: Duration = Duration::from_secs(90);
 
@@ -147,6 +143,9 @@ impl Drop for Topology {
             let _ = child.kill();
             let _ = child.wait();
         }
-        clean_up_infra(self.settings.clone(), QUEUES.iter().map(|q| (*q).to_owned()).collect());
+        // The queues every process declares on the private exchange (RabbitMQ cannot list them
+        // by exchange without its management API).
+        let queues = eventhive_system::subscriptions().into_iter().map(|s| s.queue).collect();
+        clean_up_infra(self.settings.clone(), queues);
     }
 }

@@ -82,6 +82,15 @@ pub struct Settings {
     pub dev_mode: bool,
     /// How often the outbox relay looks for unpublished messages when nothing woke it.
     pub outbox_poll_ms: u64,
+    /// How long a consumer keeps retrying a message whose handler fails, counted from its first
+    /// failure, before it dead-letters it: long enough to outlast a database failover or a
+    /// dependency that is down for a while (default one hour).
+    pub bus_retry_for_secs: u64,
+    /// The wait before a failed message's first retry; it doubles with every failure.
+    pub bus_retry_first_ms: u64,
+    /// The longest wait between two retries, so that a message is tried again soon after an
+    /// outage ends.
+    pub bus_retry_max_ms: u64,
 
     /// Every other key: each service's section (read with [`Settings::section`]) and each
     /// service's `<name>_port` and `<name>_url` (read with [`Settings::port`] and
@@ -161,6 +170,9 @@ impl Default for Settings {
             shutdown_grace_secs: 10,
             dev_mode: false,
             outbox_poll_ms: 500,
+            bus_retry_for_secs: 3600,
+            bus_retry_first_ms: 200,
+            bus_retry_max_ms: 60_000,
             sections: BTreeMap::new(),
         }
     }
@@ -253,6 +265,12 @@ impl Settings {
         }
         if self.outbox_poll_ms == 0 {
             return Err(ConfigError::new("outbox_poll_ms", "must be positive"));
+        }
+        if self.bus_retry_first_ms == 0 {
+            return Err(ConfigError::new("bus_retry_first_ms", "must be positive"));
+        }
+        if self.bus_retry_max_ms < self.bus_retry_first_ms {
+            return Err(ConfigError::new("bus_retry_max_ms", "must be at least EVENTHIVE_BUS_RETRY_FIRST_MS"));
         }
         Ok(self)
     }

@@ -143,6 +143,10 @@ impl Service for Application {
         Some(&MIGRATIONS)
     }
 
+    fn subscriptions() -> Vec<Subscription> {
+        vec![subscription()]
+    }
+
     /// Subscribes to the events the figures are made of (at once, so that nothing published
     /// from now on is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
@@ -155,8 +159,7 @@ impl Service for Application {
         let db = context.database()?;
         let projection = Projection::new(db.clone());
         let consuming = CancellationToken::new();
-        let subscription = Subscription::new(projection::QUEUE, projection::routing_keys());
-        context.bus.subscribe(subscription, Arc::new(projection.clone()), consuming.clone()).await?;
+        context.bus.subscribe(subscription(), Arc::new(projection.clone()), consuming.clone()).await?;
         Ok(Self { listener: context.listener, secrets, projection, memberships, live, db, consuming })
     }
 
@@ -181,6 +184,11 @@ impl Service for Application {
         self.db.close().await;
         result
     }
+}
+
+/// The queue of the events the figures are made of.
+fn subscription() -> Subscription {
+    Subscription::new(projection::QUEUE, projection::routing_keys())
 }
 
 /// Rebuilds the read model of the database `settings` name from its event log (`eventhive

@@ -48,9 +48,12 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// The bus queue of the consumer.
 const QUEUE: &str = "notifications.email";
-/// Deliveries of one domain event before the bus parks it: generous, because a failure here
-/// mostly means identity is briefly unreachable, and the email should still go out.
-const MAX_HANDLER_ATTEMPTS: u32 = 10;
+
+/// The consumer's queue. A failure there mostly means identity is briefly unreachable: the bus
+/// retries it for as long as `EVENTHIVE_BUS_RETRY_FOR_SECS` allows, so the email still goes out.
+fn subscription() -> Subscription {
+    Subscription::new(QUEUE, consumer::routing_keys())
+}
 
 /// Notifications' settings section: where mail goes and how hard to try.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +126,10 @@ impl Service for Application {
         Some(&MIGRATIONS)
     }
 
+    fn subscriptions() -> Vec<Subscription> {
+        vec![subscription()]
+    }
+
     /// Builds the mailer and subscribes to the domain events (at once, so that nothing
     /// published from now on is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
@@ -141,9 +148,7 @@ impl Service for Application {
             sender.clone(),
         );
         let consuming = CancellationToken::new();
-        let mut subscription = Subscription::new(QUEUE, consumer::routing_keys());
-        subscription.max_attempts = MAX_HANDLER_ATTEMPTS;
-        context.bus.subscribe(subscription, Arc::new(consumer), consuming.clone()).await?;
+        context.bus.subscribe(subscription(), Arc::new(consumer), consuming.clone()).await?;
         Ok(Self {
             listener: context.listener,
             secrets,

@@ -236,7 +236,7 @@ async fn the_application_serves_payments_over_grpc(backend: Backend) {
     let _drop_database = DropDatabase(settings.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let bus = Arc::new(eventhive_platform::bus::in_process::InProcessBus::new());
+    let bus = Arc::new(eventhive_platform::bus::in_process::InProcessBus::in_memory().await.unwrap());
     let context = Context::of::<Application>(settings.clone(), listener, bus).await.unwrap();
     let app = Application::build(context).await.unwrap();
     let stop = CancellationToken::new();

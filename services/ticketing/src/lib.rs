@@ -129,6 +129,14 @@ pub struct Handles {
     pub relay: OutboxRelay,
 }
 
+/// Catalog's events, which keep ticketing's copy of catalog.
+fn subscription() -> Subscription {
+    Subscription::new(
+        "ticketing.catalog",
+        [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
+    )
+}
+
 pub struct Application {
     listener: TcpListener,
     /// The deployment's secret key: the service token its gRPC server asks of callers.
@@ -152,6 +160,10 @@ impl Service for Application {
 
     fn migrations() -> Option<&'static Migrator> {
         Some(&MIGRATIONS)
+    }
+
+    fn subscriptions() -> Vec<Subscription> {
+        vec![subscription()]
     }
 
     /// Subscribes to catalog's events (at once, so that nothing catalog publishes from now on
@@ -187,11 +199,7 @@ impl Service for Application {
             deadline,
         );
         let consuming = CancellationToken::new();
-        let subscription = Subscription::new(
-            "ticketing.catalog",
-            [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
-        );
-        context.bus.subscribe(subscription, Arc::new(sync), consuming.clone()).await?;
+        context.bus.subscribe(subscription(), Arc::new(sync), consuming.clone()).await?;
         Ok(Self {
             listener: context.listener,
             secrets,

@@ -1,7 +1,8 @@
 //! Issue 16 on the production topology: every service its own `eventhive serve` process, on
 //! PostgreSQL, RabbitMQ and Redis. There the cancellation's domain event takes a real trip
 //! through the broker, so if the cancel relied on it, an order placed right after the answer
-//! would still be taken. Run only when the infrastructure is there.
+//! would still be taken; the same for an update that lowers a cap. Run only when the
+//! infrastructure is there.
 
 // Integration tests: an unwrap or panic here is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -117,4 +118,25 @@ async fn across_processes_a_cancelled_event_takes_no_order_and_no_payment() {
         assert_eq!(captured, 0, "round {round}: no charge for an order of a cancelled event");
     }
     payments.close().await;
+
+    // A lower cap per order, like a cancellation, holds in ticketing when the organizer is told.
+    for round in 0..10 {
+        let (event_id, ticket_type_id) = api.on_sale(&organizer, &organization).await;
+        if round % 2 == 0 {
+            assert_eq!(api.order(&buyer, &event_id, &ticket_type_id).await.status(), 201);
+        }
+        let path = format!("/v1/events/{event_id}");
+        let lowered = api
+            .client
+            .patch(api.topology.url(&path))
+            .bearer_auth(&organizer)
+            .json(&json!({"max_tickets_per_order": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lowered.status(), 200, "round {round}: {}", lowered.text().await.unwrap_or_default());
+        let body = json!({"event_id": event_id, "items": [{"ticket_type_id": ticket_type_id, "quantity": 2}]});
+        let two = api.post("/v1/orders", Some(&buyer), Some(&uuid::Uuid::new_v4().to_string()), &body).await;
+        assert_eq!(two.status(), 422, "round {round}: {}", two.text().await.unwrap_or_default());
+    }
 }

@@ -94,6 +94,10 @@ impl Events {
     }
 
     /// Applies `patch`; announces the change unless the event is a draft or nothing changed.
+    /// An update of a public event that takes something away from buyers (an earlier start,
+    /// lower caps) is applied in ticketing first (`RestrictSales`), as a cancellation is, then
+    /// committed: once the organizer is told, no order breaks the new limits. If ticketing
+    /// cannot be reached, nothing changes and the answer is `Unavailable`.
     #[tracing::instrument(skip_all, fields(%event_id))]
     pub async fn update(
         &self,
@@ -102,31 +106,67 @@ impl Events {
         patch: EventPatch,
         request_id: Option<String>,
     ) -> Result<EventWithTypes> {
-        let mut tx = self.repository.begin().await?;
-        let before = self.load_managed(&mut tx, actor, event_id).await?;
-        if before.status() == EventStatus::Cancelled {
-            return Err(CatalogError::Conflict("a cancelled event cannot be changed".into()));
+        // The limits ticketing holds already, with the revision they were sent for.
+        let mut restricted: Option<(EventRow, i64)> = None;
+        // Twice at most: the event may change between the look and the commit; then the new
+        // result is restricted again.
+        for _ in 0..2 {
+            // No lock and no transaction across the call to ticketing, which may read this
+            // event back from catalog (on SQLite, through catalog's only connection).
+            let seen = {
+                let mut conn = self.repository.connection().await?;
+                self.load_managed(&mut conn, actor, event_id).await?
+            };
+            if seen.status() == EventStatus::Cancelled {
+                return Err(CatalogError::Conflict("a cancelled event cannot be changed".into()));
+            }
+            let intended = patched(&seen, patch.clone())?;
+            if seen.status().is_public()
+                && takes_away(&seen, &intended)
+                && !restricted.as_ref().is_some_and(|(sent, _)| covers(sent, &intended))
+            {
+                let revision = next_revision(seen.updated_at);
+                self.sales.restrict(&intended, revision, request_id.as_deref()).await?;
+                restricted = Some((intended, revision));
+            }
+            let mut tx = self.repository.begin().await?;
+            let before = self.load_managed(&mut tx, actor, event_id).await?;
+            if before.status() == EventStatus::Cancelled {
+                return Err(CatalogError::Conflict("a cancelled event cannot be changed".into()));
+            }
+            let mut event = patched(&before, patch.clone())?;
+            if before.status().is_public()
+                && takes_away(&before, &event)
+                && !restricted.as_ref().is_some_and(|(sent, _)| covers(sent, &event))
+            {
+                tx.rollback().await?;
+                continue;
+            }
+            let changed = changed_fields(&before, &event);
+            if !changed.is_empty() {
+                // Never below the revision the restriction was sent for: its snapshot, when it
+                // arrives, is what lifts the restriction in ticketing.
+                let floor = restricted.as_ref().map_or(0, |(_, revision)| *revision);
+                event.updated_at = next_revision(event.updated_at).max(floor);
+                self.repository.update_details(&mut tx, &event).await?;
+            }
+            let event = self.with_ticket_types(&mut tx, event).await?;
+            // Drafts are nobody else's business yet.
+            let announced = !changed.is_empty() && event.event.status() != EventStatus::Draft;
+            if announced {
+                let time_changed = changed.iter().any(|f| f == "starts_at" || f == "ends_at");
+                let venue_changed = changed.iter().any(|f| f == "venue");
+                let change =
+                    EventChanged { event: snapshot(&event), changed_fields: changed, time_changed, venue_changed };
+                announce(&mut tx, &change, request_id).await?;
+            }
+            tx.commit().await?;
+            if announced {
+                self.relay.wake();
+            }
+            return Ok(event);
         }
-        let mut event = patched(&before, patch)?;
-        let changed = changed_fields(&before, &event);
-        if !changed.is_empty() {
-            event.updated_at = next_revision(event.updated_at);
-            self.repository.update_details(&mut tx, &event).await?;
-        }
-        let event = self.with_ticket_types(&mut tx, event).await?;
-        // Drafts are nobody else's business yet.
-        let announced = !changed.is_empty() && event.event.status() != EventStatus::Draft;
-        if announced {
-            let time_changed = changed.iter().any(|f| f == "starts_at" || f == "ends_at");
-            let venue_changed = changed.iter().any(|f| f == "venue");
-            let change = EventChanged { event: snapshot(&event), changed_fields: changed, time_changed, venue_changed };
-            announce(&mut tx, &change, request_id).await?;
-        }
-        tx.commit().await?;
-        if announced {
-            self.relay.wake();
-        }
-        Ok(event)
+        Err(CatalogError::Unavailable("the event kept changing; try again".into()))
     }
 
     /// Puts a draft on sale. Publishing twice changes nothing.
@@ -402,6 +442,21 @@ fn changed_fields(before: &EventRow, after: &EventRow) -> Vec<String> {
 
 /// `updated_at` doubles as the event's revision in its domain events, so it must grow with every
 /// change even when two changes land in the same millisecond.
+/// Whether `after` takes away what buyers could do under `before`: sales end earlier, or an
+/// order or a buyer may have fewer tickets.
+fn takes_away(before: &EventRow, after: &EventRow) -> bool {
+    after.starts_at < before.starts_at
+        || after.max_tickets_per_order < before.max_tickets_per_order
+        || after.max_tickets_per_buyer < before.max_tickets_per_buyer
+}
+
+/// Whether the limits `sent` to ticketing are at least as strict as `event`'s.
+fn covers(sent: &EventRow, event: &EventRow) -> bool {
+    sent.starts_at <= event.starts_at
+        && sent.max_tickets_per_order <= event.max_tickets_per_order
+        && sent.max_tickets_per_buyer <= event.max_tickets_per_buyer
+}
+
 fn next_revision(previous: i64) -> i64 {
     now_ms().max(previous + 1)
 }

@@ -1,16 +1,18 @@
 //! Where catalog's changes that take away what buyers may do are enforced before they are
-//! acknowledged: ticketing sells, so ticketing must stop selling first. Today that is an
-//! event's cancellation: its sales are closed in ticketing (`Ticketing.CloseSales`, bounded by
-//! a deadline) before catalog commits the cancellation. Domain events inform the rest later.
+//! acknowledged: ticketing sells, so ticketing must stop selling first. An event's
+//! cancellation closes its sales in ticketing (`Ticketing.CloseSales`); an update to an earlier
+//! start or lower caps applies the new limits there (`Ticketing.RestrictSales`). Both are
+//! bounded by a deadline and made before catalog commits. Domain events inform the rest later.
 
 use std::time::Duration;
 
 use eventhive_domain::EventId;
 use eventhive_platform::grpc;
 use eventhive_platform::grpc::Channel;
-use eventhive_proto::ticketing::{CloseSalesRequest, ticketing_client::TicketingClient};
+use eventhive_platform::storage::ms_to_rfc3339;
+use eventhive_proto::ticketing::{CloseSalesRequest, RestrictSalesRequest, ticketing_client::TicketingClient};
 
-use crate::error::CatalogError;
+use crate::{error::CatalogError, repository::EventRow};
 
 /// Ticketing, as the enforcer of what is on sale.
 #[derive(Clone)]
@@ -44,6 +46,33 @@ impl Sales {
             Err(status) => {
                 tracing::warn!(%event_id, code = ?status.code(), message = status.message(), "ticketing could not close the sales");
                 Err(CatalogError::Unavailable("ticketing could not close the event's sales; try again".into()))
+            }
+        }
+    }
+
+    /// Applies `event`'s start and caps in ticketing, for the revision catalog commits next.
+    /// Any failure is `Unavailable`: the caller changes nothing and the organizer retries.
+    #[tracing::instrument(skip(self, event, request_id), fields(event_id = %event.id))]
+    pub async fn restrict(
+        &self,
+        event: &EventRow,
+        revision: i64,
+        request_id: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        let message = RestrictSalesRequest {
+            event_id: event.id.clone(),
+            revision,
+            starts_at: ms_to_rfc3339(event.starts_at),
+            max_tickets_per_order: event.max_tickets_per_order,
+            max_tickets_per_buyer: event.max_tickets_per_buyer,
+        };
+        let mut request = grpc::request(message, request_id);
+        request.set_timeout(self.deadline);
+        match self.ticketing.clone().restrict_sales(request).await {
+            Ok(_) => Ok(()),
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "ticketing could not apply the new limits");
+                Err(CatalogError::Unavailable("ticketing could not apply the event's new limits; try again".into()))
             }
         }
     }

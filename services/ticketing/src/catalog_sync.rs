@@ -60,9 +60,16 @@ impl CatalogSync {
             None => {
                 let (private, public) = new_signing_key()?;
                 let sealed = self.secrets.seal(crate::tickets::EVENT_KEY_PURPOSE, private.as_bytes())?;
-                catalog::insert_event(tx, snapshot, sealed, public).await?;
+                if !catalog::insert_event(tx, snapshot, sealed, public).await? {
+                    // Another handler stored the event first: this snapshot applies like any
+                    // other, if it is the newer one.
+                    catalog::update_event(tx, snapshot).await?;
+                }
             }
-            Some(revision) if revision < snapshot.revision => catalog::update_event(tx, snapshot).await?,
+            // The statement itself checks the revision again (see `update_event`).
+            Some(revision) if revision < snapshot.revision => {
+                catalog::update_event(tx, snapshot).await?;
+            }
             Some(_) => {}
         }
         for ticket_type in &snapshot.ticket_types {

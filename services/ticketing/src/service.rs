@@ -13,7 +13,8 @@ use eventhive_proto::ticketing::{
     Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, CloseSalesRequest,
     CloseSalesResponse, GetAvailabilitiesRequest, GetAvailabilitiesResponse, GetAvailabilityRequest,
     GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse, ListTicketsRequest,
-    ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest, TicketTypeAvailability, ticketing_server,
+    ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest, RestrictSalesRequest, RestrictSalesResponse,
+    TicketTypeAvailability, ticketing_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -24,6 +25,7 @@ use crate::{
     orders::{Line, NewOrder},
     paging::Page,
     purchase::Payment,
+    repository::catalog::Restriction,
 };
 
 pub struct TicketingService {
@@ -211,5 +213,23 @@ impl ticketing_server::Ticketing for TicketingService {
         let closed_at =
             self.engine.close_sales(event_id, &request.reason, request.revision, request_id.as_deref()).await?;
         Ok(Response::new(CloseSalesResponse { event_id: event_id.to_string(), closed_at: ms_to_rfc3339(closed_at) }))
+    }
+
+    async fn restrict_sales(&self, request: Request<RestrictSalesRequest>) -> Answer<RestrictSalesResponse> {
+        let request_id = grpc::request_id(&request);
+        let request = request.into_inner();
+        let event_id = EventId::parse(&request.event_id)
+            .map_err(|_| TicketingError::from(FieldError::new("event_id", "is not an event id")))?;
+        let starts_at = time::OffsetDateTime::parse(&request.starts_at, &time::format_description::well_known::Rfc3339)
+            .map(eventhive_platform::storage::to_ms)
+            .map_err(|_| TicketingError::from(FieldError::new("starts_at", "is not an RFC 3339 time")))?;
+        let limits = Restriction {
+            revision: request.revision,
+            starts_at,
+            max_tickets_per_order: request.max_tickets_per_order,
+            max_tickets_per_buyer: request.max_tickets_per_buyer,
+        };
+        self.engine.restrict_sales(event_id, limits, request_id.as_deref()).await?;
+        Ok(Response::new(RestrictSalesResponse { event_id: event_id.to_string() }))
     }
 }

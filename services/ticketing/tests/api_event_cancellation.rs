@@ -3,7 +3,8 @@
 //! order or a payment right after the answer is refused — not only once the domain event has
 //! travelled. If ticketing cannot be reached, the cancel changes nothing and says to retry; a
 //! crash between closing the sales and committing leaves the sales closed and the cancel
-//! repeatable. On both backends.
+//! repeatable. An update that takes something away (an earlier start, lower caps) is applied
+//! in ticketing the same way before it is acknowledged. On both backends.
 
 // Integration tests: an unwrap or panic here is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -24,6 +25,8 @@ on_both_backends!(
     with_ticketing_unreachable_the_cancel_is_503_and_changes_nothing,
     a_crash_between_closing_sales_and_committing_leaves_sales_closed_and_the_cancel_repeatable,
     refunds_through_a_slow_payments_service_do_not_keep_other_holds_past_their_time,
+    lower_caps_and_an_earlier_start_hold_in_ticketing_before_the_update_is_acknowledged,
+    two_revisions_applied_at_once_never_let_the_older_one_win,
 );
 
 fn id(value: &Value) -> String {
@@ -190,4 +193,175 @@ async fn refunds_through_a_slow_payments_service_do_not_keep_other_holds_past_th
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, "expired", "the hold outlived its time by over 3 s while refunds ran");
+}
+
+/// The start and caps ticketing enforces for the event, as it stands: the stricter of its copy
+/// of catalog's snapshot and of a restriction applied ahead of it.
+async fn enforced_limits(app: &TestApp, event_id: &str) -> (i64, i64, i64) {
+    let db = app.database("ticketing").await;
+    let (starts_at, per_order, per_buyer, r_starts_at, r_per_order, r_per_buyer): (
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    ) = sqlx::query_as(
+        "SELECT starts_at, max_tickets_per_order, max_tickets_per_buyer, restricted_starts_at, \
+         restricted_max_per_order, restricted_max_per_buyer FROM events WHERE id = $1",
+    )
+    .bind(event_id)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    db.close().await;
+    let stricter = |value: i64, restricted: Option<i64>| restricted.map_or(value, |r| r.min(value));
+    (stricter(starts_at, r_starts_at), stricter(per_order, r_per_order), stricter(per_buyer, r_per_buyer))
+}
+
+/// Lower caps and an earlier start take something away from buyers: like a cancellation they
+/// hold in ticketing when the organizer gets the answer, not once `event_changed` has
+/// travelled. Raising them again is only eventual (it takes nothing away).
+async fn lower_caps_and_an_earlier_start_hold_in_ticketing_before_the_update_is_acknowledged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organizer, organization) = app.organizer().await;
+    let buyer = app.sign_up().await;
+    for _ in 0..5 {
+        let sale = sale_of(&app, &organizer, &organization).await;
+        app.hold(&buyer, &sale, 1).await;
+        let patch = json!({
+            "starts_at": "2027-05-01T19:30:00Z",
+            "max_tickets_per_order": 2,
+            "max_tickets_per_buyer": 3,
+        });
+        let updated = app.patch(&format!("/v1/events/{}", sale.event_id), Some(&organizer), &patch).await;
+        assert_eq!(updated.status(), 200, "{}", updated.text().await.unwrap());
+        let starts_at =
+            time::OffsetDateTime::parse("2027-05-01T19:30:00Z", &time::format_description::well_known::Rfc3339)
+                .unwrap()
+                .unix_timestamp()
+                * 1000;
+        assert_eq!(enforced_limits(&app, &sale.event_id).await, (starts_at, 2, 3), "enforced at the answer");
+        let too_many = app
+            .place_order(
+                &buyer,
+                &sale.event_id,
+                &[(sale.ticket_type_id.as_str(), 3)],
+                &uuid::Uuid::new_v4().to_string(),
+            )
+            .await;
+        assert_problem(too_many, 422, "validation").await;
+        app.hold(&buyer, &sale, 2).await;
+        let over_buyer_cap = app
+            .place_order(
+                &buyer,
+                &sale.event_id,
+                &[(sale.ticket_type_id.as_str(), 1)],
+                &uuid::Uuid::new_v4().to_string(),
+            )
+            .await;
+        assert_problem(over_buyer_cap, 409, "conflict").await;
+    }
+    // Once the update's own snapshot arrives it carries the same limits, and the restriction is
+    // lifted; raising a cap then takes effect as the snapshot arrives.
+    let sale = sale_of(&app, &organizer, &organization).await;
+    let path = format!("/v1/events/{}", sale.event_id);
+    assert_eq!(app.patch(&path, Some(&organizer), &json!({"max_tickets_per_order": 2})).await.status(), 200);
+    assert_eq!(app.patch(&path, Some(&organizer), &json!({"max_tickets_per_order": 6})).await.status(), 200);
+    let mut enforced = (0, 0, 0);
+    for _ in 0..50 {
+        enforced = enforced_limits(&app, &sale.event_id).await;
+        if enforced.1 == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(enforced.1, 6, "the raised cap arrives with its snapshot");
+}
+
+/// A backlog after an outage: the consumer applies several messages at once. An older snapshot
+/// (`event_changed`, revision n+1) applied beside a newer one (`event_cancelled`, n+2) used to
+/// overwrite it when both had read revision n: the event was back on sale in ticketing and its
+/// paid orders were never refunded. On PostgreSQL every update of an event is made slower, so
+/// the two handlers overlap.
+async fn two_revisions_applied_at_once_never_let_the_older_one_win(backend: Backend) {
+    use eventhive_domain::events::{Envelope, EventCancelled, EventChanged, EventPublished, EventSnapshot};
+    let app = TestApp::spawn(backend).await;
+    let ticketing = app.database("ticketing").await;
+    if backend == Backend::Infra {
+        for statement in [
+            "CREATE FUNCTION slow_events() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER slow_events BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION slow_events()",
+        ] {
+            sqlx::query(statement).execute(ticketing.pool()).await.unwrap();
+        }
+    }
+    let (organizer, organization) = app.organizer().await;
+    let buyer = app.sign_up().await;
+    let catalog = app.database("catalog").await;
+    for _ in 0..8 {
+        let sale = sale_of(&app, &organizer, &organization).await;
+        app.hold(&buyer, &sale, 1).await;
+        let stored: String = sqlx::query_scalar(
+            "SELECT envelope FROM outbox_messages WHERE routing_key LIKE '%event_published%' AND envelope LIKE $1",
+        )
+        .bind(format!("%{}%", sale.event_id))
+        .fetch_one(catalog.pool())
+        .await
+        .unwrap();
+        let published: Envelope = serde_json::from_str(&stored).unwrap();
+        let published: EventPublished = serde_json::from_value(published.payload).unwrap();
+        let changed = EventSnapshot { revision: published.event.revision + 1, ..published.event.clone() };
+        let cancelled = EventSnapshot {
+            revision: published.event.revision + 2,
+            status: "cancelled".into(),
+            ..published.event.clone()
+        };
+        let newer =
+            Envelope::new("catalog", &EventCancelled { event: cancelled, reason: "test".into() }, None).unwrap();
+        let older = Envelope::new(
+            "catalog",
+            &EventChanged {
+                event: changed,
+                changed_fields: vec!["title".into()],
+                time_changed: false,
+                venue_changed: false,
+            },
+            None,
+        )
+        .unwrap();
+        app.bus.publish(&newer).await.unwrap();
+        app.bus.publish(&older).await.unwrap();
+        // Both applied (or skipped as older), then the newer must stand.
+        let mut applied = 0;
+        for _ in 0..100 {
+            applied = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM inbox_messages WHERE message_id IN ($1, $2)")
+                .bind(newer.id.to_string())
+                .bind(older.id.to_string())
+                .fetch_one(ticketing.pool())
+                .await
+                .unwrap();
+            if applied == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(applied, 2, "both messages were consumed");
+        let (status, revision): (String, i64) =
+            sqlx::query_as("SELECT status, catalog_revision FROM events WHERE id = $1")
+                .bind(&sale.event_id)
+                .fetch_one(ticketing.pool())
+                .await
+                .unwrap();
+        assert_eq!((status.as_str(), revision), ("cancelled", published.event.revision + 2));
+        let refused = app
+            .place_order(
+                &buyer,
+                &sale.event_id,
+                &[(sale.ticket_type_id.as_str(), 1)],
+                &uuid::Uuid::new_v4().to_string(),
+            )
+            .await;
+        assert_problem(refused, 409, "conflict").await;
+    }
 }

@@ -9,7 +9,8 @@ use eventhive_domain::{
 use eventhive_platform::storage::to_ms;
 use sqlx::AnyConnection;
 
-/// An event as ticketing last heard of it, with the key pair that signs its tickets.
+/// An event as ticketing last heard of it, with the key pair that signs its tickets. Its start
+/// and caps are the stricter of the snapshot's and of a restriction not yet in a snapshot.
 #[derive(Debug, Clone)]
 pub(crate) struct EventRecord {
     pub id: EventId,
@@ -39,6 +40,9 @@ struct EventRow {
     sales_closed_at: Option<i64>,
     signing_key_pkcs8: String,
     public_key: String,
+    restricted_starts_at: Option<i64>,
+    restricted_max_per_order: Option<i64>,
+    restricted_max_per_buyer: Option<i64>,
 }
 
 /// A ticket type on sale: what an order line needs of it.
@@ -66,7 +70,8 @@ pub(crate) async fn event_for_sale(conn: &mut AnyConnection, id: EventId) -> any
 async fn load_event(conn: &mut AnyConnection, id: EventId, lock: &str) -> anyhow::Result<Option<EventRecord>> {
     let row: Option<EventRow> = sqlx::query_as(&format!(
         "SELECT id, organization_id, status, starts_at, currency, max_tickets_per_order, max_tickets_per_buyer, \
-         sales_closed_at, signing_key_pkcs8, public_key FROM events WHERE id = $1{lock}"
+         sales_closed_at, signing_key_pkcs8, public_key, restricted_starts_at, restricted_max_per_order, \
+         restricted_max_per_buyer FROM events WHERE id = $1{lock}"
     ))
     .bind(id.to_string())
     .fetch_optional(&mut *conn)
@@ -76,10 +81,15 @@ async fn load_event(conn: &mut AnyConnection, id: EventId, lock: &str) -> anyhow
         id: EventId::parse(&row.id).context("stored event id")?,
         organization_id: OrganizationId::parse(&row.organization_id).context("stored organization id")?,
         status: row.status,
-        starts_at: row.starts_at,
+        // The stricter of the snapshot and a restriction catalog applied ahead of it.
+        starts_at: row.restricted_starts_at.map_or(row.starts_at, |at| at.min(row.starts_at)),
         currency: row.currency,
-        max_tickets_per_order: row.max_tickets_per_order,
-        max_tickets_per_buyer: row.max_tickets_per_buyer,
+        max_tickets_per_order: row
+            .restricted_max_per_order
+            .map_or(row.max_tickets_per_order, |cap| cap.min(row.max_tickets_per_order)),
+        max_tickets_per_buyer: row
+            .restricted_max_per_buyer
+            .map_or(row.max_tickets_per_buyer, |cap| cap.min(row.max_tickets_per_buyer)),
         sales_closed: row.sales_closed_at.is_some(),
         signing_key_pkcs8: row.signing_key_pkcs8,
         public_key: row.public_key,
@@ -163,14 +173,15 @@ pub(crate) async fn revision(conn: &mut AnyConnection, id: EventId) -> anyhow::R
         .await?)
 }
 
-/// Stores an event heard of for the first time, with its new key pair.
+/// Stores an event heard of for the first time, with its new key pair; `false`: another
+/// handler stored it first.
 pub(crate) async fn insert_event(
     tx: &mut AnyConnection,
     snapshot: &EventSnapshot,
     signing_key_pkcs8: String,
     public_key: String,
-) -> anyhow::Result<()> {
-    sqlx::query(
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
         "INSERT INTO events (id, organization_id, title, status, starts_at, currency, max_tickets_per_order, \
          max_tickets_per_buyer, catalog_revision, signing_key_pkcs8, public_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
@@ -189,14 +200,23 @@ pub(crate) async fn insert_event(
     .execute(&mut *tx)
     .await
     .context("storing an event")?;
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
 }
 
-/// Overwrites the event's fields with a newer snapshot's (the key pair stays).
-pub(crate) async fn update_event(tx: &mut AnyConnection, snapshot: &EventSnapshot) -> anyhow::Result<()> {
-    sqlx::query(
+/// Overwrites the event's fields with the snapshot's if it is newer than the one applied (the
+/// key pair stays). The revision is checked in the statement itself: concurrent handlers (a
+/// backlog after an outage) may apply two revisions at once, and an older one must never
+/// overwrite a newer one (an `event_changed` undoing an `event_cancelled`). A restriction of
+/// this revision or an older one is now in the snapshot, and is dropped. `false`: not newer.
+pub(crate) async fn update_event(tx: &mut AnyConnection, snapshot: &EventSnapshot) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
         "UPDATE events SET organization_id = $1, title = $2, status = $3, starts_at = $4, currency = $5, \
-         max_tickets_per_order = $6, max_tickets_per_buyer = $7, catalog_revision = $8 WHERE id = $9",
+         max_tickets_per_order = $6, max_tickets_per_buyer = $7, catalog_revision = $8, \
+         restricted_starts_at = CASE WHEN restricted_revision <= $8 THEN NULL ELSE restricted_starts_at END, \
+         restricted_max_per_order = CASE WHEN restricted_revision <= $8 THEN NULL ELSE restricted_max_per_order END, \
+         restricted_max_per_buyer = CASE WHEN restricted_revision <= $8 THEN NULL ELSE restricted_max_per_buyer END, \
+         restricted_revision = CASE WHEN restricted_revision <= $8 THEN NULL ELSE restricted_revision END \
+         WHERE id = $9 AND catalog_revision < $8",
     )
     .bind(snapshot.organization_id.to_string())
     .bind(&snapshot.title)
@@ -210,7 +230,46 @@ pub(crate) async fn update_event(tx: &mut AnyConnection, snapshot: &EventSnapsho
     .execute(&mut *tx)
     .await
     .context("updating an event")?;
-    Ok(())
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Limits catalog is about to commit at `revision`, applied ahead of their snapshot. Takes the
+/// event's row lock first, as [`close_sales`] does, so a hold in progress finishes under the old
+/// limits and none starts under them after. A restriction older than the one held, or than the
+/// snapshot applied, changes nothing. `false`: ticketing has no such event.
+pub(crate) async fn restrict_sales(tx: &mut AnyConnection, id: EventId, limits: &Restriction) -> anyhow::Result<bool> {
+    let lock = if tx.backend_name() == "PostgreSQL" { " FOR UPDATE" } else { "" };
+    let known: Option<i64> = sqlx::query_scalar(&format!("SELECT catalog_revision FROM events WHERE id = $1{lock}"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .context("locking an event to restrict its sales")?;
+    if known.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE events SET restricted_revision = $1, restricted_starts_at = $2, restricted_max_per_order = $3, \
+         restricted_max_per_buyer = $4 WHERE id = $5 AND catalog_revision < $1 \
+         AND (restricted_revision IS NULL OR restricted_revision < $1)",
+    )
+    .bind(limits.revision)
+    .bind(limits.starts_at)
+    .bind(limits.max_tickets_per_order)
+    .bind(limits.max_tickets_per_buyer)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await
+    .context("restricting an event's sales")?;
+    Ok(true)
+}
+
+/// What [`restrict_sales`] applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Restriction {
+    pub revision: i64,
+    pub starts_at: i64,
+    pub max_tickets_per_order: i64,
+    pub max_tickets_per_buyer: i64,
 }
 
 /// Stores a ticket type if it is new (with no shards yet); `false`: it was known.

@@ -242,25 +242,14 @@ async fn lower_caps_and_an_earlier_start_hold_in_ticketing_before_the_update_is_
                 .unix_timestamp()
                 * 1000;
         assert_eq!(enforced_limits(&app, &sale.event_id).await, (starts_at, 2, 3), "enforced at the answer");
-        let too_many = app
-            .place_order(
-                &buyer,
-                &sale.event_id,
-                &[(sale.ticket_type_id.as_str(), 3)],
-                &uuid::Uuid::new_v4().to_string(),
-            )
-            .await;
-        assert_problem(too_many, 422, "validation").await;
-        app.hold(&buyer, &sale, 2).await;
-        let over_buyer_cap = app
-            .place_order(
-                &buyer,
-                &sale.event_id,
-                &[(sale.ticket_type_id.as_str(), 1)],
-                &uuid::Uuid::new_v4().to_string(),
-            )
-            .await;
-        assert_problem(over_buyer_cap, 409, "conflict").await;
+        let (app, buyer, sale) = (&app, &buyer, &sale);
+        let order = |quantity: i64| async move {
+            let items = [(sale.ticket_type_id.as_str(), quantity)];
+            app.place_order(buyer, &sale.event_id, &items, &uuid::Uuid::new_v4().to_string()).await
+        };
+        assert_problem(order(3).await, 422, "validation").await;
+        app.hold(buyer, sale, 2).await;
+        assert_problem(order(1).await, 409, "conflict").await;
     }
     // Once the update's own snapshot arrives it carries the same limits, and the restriction is
     // lifted; raising a cap then takes effect as the snapshot arrives.

@@ -13,6 +13,9 @@ pub enum CatalogError {
     /// Absent, or a draft of an organization the caller is not in.
     #[error("no such event")]
     EventNotFound,
+    /// An organization the caller is not in, named as a new event's (API.md: 404, not 422).
+    #[error("no such organization")]
+    OrganizationNotFound,
     #[error("only the organization's owner and admins manage its events")]
     NotAllowed,
     #[error("{0}")]
@@ -41,7 +44,9 @@ impl From<CatalogError> for Status {
         let message = error.to_string();
         match error {
             CatalogError::Invalid(fields) => validation_status(fields),
-            CatalogError::EventNotFound => status(ErrorKind::NotFound, message, &[]),
+            CatalogError::EventNotFound | CatalogError::OrganizationNotFound => {
+                status(ErrorKind::NotFound, message, &[])
+            }
             CatalogError::NotAllowed => status(ErrorKind::Forbidden, message, &[]),
             CatalogError::Conflict(_) => status(ErrorKind::Conflict, message, &[]),
             CatalogError::Unavailable(_) => status(ErrorKind::Unavailable, message, &[]),

@@ -63,7 +63,8 @@ impl Events {
     }
 
     /// A new draft. `details` are checked after the access check, so that a member who may not
-    /// create events learns only that; an outsider's organization is one more invalid field.
+    /// create events learns only that, and an outsider only that the organization is not there
+    /// for them (404, as for any organization one is not in: API.md).
     #[tracing::instrument(skip_all, fields(organization_id = ?organization_id))]
     pub async fn create(
         &self,
@@ -74,9 +75,8 @@ impl Events {
         let organization = match organization_id.map(|id| (id, Access::of(actor, &id.to_string()))) {
             Some((id, Access::Manager)) => Ok(id),
             Some((_, Access::Member)) => return Err(CatalogError::NotAllowed),
-            Some((_, Access::Outsider)) | None => {
-                Err(FieldError::new("organization_id", "must be the id of an organization you belong to"))
-            }
+            Some((_, Access::Outsider)) => return Err(CatalogError::OrganizationNotFound),
+            None => Err(FieldError::new("organization_id", "must be the id of an organization you belong to")),
         };
         let (organization_id, details) = match (organization, details) {
             (Ok(organization_id), Ok(details)) => (organization_id, details),

@@ -81,12 +81,15 @@ async fn only_owners_and_admins_of_the_organization_create_events(backend: Backe
     let (owner, organization) = app.organizer().await;
     let stranger = app.sign_up().await;
     let body = app.event_body(&organization);
-    // Another organization's id, or one that does not exist, is an invalid field for the caller.
-    let problem = assert_problem(app.post("/v1/events", Some(&stranger), &body).await, 422, "validation").await;
-    assert_eq!(error_fields(&problem), vec!["organization_id"]);
+    // Another organization's id, or one that does not exist, is not there for the caller: 404
+    // (API.md), whatever else is wrong with the body. An id that is no id is a bad field.
+    assert_problem(app.post("/v1/events", Some(&stranger), &body).await, 404, "not-found").await;
     let mut ghost = body.clone();
     ghost["organization_id"] = json!("01900000-0000-7000-8000-000000000000");
-    assert_problem(app.post("/v1/events", Some(&owner), &ghost).await, 422, "validation").await;
+    assert_problem(app.post("/v1/events", Some(&owner), &ghost).await, 404, "not-found").await;
+    ghost["organization_id"] = json!("not-an-id");
+    let problem = assert_problem(app.post("/v1/events", Some(&owner), &ghost).await, 422, "validation").await;
+    assert_eq!(error_fields(&problem), vec!["organization_id"]);
     assert_problem(app.post("/v1/events", None, &body).await, 401, "unauthorized").await;
     let admin = app.sign_up().await;
     app.add_member(&owner, &organization, &admin.email, "admin").await;

@@ -44,6 +44,20 @@ use crate::{
 
 type Result<T> = std::result::Result<T, TicketingError>;
 
+/// The idempotency key of the charge for one payment request: the order and the buyer's key.
+/// Payments takes keys of up to 200 characters and a buyer's key may have 255 (API.md), so a
+/// key too long to fit beside the order id goes as its SHA-256 instead; the keys that fit keep
+/// the form they always had, so a retry across a deploy finds its first charge.
+fn charge_key(order_id: OrderId, key: &IdempotencyKey) -> String {
+    let plain = format!("{order_id}:{key}", key = key.as_str());
+    if plain.len() <= 200 {
+        return plain;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_str().as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{order_id}:sha256:{hex}")
+}
+
 /// The payment id of an order that cost nothing: no charge exists to point at.
 const NO_PAYMENT: &str = "";
 
@@ -197,7 +211,7 @@ impl Engine {
             order_id: order.id.to_string(),
             amount: Some(views::money(order.total_minor, &order.currency)),
             card: request.card.clone(),
-            idempotency_key: format!("{}:{}", order.id, request.key),
+            idempotency_key: charge_key(order.id, &request.key),
         };
         let payment = match self.payments.clone().charge(eventhive_platform::grpc::request(charge, request_id)).await {
             Ok(response) => response.into_inner(),

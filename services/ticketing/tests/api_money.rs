@@ -21,6 +21,7 @@ on_both_backends!(
     free_tickets_are_paid_without_a_card_and_cancelled_without_a_charge,
     an_order_of_more_items_than_any_cap_allows_is_refused_at_once,
     a_payments_idempotency_fingerprint_is_keyed_and_leaves_out_the_cvc,
+    a_payment_with_the_longest_idempotency_key_the_contract_allows_is_charged_once,
 );
 
 fn id(value: &Value) -> String {
@@ -275,5 +276,21 @@ async fn a_payments_idempotency_fingerprint_is_keyed_and_leaves_out_the_cvc(back
         .await
         .unwrap();
     assert_eq!(retry.status(), 200);
+    assert_eq!(app.charges(&order).await, (1, 1));
+}
+
+/// API.md allows keys of 255 characters; payments takes charge keys of 200, and the charge key
+/// was the order id (36) and the buyer's key: a key over 163 characters was a 422 on a field
+/// the buyer never sent.
+async fn a_payment_with_the_longest_idempotency_key_the_contract_allows_is_charged_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let order = id(&app.hold(&buyer, &sale, 1).await);
+    let key = "k".repeat(255);
+    let paid = app.pay(&buyer, &order, cards::SUCCEEDS, &key).await;
+    assert_eq!(paid.status(), 200, "{}", paid.text().await.unwrap());
+    let again = app.pay(&buyer, &order, cards::SUCCEEDS, &key).await;
+    assert_eq!(again.status(), 200, "the same key gets the first answer");
     assert_eq!(app.charges(&order).await, (1, 1));
 }

@@ -44,6 +44,7 @@ use tower_http::{
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use openapi::ApiDoc;
 pub use state::AppState;
 
 pub const SERVICE: &str = "gateway";

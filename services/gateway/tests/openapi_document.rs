@@ -33,3 +33,32 @@ async fn the_committed_openapi_document_is_what_the_gateway_serves() {
          `EVENTHIVE_UPDATE_OPENAPI=1 cargo nextest run -p eventhive-gateway --test openapi_document` and commit it"
     );
 }
+
+/// Every operation states the error answers its kind of route can give (API.md's Errors), so
+/// that clients and fuzzers know them: the rate limits and the time bound everywhere, 401 where
+/// a bearer token is required, and the body's 400/413/415/422 where a JSON body is read.
+#[test]
+fn every_operation_documents_the_answers_its_kind_of_route_can_give() {
+    use utoipa::OpenApi;
+    let document = serde_json::to_value(eventhive_gateway::ApiDoc::openapi()).unwrap();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let answers = operation["responses"].as_object().unwrap();
+            let mut expected = vec!["429", "503"];
+            if operation.get("security").is_some() {
+                expected.push("401");
+            }
+            if operation["requestBody"]["content"].get("application/json").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            for status in expected {
+                let answer =
+                    &answers.get(status).unwrap_or_else(|| panic!("{method} {path} does not document {status}"));
+                assert!(
+                    answer["content"].get("application/problem+json").is_some(),
+                    "{method} {path}: {status} is not a problem+json answer"
+                );
+            }
+        }
+    }
+}

@@ -14,15 +14,16 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{RequestId, shared::MoneyDto};
+use super::{RequestId, answers, shared::MoneyDto};
 use crate::{auth::AuthUser, extract::PathId, state::AppState};
 
 /// Sold, held and available tickets, revenue, paid orders, check-ins, by ticket type and per
 /// minute. The organization's members only.
 #[utoipa::path(get, path = "/v1/events/{id}/analytics", tag = "analytics", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")),
-    responses((status = 200, body = EventAnalyticsDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "event id")),
+    responses((status = 200, body = EventAnalyticsDto), answers::Always, answers::SignedIn,
+              (status = 403, description = "forbidden: the event is public but the caller is not a member of its organization", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "not-found: no such event, or a draft of an organization the caller is not in", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
@@ -44,10 +45,12 @@ pub async fn get(
 /// The same figures as a Server-Sent Events stream: one `analytics` event at once, then one
 /// whenever they change (within a second), until the client disconnects.
 #[utoipa::path(get, path = "/v1/events/{id}/analytics/stream", tag = "analytics", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")),
+    params(("id" = String, Path, format = Uuid, description = "event id")),
     responses((status = 200, description = "text/event-stream of `analytics` events whose data is an EventAnalyticsDto", content_type = "text/event-stream"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              answers::Always, answers::SignedIn,
+              (status = 403, description = "forbidden: the event is public but the caller is not a member of its organization", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "not-found: no such event, or a draft of an organization the caller is not in", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "rate-limited: too many requests (wait `Retry-After` seconds), or too many live streams open for this user or event (`per` and `limit` say which)", body = Problem, content_type = "application/problem+json")))]
 pub async fn stream(
     State(state): State<AppState>,
     rid: RequestId,

@@ -6,13 +6,13 @@ use eventhive_proto::identity::{self, GetUserRequest, LoginRequest, LogoutReques
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::RequestId;
+use super::{RequestId, answers};
 use crate::{auth::AuthUser, extract::ApiJson, middleware::ClientIp, state::AppState};
 
 /// Creates an account. Everyone starts as a buyer; roles come from organizations.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterBody,
-    responses((status = 201, body = UserDto), (status = 409, description = "email taken", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = UserDto), answers::Always, answers::JsonBody,
+              (status = 409, description = "conflict: an account has this email (emails compare case-insensitively)", body = Problem, content_type = "application/problem+json")))]
 pub async fn register(
     State(state): State<AppState>,
     rid: RequestId,
@@ -25,7 +25,8 @@ pub async fn register(
 
 /// Exchanges email and password for an access token and a refresh token.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = TokenDto), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = TokenDto), answers::Always, answers::JsonBody,
+              (status = 401, description = "unauthorized: wrong email or password", body = Problem, content_type = "application/problem+json"),
               (status = 429, description = "rate-limited: too many requests from this address, or too many failed logins to this account from clients it never logged in from (wait `Retry-After` seconds)", body = Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<AppState>,
@@ -41,7 +42,8 @@ pub async fn login(
 /// Exchanges a refresh token for new tokens. A refresh token works once; presenting a used one
 /// again revokes every token of that login.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
-    responses((status = 200, body = TokenDto), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TokenDto), answers::Always, answers::JsonBody,
+              (status = 401, description = "unauthorized: the refresh token is unknown, expired, revoked or used already", body = Problem, content_type = "application/problem+json")))]
 pub async fn refresh(
     State(state): State<AppState>,
     rid: RequestId,
@@ -54,7 +56,7 @@ pub async fn refresh(
 
 /// Revokes the refresh token (and every token rotated from the same login).
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshBody,
-    responses((status = 204, description = "logged out")))]
+    responses((status = 204, description = "logged out (also for a token that was unknown or revoked)"), answers::Always, answers::JsonBody))]
 pub async fn logout(
     State(state): State<AppState>,
     rid: RequestId,
@@ -67,7 +69,7 @@ pub async fn logout(
 
 /// The caller and the organizations they belong to.
 #[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = MeDto), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = MeDto), answers::Always, answers::SignedIn))]
 pub async fn me(
     State(state): State<AppState>,
     rid: RequestId,
@@ -105,13 +107,19 @@ pub async fn me(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterBody {
-    #[schema(example = "ada@example.com")]
+    /// One `@`, at most 64 characters before it; a domain with a dot after it.
+    #[schema(format = Email, max_length = 254, pattern = r"^[!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        example = "ada@example.com")]
     pub email: String,
-    /// 10 to 128 characters.
-    #[schema(example = "correct horse battery")]
+    /// 10 to 128 characters, any.
+    #[schema(min_length = 10, max_length = 128, example = "correct horse battery")]
     pub password: String,
-    /// 1 to 100 characters.
-    #[schema(example = "Ada Lovelace")]
+    /// 1 to 100 characters after trimming, no control characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Ada Lovelace"
+    )]
     pub display_name: String,
 }
 
@@ -166,8 +174,19 @@ impl From<identity::TokenPair> for TokenDto {
 pub struct MembershipDto {
     pub id: String,
     pub name: String,
-    /// `owner`, `admin` or `staff`.
+    #[schema(value_type = Role)]
     pub role: String,
+}
+
+/// What a member may do in an organization: its `owner`, an `admin` (both manage its events
+/// and members) or `staff` (checks tickets in).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Only the document's: the wire value is identity's string.
+pub enum Role {
+    Owner,
+    Admin,
+    Staff,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,7 +8,7 @@ use eventhive_proto::ticketing::{CheckInRequest, GetCheckinKeyRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::RequestId;
+use super::{RequestId, answers};
 use crate::{
     auth::AuthUser,
     extract::{ApiJson, PathId},
@@ -17,10 +17,11 @@ use crate::{
 
 /// Checks a ticket in at the door. The organization's owner, admins and staff only.
 #[utoipa::path(post, path = "/v1/events/{id}/checkins", tag = "check-in", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")), request_body = CheckinBody,
-    responses((status = 200, body = CheckinDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "not a valid ticket of this event", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "already checked in (with checked_in_at), or void", body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "event id")), request_body = CheckinBody,
+    responses((status = 200, body = CheckinDto), answers::Always, answers::SignedIn, answers::JsonBody,
+              (status = 403, description = "forbidden: the caller is not the organization's owner, an admin or staff", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "not-found: no such event, or the code is not a valid ticket of this event (forged, of another event, or void)", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "conflict: checked in already; `checked_in_at` says when", body = Problem, content_type = "application/problem+json")))]
 pub async fn check_in(
     State(state): State<AppState>,
     rid: RequestId,
@@ -40,9 +41,10 @@ pub async fn check_in(
 
 /// The public key that verifies the event's ticket codes offline. Door staff only.
 #[utoipa::path(get, path = "/v1/events/{id}/checkin-key", tag = "check-in", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")),
-    responses((status = 200, body = CheckinKeyDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "event id")),
+    responses((status = 200, body = CheckinKeyDto), answers::Always, answers::SignedIn,
+              (status = 403, description = "forbidden: the caller is not the organization's owner, an admin or staff", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "not-found: no such event", body = Problem, content_type = "application/problem+json")))]
 pub async fn checkin_key(
     State(state): State<AppState>,
     rid: RequestId,
@@ -70,7 +72,8 @@ pub async fn checkin_key(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CheckinBody {
-    /// The ticket's code, as scanned.
+    /// The ticket's code, as scanned: not blank.
+    #[schema(pattern = r"\S")]
     pub code: String,
 }
 

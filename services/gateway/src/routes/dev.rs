@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::RequestId;
+use super::{RequestId, answers};
 use crate::{
     extract::{ApiQuery, PathId},
     state::AppState,
@@ -44,7 +44,9 @@ pub struct DevMailParams {
 /// The dev inbox: mail EventHive would have sent, newest first. Only in dev mode
 /// (`eventhive dev`) and without `EVENTHIVE_SMTP_URL`; otherwise 404.
 #[utoipa::path(get, path = "/dev/mail", tag = "dev", params(DevMailParams),
-    responses((status = 200, body = [DevMailDto]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [DevMailDto]), answers::Always,
+              (status = 404, description = "not-found: not in dev mode, or mail goes to an SMTP server", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: a query parameter given twice", body = Problem, content_type = "application/problem+json")))]
 pub async fn dev_mail(
     State(state): State<AppState>,
     rid: RequestId,
@@ -58,9 +60,9 @@ pub async fn dev_mail(
 
 /// One message of the dev inbox as its HTML body, with its inline images (the tickets' QR
 /// codes) embedded, to look at in a browser.
-#[utoipa::path(get, path = "/dev/mail/{id}", tag = "dev", params(("id" = String, Path, description = "message id")),
-    responses((status = 200, description = "the message's HTML body", content_type = "text/html"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/dev/mail/{id}", tag = "dev", params(("id" = String, Path, format = Uuid, description = "message id")),
+    responses((status = 200, description = "the message's HTML body", content_type = "text/html"), answers::Always,
+              (status = 404, description = "not-found: no such message, not in dev mode, or mail goes to an SMTP server", body = Problem, content_type = "application/problem+json")))]
 pub async fn dev_mail_page(
     State(state): State<AppState>,
     rid: RequestId,

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    RequestId,
-    shared::{MoneyDto, page_size},
+    RequestId, answers,
+    shared::{CountryCode, CurrencyCode, MoneyDto, page_size},
 };
 use crate::{
     auth::{AuthUser, MaybeUser},
@@ -51,9 +51,9 @@ fn fill_availability(event: &mut EventDto, availability: &Availability) {
 
 /// Creates a draft event in an organization the caller owns or administers.
 #[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])), request_body = CreateEventBody,
-    responses((status = 201, body = EventDto), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "staff cannot create events", body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = EventDto), answers::Always, answers::SignedIn, answers::JsonBody,
+              (status = 403, description = "forbidden: staff of the organization cannot create events", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: invalid fields (`ends_at` must be after `starts_at`), or `organization_id` is not an organization the caller is in", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     rid: RequestId,
@@ -79,11 +79,9 @@ pub async fn create(
 
 /// Adds a ticket type (name, price, capacity) to an event.
 #[utoipa::path(post, path = "/v1/events/{id}/ticket-types", tag = "events", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")), request_body = CreateTicketTypeBody,
-    responses((status = 201, body = TicketTypeDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "event id")), request_body = CreateTicketTypeBody,
+    responses((status = 201, body = TicketTypeDto), answers::Always, answers::SignedIn, answers::JsonBody, answers::ManagedEvent,
+              (status = 409, description = "conflict: the event is cancelled, or has a ticket type of this name already", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_ticket_type(
     State(state): State<AppState>,
     rid: RequestId,
@@ -106,11 +104,10 @@ pub async fn add_ticket_type(
 
 /// Changes any of an event's fields. Ticket holders hear of a new time or venue.
 #[utoipa::path(patch, path = "/v1/events/{id}", tag = "events", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")), request_body = UpdateEventBody,
-    responses((status = 200, body = EventDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "event id")), request_body = UpdateEventBody,
+    responses((status = 200, body = EventDto), answers::Always, answers::SignedIn, answers::JsonBody, answers::ManagedEvent,
+              (status = 409, description = "conflict: the event is cancelled, or its currency would change after it went on sale", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: invalid fields, or `ends_at` would not be after `starts_at`", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
     rid: RequestId,
@@ -140,10 +137,9 @@ pub async fn update(
 
 /// Puts a draft on sale: it becomes public and purchasable.
 #[utoipa::path(post, path = "/v1/events/{id}/publish", tag = "events", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")),
-    responses((status = 200, body = EventDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "event id")),
+    responses((status = 200, body = EventDto), answers::Always, answers::SignedIn, answers::ManagedEvent,
+              (status = 409, description = "conflict: the event is cancelled", body = Problem, content_type = "application/problem+json")))]
 pub async fn publish(
     State(state): State<AppState>,
     rid: RequestId,
@@ -158,10 +154,9 @@ pub async fn publish(
 
 /// Cancels an event for good; paid orders are refunded and holders told.
 #[utoipa::path(post, path = "/v1/events/{id}/cancel", tag = "events", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id")), request_body = CancelEventBody,
-    responses((status = 200, body = EventDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "event id")), request_body = CancelEventBody,
+    responses((status = 200, body = EventDto), answers::Always, answers::SignedIn, answers::JsonBody, answers::ManagedEvent,
+              (status = 409, description = "conflict: the event is cancelled already", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
     rid: RequestId,
@@ -177,7 +172,8 @@ pub async fn cancel(
 
 /// Finds on-sale events, soonest first, a page at a time.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(SearchParams),
-    responses((status = 200, body = EventPage), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = EventPage), answers::Always,
+              (status = 422, description = "validation: a query parameter out of range, not a time, not a page token this API gave out, or given twice", body = Problem, content_type = "application/problem+json")))]
 pub async fn search(
     State(state): State<AppState>,
     rid: RequestId,
@@ -218,8 +214,10 @@ pub async fn search(
 }
 
 /// One event with its ticket types. Drafts are visible to their organization's members only.
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path, description = "event id")),
-    responses((status = 200, body = EventDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path, format = Uuid, description = "event id")),
+    responses((status = 200, body = EventDto), answers::Always,
+              (status = 401, description = "unauthorized: a bearer token was sent but is invalid or expired (none is needed)", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "not-found: no such event, or a draft of an organization the caller is not in", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
@@ -239,20 +237,39 @@ pub async fn get(
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VenueDto {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Paradiso"
+    )]
     pub name: String,
+    /// 1 to 100 characters after trimming, no control characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Amsterdam"
+    )]
     pub city: String,
-    /// ISO 3166-1 alpha-2.
-    #[schema(example = "NL")]
+    #[schema(value_type = CountryCode, example = "NL")]
     pub country: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateEventBody {
+    /// An organization the caller owns or administers.
+    #[schema(format = Uuid)]
     pub organization_id: String,
-    /// 1 to 200 characters.
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Dutch Rust Meetup"
+    )]
     pub title: String,
-    /// Up to 10,000 characters.
+    /// Up to 10,000 characters after trimming; no control characters but line breaks and tabs.
     #[serde(default)]
+    #[schema(max_length = 10000, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     pub description: String,
     pub venue: VenueDto,
     /// RFC 3339.
@@ -261,49 +278,89 @@ pub struct CreateEventBody {
     /// RFC 3339, after `starts_at`.
     #[schema(format = DateTime, example = "2027-06-01T23:00:00Z")]
     pub ends_at: String,
-    /// ISO 4217 currency of every price of the event.
-    #[schema(example = "EUR")]
+    /// The currency of every price of the event.
+    #[schema(value_type = CurrencyCode, example = "EUR")]
     pub currency: String,
-    /// 1 to 100, default 10.
+    /// Tickets one order may hold; default 10.
+    #[schema(minimum = 1, maximum = 100)]
     pub max_tickets_per_order: Option<i64>,
     /// Tickets one buyer may hold across all their orders for this event (against scalpers);
-    /// default 10.
+    /// default 10, or `max_tickets_per_order` if that is more.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_tickets_per_buyer: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct VenuePatch {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    /// 1 to 100 characters after trimming, no control characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub city: Option<String>,
+    #[schema(value_type = Option<CountryCode>)]
     pub country: Option<String>,
 }
 
 /// Only the fields present change.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateEventBody {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub title: Option<String>,
+    /// Up to 10,000 characters after trimming; no control characters but line breaks and tabs.
+    #[schema(max_length = 10000, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     pub description: Option<String>,
     pub venue: Option<VenuePatch>,
+    /// RFC 3339; the event must still end after it starts.
     #[schema(format = DateTime)]
     pub starts_at: Option<String>,
+    /// RFC 3339; the event must still end after it starts.
     #[schema(format = DateTime)]
     pub ends_at: Option<String>,
+    /// Only while the event is a draft.
+    #[schema(value_type = Option<CurrencyCode>)]
     pub currency: Option<String>,
+    #[schema(minimum = 1, maximum = 100)]
     pub max_tickets_per_order: Option<i64>,
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_tickets_per_buyer: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CancelEventBody {
-    /// Told to ticket holders; 1 to 500 characters.
+    /// Told to ticket holders; 1 to 500 characters after trimming, no control characters but
+    /// line breaks and tabs.
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$",
+        example = "The venue flooded."
+    )]
     pub reason: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateTicketTypeBody {
+    /// 1 to 100 characters after trimming, no control characters; unique within the event.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Early bird"
+    )]
     pub name: String,
-    /// In minor units of the event's currency.
+    /// In minor units of the event's currency; 0 is a free ticket.
+    #[schema(minimum = 0, maximum = 100_000_000, example = 4500)]
     pub price_minor: i64,
+    #[schema(minimum = 1, maximum = 1_000_000, example = 500)]
     pub capacity: i64,
 }
 
@@ -399,10 +456,13 @@ pub struct SearchParams {
     /// The venue's city, case-insensitive.
     pub city: Option<String>,
     /// Events starting at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Events starting at or before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
-    /// 1 to 100, default 20.
+    /// Default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// From the previous page's `next_page_token`.
     pub page_token: Option<String>,

@@ -12,9 +12,11 @@
 //! - [`analytics`]: sales figures for organizers, also live.
 //! - [`dev`]: the dev inbox.
 //! - [`ops`]: health, readiness and the JWKS.
-//! - [`shared`]: money and the contract's rules, for several of them.
+//! - [`shared`]: money, the ISO code lists and the contract's rules, for several of them.
+//! - [`answers`]: the error answers many routes share, for the OpenAPI document.
 
 pub mod analytics;
+mod answers;
 pub mod auth;
 pub mod checkins;
 pub mod dev;

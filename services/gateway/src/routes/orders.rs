@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    RequestId,
+    RequestId, answers,
     shared::{MoneyDto, page_size},
 };
 use crate::{
@@ -54,12 +54,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
 
 /// Holds tickets for a new order until `expires_at`.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters; a retry with the same key and body returns the first answer")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 255 printable ASCII characters (spaces inside only, as HTTP drops them at the ends); a retry with the same key and body returns the first answer")),
     request_body = CreateOrderBody,
-    responses((status = 201, body = OrderDto),
-              (status = 400, description = "missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "sold-out, or the buyer's cap is reached", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "invalid fields, or idempotency-key-reused", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = OrderDto), answers::Always, answers::SignedIn, answers::JsonBody,
+              (status = 400, description = "bad-request: the body is missing or is not valid JSON, or the `Idempotency-Key` header is missing or malformed", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "sold-out: not enough tickets left; conflict: the event is cancelled, its sales are closed or it has started, or the buyer would hold more than its `max_tickets_per_buyer`", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: invalid fields, `event_id` not an event on sale, a ticket type not of that event, more tickets than its `max_tickets_per_order`; idempotency-key-reused: the key came with another body", body = Problem, content_type = "application/problem+json")))]
 pub async fn place(
     State(state): State<AppState>,
     rid: RequestId,
@@ -87,14 +87,17 @@ pub async fn place(
 
 /// Pays an order with a card; its tickets are issued.
 #[utoipa::path(post, path = "/v1/orders/{id}/payment", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "order id"),
-           ("Idempotency-Key" = String, Header, description = "a retry with the same key and body returns the first answer and never charges twice")),
+    params(("id" = String, Path, format = Uuid, description = "order id"),
+           // 163, not API.md's 255: ticketing passes `{order id}:{key}` to payments, which takes
+           // keys of at most 200 characters and answers a longer one 422 `idempotency_key`.
+           ("Idempotency-Key" = String, Header, min_length = 1, max_length = 163, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 163 printable ASCII characters (spaces inside only, as HTTP drops them at the ends; a longer key is refused with 422 `idempotency_key`); a retry with the same key and body returns the first answer and never charges twice")),
     request_body = PaymentBody,
-    responses((status = 200, body = OrderDto),
-              (status = 402, description = "payment-declined; the order stays payable until it expires", body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "hold-expired, or already paid or cancelled", body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = OrderDto), answers::Always, answers::SignedIn, answers::JsonBody,
+              (status = 400, description = "bad-request: the body is missing or is not valid JSON, or the `Idempotency-Key` header is missing or malformed", body = Problem, content_type = "application/problem+json"),
+              (status = 402, description = "payment-declined: the order stays payable until it expires", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "not-found: no such order of the caller", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "hold-expired: the order expired; conflict: the order is paid or cancelled already, its event is cancelled, or a payment of it is in progress", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: invalid card fields (a number that fails the Luhn check too), no card for an order that is not free; idempotency-key-reused: the key came with another card", body = Problem, content_type = "application/problem+json")))]
 pub async fn pay(
     State(state): State<AppState>,
     rid: RequestId,
@@ -125,8 +128,9 @@ pub async fn pay(
 
 /// An order of the caller, with its tickets.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "order id")),
-    responses((status = 200, body = OrderDto), (status = 404, description = "not the caller's order", body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "order id")),
+    responses((status = 200, body = OrderDto), answers::Always, answers::SignedIn,
+              (status = 404, description = "not-found: no such order of the caller", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
@@ -140,9 +144,10 @@ pub async fn get(
 
 /// Cancels an order: a pending one releases its hold; a paid one is refunded until the event starts.
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "order id")),
-    responses((status = 200, body = OrderDto), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "order id")),
+    responses((status = 200, body = OrderDto), answers::Always, answers::SignedIn,
+              (status = 404, description = "not-found: no such order of the caller", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "conflict: the order cannot be cancelled now (expired, cancelled or refunded already, a payment in progress, a paid order whose event has started or whose tickets were checked in)", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
     rid: RequestId,
@@ -156,7 +161,8 @@ pub async fn cancel(
 
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/v1/me/orders", tag = "orders", security(("bearer" = [])), params(PageParams),
-    responses((status = 200, body = OrderPage)))]
+    responses((status = 200, body = OrderPage), answers::Always, answers::SignedIn,
+              (status = 422, description = "validation: `page_size` out of range, a `page_token` this API did not give out, or a parameter given twice", body = Problem, content_type = "application/problem+json")))]
 pub async fn mine(
     State(state): State<AppState>,
     rid: RequestId,
@@ -183,7 +189,8 @@ pub async fn mine(
 
 /// The caller's tickets, newest first.
 #[utoipa::path(get, path = "/v1/me/tickets", tag = "orders", security(("bearer" = [])), params(PageParams),
-    responses((status = 200, body = TicketPage)))]
+    responses((status = 200, body = TicketPage), answers::Always, answers::SignedIn,
+              (status = 422, description = "validation: `page_size` out of range, a `page_token` this API did not give out, or a parameter given twice", body = Problem, content_type = "application/problem+json")))]
 pub async fn my_tickets(
     State(state): State<AppState>,
     rid: RequestId,
@@ -221,9 +228,10 @@ pub struct OrderItemBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrderBody {
+    /// An event on sale.
     #[schema(format = Uuid)]
     pub event_id: String,
-    /// One item per ticket type.
+    /// One item per ticket type (no ticket type twice).
     #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemBody>,
 }
@@ -280,17 +288,17 @@ impl TryFrom<CreateOrderBody> for NewOrder {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CardBody {
-    /// Digits only. Test cards: 4242424242424242 succeeds, 4000000000000002 is declined,
-    /// 4000000000009995 is declined for insufficient funds, 4000000000000119 fails once
-    /// transiently (EventHive retries it).
-    #[schema(example = "4242424242424242")]
+    /// 12 to 19 digits that pass the Luhn check. Test cards: 4242424242424242 succeeds,
+    /// 4000000000000002 is declined, 4000000000009995 is declined for insufficient funds,
+    /// 4000000000000119 fails once transiently (EventHive retries it).
+    #[schema(pattern = r"^[0-9]{12,19}$", example = "4242424242424242")]
     pub number: String,
-    #[schema(example = 12)]
+    #[schema(minimum = 1, maximum = 12, example = 12)]
     pub exp_month: i64,
-    #[schema(example = 2030)]
+    /// A card that expired before the current month is declined.
+    #[schema(minimum = 2000, maximum = 2100, example = 2030)]
     pub exp_year: i64,
-    /// 3 or 4 digits.
-    #[schema(example = "123")]
+    #[schema(pattern = r"^[0-9]{3,4}$", example = "123")]
     pub cvc: String,
 }
 
@@ -405,7 +413,8 @@ pub struct TicketPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// 1 to 100, default 20.
+    /// Default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// From the previous page's `next_page_token`.
     pub page_token: Option<String>,

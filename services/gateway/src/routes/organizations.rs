@@ -7,7 +7,7 @@ use eventhive_proto::identity::{self, AddMemberRequest, CreateOrganizationReques
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::RequestId;
+use super::{RequestId, answers};
 use crate::{
     auth::AuthUser,
     extract::{ApiJson, PathId},
@@ -17,8 +17,7 @@ use crate::{
 /// Creates an organization; the caller becomes its owner.
 #[utoipa::path(post, path = "/v1/organizations", tag = "organizations", security(("bearer" = [])),
     request_body = CreateOrganizationBody,
-    responses((status = 201, body = OrganizationDto), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = OrganizationDto), answers::Always, answers::SignedIn, answers::JsonBody))]
 pub async fn create(
     State(state): State<AppState>,
     rid: RequestId,
@@ -39,11 +38,12 @@ pub async fn create(
 /// Adds a registered user as `admin` or `staff`. Owners and admins only; an organization the
 /// caller is not in answers 404.
 #[utoipa::path(post, path = "/v1/organizations/{id}/members", tag = "organizations", security(("bearer" = [])),
-    params(("id" = String, Path, description = "organization id")), request_body = AddMemberBody,
-    responses((status = 201, body = MemberDto), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "already a member", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "no such user or role", body = Problem, content_type = "application/problem+json")))]
+    params(("id" = String, Path, format = Uuid, description = "organization id")), request_body = AddMemberBody,
+    responses((status = 201, body = MemberDto), answers::Always, answers::SignedIn, answers::JsonBody,
+              (status = 403, description = "forbidden: staff do not manage members", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "not-found: no such organization, or the caller is not in it", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "conflict: already a member", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: invalid fields, or no account has this email", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(state): State<AppState>,
     rid: RequestId,
@@ -66,7 +66,12 @@ pub async fn add_member(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrganizationBody {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Concertgebouw Presents"
+    )]
     pub name: String,
 }
 
@@ -96,6 +101,8 @@ impl GrantableRole {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddMemberBody {
     /// The email of a registered user.
+    #[schema(format = Email, max_length = 254, pattern = r"^[!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        example = "grace@example.com")]
     pub email: String,
     pub role: GrantableRole,
 }
@@ -105,6 +112,7 @@ pub struct MemberDto {
     pub organization_id: String,
     pub user_id: String,
     pub email: String,
+    #[schema(value_type = GrantableRole)]
     pub role: String,
 }
 

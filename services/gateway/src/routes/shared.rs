@@ -1,11 +1,53 @@
-//! What more than one area of the API shares: the money wire type and the checks of the
-//! contract's rules (`eventhive_domain::rules`) answered as problems.
+//! What more than one area of the API shares: the money wire type, the ISO code lists as
+//! schemas, and the checks of the contract's rules (`eventhive_domain::rules`) answered as
+//! problems.
 
-use eventhive_domain::rules::{PageSize, RuleError};
+use eventhive_domain::{
+    iso,
+    rules::{PageSize, RuleError},
+};
 use eventhive_platform::Problem;
 use eventhive_proto::common;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        RefOr,
+        schema::{ObjectBuilder, Schema, Type},
+    },
+};
+
+/// A country as catalog takes it (`eventhive_domain::iso`): an ISO 3166-1 alpha-2 code. For
+/// fields documented with `#[schema(value_type = CountryCode)]`.
+pub struct CountryCode;
+
+impl PartialSchema for CountryCode {
+    fn schema() -> RefOr<Schema> {
+        code_list("An ISO 3166-1 alpha-2 country code (upper case; lower case is taken too).", &iso::COUNTRIES)
+    }
+}
+
+impl ToSchema for CountryCode {}
+
+/// A currency as catalog and payments take it (`eventhive_domain::Currency`): an ISO 4217
+/// code of a currency in circulation, upper case.
+pub struct CurrencyCode;
+
+impl PartialSchema for CurrencyCode {
+    fn schema() -> RefOr<Schema> {
+        code_list("An ISO 4217 code of a currency in circulation, upper case.", &iso::CURRENCIES)
+    }
+}
+
+impl ToSchema for CurrencyCode {}
+
+fn code_list(description: &str, codes: &[&str]) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(codes.iter().copied()))
+        .into()
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoneyDto {

@@ -53,7 +53,8 @@ fn fill_availability(event: &mut EventDto, availability: &Availability) {
 #[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])), request_body = CreateEventBody,
     responses((status = 201, body = EventDto), answers::Always, answers::SignedIn, answers::JsonBody,
               (status = 403, description = "forbidden: staff of the organization cannot create events", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "validation: invalid fields (`ends_at` must be after `starts_at`), or `organization_id` is not an organization the caller is in", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "not-found: `organization_id` is not an organization the caller is in", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: invalid fields (`ends_at` must be after `starts_at`, `organization_id` not an id)", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     rid: RequestId,

@@ -88,9 +88,7 @@ pub async fn place(
 /// Pays an order with a card; its tickets are issued.
 #[utoipa::path(post, path = "/v1/orders/{id}/payment", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "order id"),
-           // 163, not API.md's 255: ticketing passes `{order id}:{key}` to payments, which takes
-           // keys of at most 200 characters and answers a longer one 422 `idempotency_key`.
-           ("Idempotency-Key" = String, Header, min_length = 1, max_length = 163, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 163 printable ASCII characters (spaces inside only, as HTTP drops them at the ends; a longer key is refused with 422 `idempotency_key`); a retry with the same key and body returns the first answer and never charges twice")),
+           ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 255 printable ASCII characters (spaces inside only, as HTTP drops them at the ends); a retry with the same key and body returns the first answer and never charges twice")),
     request_body = PaymentBody,
     responses((status = 200, body = OrderDto), answers::Always, answers::SignedIn, answers::JsonBody,
               (status = 400, description = "bad-request: the body is missing or is not valid JSON, or the `Idempotency-Key` header is missing or malformed", body = Problem, content_type = "application/problem+json"),

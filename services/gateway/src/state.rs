@@ -12,6 +12,7 @@ use eventhive_proto::{
     identity::{ListMembershipsRequest, identity_client::IdentityClient},
     notifications::notifications_client::NotificationsClient,
     ticketing::ticketing_client::TicketingClient,
+    waiting_room::waiting_room_client::WaitingRoomClient,
 };
 use tonic::transport::Channel;
 
@@ -24,6 +25,7 @@ pub struct AppState {
     pub ticketing: TicketingClient<Channel>,
     pub analytics: AnalyticsClient<Channel>,
     pub notifications: NotificationsClient<Channel>,
+    pub waiting_room: WaitingRoomClient<Channel>,
     /// Analytics without a per-call deadline, for live streams that last as long as the client.
     pub analytics_stream_channel: Channel,
     pub identity_channel: Channel,
@@ -46,6 +48,7 @@ impl AppState {
         let ticketing_channel = grpc::channel(&settings.endpoint("ticketing")?, deadline)?;
         let analytics_channel = grpc::channel(&settings.endpoint("analytics")?, deadline)?;
         let notifications_channel = grpc::channel(&settings.endpoint("notifications")?, deadline)?;
+        let waiting_room = WaitingRoomClient::new(grpc::channel(&settings.endpoint("waiting_room")?, deadline)?);
         let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?)?;
         let identity = IdentityClient::new(identity_channel.clone());
         let limiter = match &settings.redis_url {
@@ -59,6 +62,7 @@ impl AppState {
             ticketing: TicketingClient::new(ticketing_channel.clone()),
             analytics: AnalyticsClient::new(analytics_channel.clone()),
             notifications: NotificationsClient::new(notifications_channel.clone()),
+            waiting_room,
             analytics_channel,
             notifications_channel,
             analytics_stream_channel,

@@ -33,6 +33,7 @@ pub struct AppState {
     pub ticketing_channel: Channel,
     pub analytics_channel: Channel,
     pub notifications_channel: Channel,
+    pub waiting_room_channel: Channel,
     pub verifier: Arc<JwtVerifier>,
     pub limiter: Arc<RateLimiter>,
     pub settings: Arc<Settings>,
@@ -48,7 +49,7 @@ impl AppState {
         let ticketing_channel = grpc::channel(&settings.endpoint("ticketing")?, deadline)?;
         let analytics_channel = grpc::channel(&settings.endpoint("analytics")?, deadline)?;
         let notifications_channel = grpc::channel(&settings.endpoint("notifications")?, deadline)?;
-        let waiting_room = WaitingRoomClient::new(grpc::channel(&settings.endpoint("waiting_room")?, deadline)?);
+        let waiting_room_channel = grpc::channel(&settings.endpoint("waiting_room")?, deadline)?;
         let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?)?;
         let identity = IdentityClient::new(identity_channel.clone());
         let limiter = match &settings.redis_url {
@@ -62,7 +63,8 @@ impl AppState {
             ticketing: TicketingClient::new(ticketing_channel.clone()),
             analytics: AnalyticsClient::new(analytics_channel.clone()),
             notifications: NotificationsClient::new(notifications_channel.clone()),
-            waiting_room,
+            waiting_room: WaitingRoomClient::new(waiting_room_channel.clone()),
+            waiting_room_channel,
             analytics_channel,
             notifications_channel,
             analytics_stream_channel,

@@ -249,6 +249,19 @@ async fn automatic_admission_follows_what_is_left_and_sold_out_reverses(backend:
     assert_eq!(app.admit(Duration::from_secs(601)).await.admitted, 1, "once they expired, one more for one ticket");
     let admitted = app.waiting_room.admission.step(now_ms()).await.unwrap();
     assert_eq!(admitted.admitted, 0);
+
+    // Each change was announced once, through the outbox.
+    let db = app.database("waiting_room").await;
+    let announced: Vec<String> =
+        sqlx::query_scalar("SELECT routing_key FROM outbox_messages ORDER BY created_at, routing_key")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    db.close().await;
+    let count = |key: &str| announced.iter().filter(|k| k.as_str() == key).count();
+    assert_eq!(count("waiting_room.room_opened.v1"), 1);
+    assert_eq!(count("waiting_room.buyers_admitted.v1"), 2);
+    assert_eq!(count("waiting_room.sold_out.v1"), 2, "sold out, then resumed");
     app.shutdown().await;
 }
 

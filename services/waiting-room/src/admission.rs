@@ -8,13 +8,17 @@
 //! 2. **Sale's signals**: ticketing's available and held counts. None available and none held:
 //!    the room is sold out and every waiting place says so; tickets back (holds expired): the
 //!    room resumes. Each transition is announced once (`WaitingRoomSoldOut`).
-//! 3. **Admit**: at `admit_per_minute`, or automatically in small steps (at most
-//!    `EVENTHIVE_WAITING_ROOM_AUTO_ADMIT_PER_SEC` a second) and never more admitted buyers with
-//!    a valid admission than tickets available: a closed loop on what is left to buy, which
-//!    the holds of admitted buyers shrink and expired holds give back. The queue store admits
-//!    atomically, so replicas share the rate and never admit a place twice.
+//! 3. **Admit**: at `admit_per_minute`, or automatically: in steps paced by how fast the sale
+//!    answers ([`crate::pace`], at most `EVENTHIVE_WAITING_ROOM_AUTO_ADMIT_PER_SEC` a second),
+//!    and never more admitted buyers with a valid admission than tickets available: a closed
+//!    loop on what is left to buy, which the holds of admitted buyers shrink and expired holds
+//!    give back. The queue store admits atomically, so replicas share the rate and never admit
+//!    a place twice.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use eventhive_domain::{
@@ -32,6 +36,7 @@ use tonic::transport::Channel;
 
 use crate::{
     SERVICE, draw,
+    pace::Pace,
     queue::{AdmitLimit, QueueStore},
     repository::{RoomRow, Rooms},
 };
@@ -51,7 +56,7 @@ pub struct AdmissionLoop {
     queue: Arc<dyn QueueStore>,
     ticketing: TicketingClient<Channel>,
     relay: OutboxRelay,
-    auto_admit_per_sec: i64,
+    pace: Pace,
 }
 
 impl AdmissionLoop {
@@ -60,9 +65,9 @@ impl AdmissionLoop {
         queue: Arc<dyn QueueStore>,
         ticketing: TicketingClient<Channel>,
         relay: OutboxRelay,
-        auto_admit_per_sec: i64,
+        pace: Pace,
     ) -> Self {
-        Self { rooms, queue, ticketing, relay, auto_admit_per_sec }
+        Self { rooms, queue, ticketing, relay, pace }
     }
 
     /// Steps every `tick` until `shutdown`. A failed step is logged and retried at the next.
@@ -104,7 +109,9 @@ impl AdmissionLoop {
         }
         // Ticketing has not heard of the event's tickets yet (its copy of catalog lags): no
         // signal, so no decision this tick.
+        let asked = Instant::now();
         let Some((available, held)) = self.availability(event).await? else { return Ok(()) };
+        let answered_in = asked.elapsed();
         let sold_out = available == 0 && held == 0;
         if sold_out != was_sold_out && self.mark_sold_out(event, sold_out, now_ms).await? {
             if sold_out {
@@ -119,9 +126,11 @@ impl AdmissionLoop {
         let ttl_ms = room.admission_ttl_secs * 1000;
         let limit = match room.admit_per_minute {
             Some(per_minute) => AdmitLimit { per_minute, outstanding_at_most: None, ttl_ms },
-            None => {
-                AdmitLimit { per_minute: self.auto_admit_per_sec * 60, outstanding_at_most: Some(available), ttl_ms }
-            }
+            None => AdmitLimit {
+                per_minute: self.pace.next(event, answered_in) * 60,
+                outstanding_at_most: Some(available),
+                ttl_ms,
+            },
         };
         let admitted = self.queue.admit(event, now_ms, limit).await?;
         if !admitted.is_empty() {

@@ -9,6 +9,7 @@
 //! - `service`: the gRPC glue: decodes a request, runs an operation, encodes the answer.
 //! - `rooms`: the operations: put and read a room, join the queue, read one's place.
 //! - `admission`: the background loop: the draw at the opening, sold out and resumed, admitting.
+//! - `pace`: the automatic rate's step, paced by how fast the sale answers.
 //! - `draw`: the seeded, replayable shuffle of the early arrivals.
 //! - `queue`: [`queue::QueueStore`], the queue behind one trait: Redis, or memory for dev.
 //! - `repository`: every SQL statement on `rooms`.
@@ -20,6 +21,7 @@
 mod admission;
 mod draw;
 mod error;
+mod pace;
 pub mod queue;
 mod repository;
 mod rooms;
@@ -53,14 +55,17 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 pub struct WaitingRoomSettings {
     /// How often the admission loop draws, checks the sale and admits.
     pub waiting_room_tick_ms: u64,
-    /// The automatic rate's step: at most this many buyers admitted a second, so admission
-    /// grows in small steps that the sale's own signals (tickets left, holds) can stop.
+    /// The automatic rate's ceiling: at most this many buyers admitted a second; the step
+    /// starts at one and grows while the sale keeps up.
     pub waiting_room_auto_admit_per_sec: i64,
+    /// How long ticketing may take to answer the admission loop before the automatic step
+    /// halves: the purchase path's latency target, as the loop observes it.
+    pub waiting_room_latency_target_ms: u64,
 }
 
 impl Default for WaitingRoomSettings {
     fn default() -> Self {
-        Self { waiting_room_tick_ms: 1000, waiting_room_auto_admit_per_sec: 20 }
+        Self { waiting_room_tick_ms: 1000, waiting_room_auto_admit_per_sec: 20, waiting_room_latency_target_ms: 250 }
     }
 }
 
@@ -71,6 +76,9 @@ impl Section for WaitingRoomSettings {
         }
         if !(1..=100_000).contains(&self.waiting_room_auto_admit_per_sec) {
             return Err(ConfigError::new("waiting_room_auto_admit_per_sec", "must be 1 to 100000"));
+        }
+        if self.waiting_room_latency_target_ms == 0 {
+            return Err(ConfigError::new("waiting_room_latency_target_ms", "must be positive"));
         }
         Ok(())
     }
@@ -118,7 +126,8 @@ impl Service for Application {
         };
         let rooms = repository::Rooms::new(db.clone());
         let auto = settings.waiting_room_auto_admit_per_sec;
-        let admission = AdmissionLoop::new(rooms.clone(), queue.clone(), ticketing.clone(), relay.clone(), auto);
+        let pace = pace::Pace::new(auto, Duration::from_millis(settings.waiting_room_latency_target_ms));
+        let admission = AdmissionLoop::new(rooms.clone(), queue.clone(), ticketing.clone(), relay.clone(), pace);
         let service =
             service::WaitingRoomService::new(rooms::WaitingRooms::new(rooms, queue, catalog, ticketing, auto));
         Ok(Self {

@@ -9,7 +9,10 @@
 //! checked before the key is claimed), so a buyer who tried too early and retries once
 //! admitted, with the same key, gets their order.
 
-use eventhive_domain::{EventId, UserId, admission::Admission};
+use eventhive_domain::{
+    EventId, UserId,
+    admission::{Admission, Refusal},
+};
 use eventhive_platform::storage::now_ms;
 
 use crate::{engine::Engine, error::TicketingError, repository::admissions};
@@ -29,8 +32,15 @@ impl Engine {
         token: Option<&str>,
     ) -> Result<(), TicketingError> {
         let Some(public_key) = admissions::key(&self.db, event).await? else { return Ok(()) };
-        Admission::verify(token, &public_key, event, buyer, now_ms())
-            .map(drop)
-            .map_err(TicketingError::AdmissionRequired)
+        let checked = Admission::verify(token, &public_key, event, buyer, now_ms());
+        let outcome = match checked {
+            Ok(_) => "used",
+            Err(Refusal::Missing) => "missing",
+            Err(Refusal::Forged) => "forged",
+            Err(Refusal::Expired) => "expired",
+            Err(Refusal::NotYours) => "not_yours",
+        };
+        metrics::counter!("eventhive_admissions_checked_total", "outcome" => outcome).increment(1);
+        checked.map(drop).map_err(TicketingError::AdmissionRequired)
     }
 }

@@ -101,6 +101,7 @@ impl AdmissionLoop {
     async fn step_room(&self, room: &RoomRow, event: EventId, now_ms: i64, step: &mut Step) -> anyhow::Result<()> {
         if self.draw(room, event, now_ms).await? {
             step.opened += 1;
+            metrics::counter!("eventhive_waiting_room_transitions_total", "to" => "opened").increment(1);
         }
         let counts = self.queue.counts(event, now_ms).await?;
         let was_sold_out = room.sold_out_at.is_some();
@@ -114,11 +115,14 @@ impl AdmissionLoop {
         let answered_in = asked.elapsed();
         let sold_out = available == 0 && held == 0;
         if sold_out != was_sold_out && self.mark_sold_out(event, sold_out, now_ms).await? {
-            if sold_out {
+            let to = if sold_out {
                 step.sold_out += 1;
+                "sold_out"
             } else {
                 step.resumed += 1;
-            }
+                "resumed"
+            };
+            metrics::counter!("eventhive_waiting_room_transitions_total", "to" => to).increment(1);
         }
         if sold_out {
             return Ok(());
@@ -135,6 +139,7 @@ impl AdmissionLoop {
         let admitted = self.queue.admit(event, now_ms, limit).await?;
         if !admitted.is_empty() {
             step.admitted += admitted.len();
+            metrics::counter!("eventhive_waiting_room_admitted_total").increment(u64::try_from(admitted.len())?);
             let counts = self.queue.counts(event, now_ms).await?;
             let announced = BuyersAdmitted {
                 event_id: event,

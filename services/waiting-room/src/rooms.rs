@@ -181,6 +181,10 @@ impl WaitingRooms {
         } else {
             self.require_admission(event, &row.signing_key).await?;
             if !self.rooms.insert(&row).await? {
+                // Another request created the room first, and may have told ticketing its key
+                // before ours: ticketing must verify with the stored room's key, not ours.
+                let stored = self.room(event).await?;
+                self.require_admission(event, &stored.signing_key).await?;
                 return Err(WaitingRoomError::Conflict("the waiting room was created meanwhile; try again".into()));
             }
         }

@@ -35,11 +35,11 @@ use tokio::{net::TcpListener, task::JoinSet};
 pub const SERVICES: [Entry; 8] = [
     Entry::of::<eventhive_identity::Application>(),
     Entry::of::<eventhive_payments::Application>(),
+    Entry::of::<eventhive_waiting_room::Application>(),
     Entry::of::<eventhive_ticketing::Application>(),
     Entry::of::<eventhive_notifications::Application>(),
     Entry::of::<eventhive_analytics::Application>(),
     Entry::of::<eventhive_catalog::Application>(),
-    Entry::of::<eventhive_waiting_room::Application>(),
     Entry::of::<eventhive_gateway::Application>(),
 ];
 

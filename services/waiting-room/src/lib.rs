@@ -13,6 +13,7 @@
 //! - `draw`: the seeded, replayable shuffle of the early arrivals.
 //! - `queue`: [`queue::QueueStore`], the queue behind one trait: Redis, or memory for dev.
 //! - `repository`: every SQL statement on `rooms`.
+//! - `uses`: ticketing's `order_placed` events, which tell which admissions were used.
 //! - `error`: the waiting room's errors and their gRPC statuses.
 //!
 //! [`Application`], [`SERVICE`], [`MIGRATIONS`], the settings and the test [`Handles`] are
@@ -26,12 +27,13 @@ pub mod queue;
 mod repository;
 mod rooms;
 mod service;
+mod uses;
 
 use std::{sync::Arc, time::Duration};
 
 use eventhive_platform::{
-    Context, Database, Section, Service, async_trait::async_trait, config::ConfigError, grpc, outbox::OutboxRelay,
-    service::Handles as ServiceHandles, shutdown::CancellationToken,
+    Context, Database, Section, Service, async_trait::async_trait, bus::Subscription, config::ConfigError, grpc,
+    outbox::OutboxRelay, service::Handles as ServiceHandles, shutdown::CancellationToken,
 };
 use eventhive_proto::{
     catalog::catalog_client::CatalogClient, ticketing::ticketing_client::TicketingClient,
@@ -98,6 +100,8 @@ pub struct Application {
     db: Database,
     outbox_poll: Duration,
     tick: Duration,
+    /// Stops the subscription to ticketing's orders, which starts at build time.
+    consuming: CancellationToken,
 }
 
 #[async_trait]
@@ -124,6 +128,10 @@ impl Service for Application {
             Some(url) => Arc::new(queue::redis::RedisQueue::connect(url, &context.settings.redis_prefix).await?),
             None => Arc::new(queue::memory::MemoryQueue::default()),
         };
+        let consuming = CancellationToken::new();
+        let subscription = Subscription::new(uses::QUEUE, uses::routing_keys());
+        let used = Arc::new(uses::UsedAdmissions::new(queue.clone()));
+        context.bus.subscribe(subscription, used, consuming.clone()).await?;
         let rooms = repository::Rooms::new(db.clone());
         let auto = settings.waiting_room_auto_admit_per_sec;
         let pace = pace::Pace::new(auto, Duration::from_millis(settings.waiting_room_latency_target_ms));
@@ -138,6 +146,7 @@ impl Service for Application {
             db,
             outbox_poll: Duration::from_millis(context.settings.outbox_poll_ms),
             tick: Duration::from_millis(settings.waiting_room_tick_ms),
+            consuming,
         })
     }
 
@@ -148,6 +157,11 @@ impl Service for Application {
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let relay = tokio::spawn(self.relay.run(self.outbox_poll, shutdown.clone()));
         let admission = tokio::spawn(self.admission.run(self.tick, shutdown.clone()));
+        let (consuming, stop_consuming) = (self.consuming.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stop_consuming.cancelled().await;
+            consuming.cancel();
+        });
         let health = tonic_health::server::health_reporter();
         let service = WaitingRoomServer::new(self.service);
         let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;

@@ -109,8 +109,9 @@ async fn early_arrivals_are_drawn_and_later_ones_queue_in_order(store: &dyn Queu
     assert_eq!(store.standing(event, UserId::new(), OPENS_AT).await.unwrap(), None);
 }
 
-/// With a cap, admitted buyers whose admission is valid never outnumber it; expired admissions
-/// free room; an expired buyer who joins again goes to the back.
+/// With a cap, admitted buyers whose admission is valid and unused never outnumber it; a used
+/// admission (the buyer ordered) and an expired one free room; an expired buyer who joins
+/// again goes to the back.
 async fn the_cap_counts_valid_admissions_and_expiry_frees_them(store: &dyn QueueStore) {
     let event = EventId::new();
     let line = buyers(5);
@@ -120,12 +121,19 @@ async fn the_cap_counts_valid_admissions_and_expiry_frees_them(store: &dyn Queue
     assert_eq!(open(store, event, 1).await, Vec::<UserId>::new());
     assert_eq!(store.admit(event, OPENS_AT, fast(Some(2))).await.unwrap(), line[..2].to_vec());
     assert!(store.admit(event, OPENS_AT + 1000, fast(Some(2))).await.unwrap().is_empty());
-    let later = OPENS_AT + TTL_MS + 1;
+    store.mark_used(event, line[0]).await.unwrap();
+    store.mark_used(event, line[0]).await.unwrap();
+    store.mark_used(event, UserId::new()).await.unwrap();
+    assert_eq!(store.counts(event, OPENS_AT + 1000).await.unwrap().outstanding, 1);
+    let used = position(store, event, line[0], OPENS_AT + 1000).await;
+    assert!(matches!(used, Standing::Admitted { position: 1, .. }), "a used admission stays valid: {used:?}");
+    assert_eq!(store.admit(event, OPENS_AT + 2000, fast(Some(2))).await.unwrap(), vec![line[2]]);
+    let later = OPENS_AT + TTL_MS + 2001;
     assert_eq!(position(store, event, line[0], later).await, Standing::Expired { position: 1 });
-    assert_eq!(store.admit(event, later, fast(Some(2))).await.unwrap(), line[2..4].to_vec());
+    assert_eq!(store.admit(event, later, fast(Some(2))).await.unwrap(), line[3..5].to_vec());
     let (joined, standing) = store.join(event, line[0], later, 0).await.unwrap();
     assert!(joined);
-    assert_eq!(standing, Standing::Waiting { position: 6, ahead: 1 });
+    assert_eq!(standing, Standing::Waiting { position: 6, ahead: 0 });
 }
 
 /// Two replicas admitting at the same moments, each with its own connection: every place is

@@ -31,6 +31,8 @@ struct Room {
     positions: HashMap<UserId, i64>,
     /// Admitted buyers and when their admission expires.
     admitted: HashMap<UserId, i64>,
+    /// Admitted buyers who have not ordered yet, and when their admission expires.
+    unused: HashMap<UserId, i64>,
     admitted_total: i64,
     allowance: Allowance,
 }
@@ -105,6 +107,7 @@ impl QueueStore for MemoryQueue {
             match room.standing(buyer, now_ms) {
                 Some(Standing::Expired { .. }) => {
                     room.admitted.remove(&buyer);
+                    room.unused.remove(&buyer);
                 }
                 Some(standing) => return (false, standing),
                 None => {}
@@ -153,13 +156,14 @@ impl QueueStore for MemoryQueue {
             }
             let mut n = room.allowance.refill(limit.per_minute, now_ms);
             if let Some(cap) = limit.outstanding_at_most {
-                let outstanding = room.admitted.values().filter(|&&expiry| expiry > now_ms).count();
+                let outstanding = room.unused.values().filter(|&&expiry| expiry > now_ms).count();
                 n = n.min(cap - i64::try_from(outstanding).unwrap_or(i64::MAX));
             }
             let mut admitted = Vec::new();
             while i64::try_from(admitted.len()).unwrap_or(i64::MAX) < n {
                 let Some((_, buyer)) = room.waiting.pop_first() else { break };
                 room.admitted.insert(buyer, now_ms + limit.ttl_ms);
+                room.unused.insert(buyer, now_ms + limit.ttl_ms);
                 admitted.push(buyer);
             }
             let count = i64::try_from(admitted.len()).unwrap_or(i64::MAX);
@@ -173,8 +177,14 @@ impl QueueStore for MemoryQueue {
         self.with(event, |room| QueueCounts {
             queued: i64::try_from(room.waiting.len() + room.early.len()).unwrap_or(i64::MAX),
             admitted_total: room.admitted_total,
-            outstanding: i64::try_from(room.admitted.values().filter(|&&expiry| expiry > now_ms).count())
+            outstanding: i64::try_from(room.unused.values().filter(|&&expiry| expiry > now_ms).count())
                 .unwrap_or(i64::MAX),
+        })
+    }
+
+    async fn mark_used(&self, event: EventId, buyer: UserId) -> anyhow::Result<()> {
+        self.with(event, |room| {
+            room.unused.remove(&buyer);
         })
     }
 

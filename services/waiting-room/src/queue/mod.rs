@@ -39,8 +39,9 @@ pub struct AdmitLimit {
     /// however many replicas call and however often; at most a second's worth (at least one)
     /// accumulates while nobody waits.
     pub per_minute: i64,
-    /// If set, admitted buyers whose admission is still valid never number more than this
-    /// (automatic mode: the tickets left to buy).
+    /// If set, admitted buyers whose admission is still valid and who have not ordered yet
+    /// never number more than this (automatic mode: the tickets left to buy; a buyer who
+    /// ordered holds tickets, which the tickets left already count).
     pub outstanding_at_most: Option<i64>,
     /// How long an admission lasts.
     pub ttl_ms: i64,
@@ -53,7 +54,7 @@ pub struct QueueCounts {
     pub queued: i64,
     /// Admitted since the opening.
     pub admitted_total: i64,
-    /// Admitted and not yet expired.
+    /// Admitted, not yet expired, and not yet ordered.
     pub outstanding: i64,
 }
 
@@ -87,6 +88,10 @@ pub trait QueueStore: Send + Sync {
     async fn admit(&self, event: EventId, now_ms: i64, limit: AdmitLimit) -> anyhow::Result<Vec<UserId>>;
 
     async fn counts(&self, event: EventId, now_ms: i64) -> anyhow::Result<QueueCounts>;
+
+    /// The buyer ordered with their admission: it no longer counts as tickets they may still
+    /// take. Idempotent; nothing for a buyer who is not admitted.
+    async fn mark_used(&self, event: EventId, buyer: UserId) -> anyhow::Result<()>;
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> anyhow::Result<()>;

@@ -1,10 +1,12 @@
 //! The queue in Redis, for real infrastructure: it outlives the service's process and every
-//! replica shares it. A room is five keys under `<redis_prefix>:waiting-room:{<event id>}:`
+//! replica shares it. A room is six keys under `<redis_prefix>:waiting-room:{<event id>}:`
 //! (the braces keep them in one cluster slot):
 //!
 //! - `early`: sorted set, buyers who joined before the opening, scored by order of arrival;
 //! - `waiting`: sorted set, buyers with a position, scored by it (`ahead` is one `ZCOUNT`);
 //! - `admitted`: sorted set, admitted buyers scored by when their admission expires;
+//! - `unused`: sorted set, the admitted buyers who have not ordered yet, scored the same (what
+//!   the cap of automatic admission counts);
 //! - `pos`: hash, every buyer's position (kept after admission, for their place's answer);
 //! - `state`: hash, `draw` (absent, `closing`, `done`), `seq`, `last` (the last position
 //!   given), `admitted` (the total), and `credit`/`credit_at` (the rate's unspent allowance).
@@ -19,7 +21,7 @@ use redis::{Script, aio::ConnectionManager};
 use super::{AdmitLimit, QueueCounts, QueueStore, Standing};
 
 /// Shared by the scripts that read or change a place: KEYS are early, waiting, admitted,
-/// state, pos.
+/// state, pos, unused.
 const STANDING_LUA: &str = r"
 local function standing(buyer, now)
   local expiry = redis.call('ZSCORE', KEYS[3], buyer)
@@ -54,6 +56,7 @@ local s = standing(buyer, now)
 if s then
   if s[1] ~= 'expired' then return {0, s[1], s[2], s[3]} end
   redis.call('ZREM', KEYS[3], buyer)
+  redis.call('ZREM', KEYS[6], buyer)
 end
 if (not redis.call('HGET', KEYS[4], 'draw')) and now < opens then
   redis.call('ZADD', KEYS[1], redis.call('HINCRBY', KEYS[4], 'seq', 1), buyer)
@@ -99,13 +102,14 @@ else
 end
 local n = math.floor(credit)
 if cap >= 0 then
-  n = math.min(n, cap - redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf'))
+  n = math.min(n, cap - redis.call('ZCOUNT', KEYS[6], '(' .. now, '+inf'))
 end
 local admitted = {}
 if n > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[2], n)
   for i = 1, #popped, 2 do
     redis.call('ZADD', KEYS[3], now + ttl, popped[i])
+    redis.call('ZADD', KEYS[6], now + ttl, popped[i])
     admitted[#admitted + 1] = popped[i]
   end
 end
@@ -164,9 +168,10 @@ impl RedisQueue {
         })
     }
 
-    /// The room's keys, in the order every script takes them: early, waiting, admitted, state, pos.
-    fn keys(&self, event: EventId) -> [String; 5] {
-        ["early", "waiting", "admitted", "state", "pos"]
+    /// The room's keys, in the order every script takes them: early, waiting, admitted, state,
+    /// pos, unused.
+    fn keys(&self, event: EventId) -> [String; 6] {
+        ["early", "waiting", "admitted", "state", "pos", "unused"]
             .map(|key| format!("{}:waiting-room:{{{event}}}:{key}", self.prefix))
     }
 
@@ -241,15 +246,22 @@ impl QueueStore for RedisQueue {
     }
 
     async fn counts(&self, event: EventId, now_ms: i64) -> anyhow::Result<QueueCounts> {
-        let [early, waiting, admitted, state, _] = self.keys(event);
+        let [early, waiting, _, state, _, unused] = self.keys(event);
         let (early, waiting, total, outstanding): (i64, i64, Option<i64>, i64) = redis::pipe()
             .zcard(&early)
             .zcard(&waiting)
             .hget(&state, "admitted")
-            .zcount(&admitted, format!("({now_ms}"), "+inf")
+            .zcount(&unused, format!("({now_ms}"), "+inf")
             .query_async(&mut self.connection.clone())
             .await?;
         Ok(QueueCounts { queued: early + waiting, admitted_total: total.unwrap_or(0), outstanding })
+    }
+
+    async fn mark_used(&self, event: EventId, buyer: UserId) -> anyhow::Result<()> {
+        let [.., unused] = self.keys(event);
+        let _: i64 =
+            redis::cmd("ZREM").arg(unused).arg(buyer.to_string()).query_async(&mut self.connection.clone()).await?;
+        Ok(())
     }
 
     async fn ping(&self) -> anyhow::Result<()> {

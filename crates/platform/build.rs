@@ -1,4 +1,5 @@
 // Re-embed the migrations when they change.
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=migrations-bus");
 }

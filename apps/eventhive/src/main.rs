@@ -2,6 +2,7 @@
 //! - `dev`: the whole platform in one process on a laptop, with demo data;
 //! - `serve <service>`: one service as this process, in production;
 //! - `migrate [service...]`: the migrations alone;
+//! - `dead-letters list|replay`: bus messages parked in a queue's dead letters, on either bus;
 //! - `notifications dead-letters|replay`: emails that failed every attempt;
 //! - `analytics rebuild [--offline]`: the sales figures recomputed from the stored events;
 //! - `bench flash-sale`: the on-sale of a hit event, timed and then verified.
@@ -15,6 +16,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod dead_letters;
 use eventhive_platform::{Settings, config::LogFormat, shutdown, telemetry};
 use eventhive_system::{SERVICES, System, demo};
 
@@ -52,6 +54,13 @@ enum Command {
         /// Services to migrate; all when none is named.
         services: Vec<String>,
     },
+    /// Bus messages that can never be handled or failed for longer than the retries allow,
+    /// parked per queue with the reason (RabbitMQ's `<queue>.dlq`, or the in-process bus's
+    /// database under `eventhive dev`).
+    DeadLetters {
+        #[command(subcommand)]
+        command: dead_letters::Command,
+    },
     /// Email deliveries that failed every attempt (the dead-letter store).
     Notifications {
         #[command(subcommand)]
@@ -61,6 +70,11 @@ enum Command {
     Analytics {
         #[command(subcommand)]
         command: AnalyticsCommand,
+    },
+    /// The deployment's keys (docs/security.md).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Load generators that behave like real buyers on the public API, and verify after.
     Bench {
@@ -81,6 +95,22 @@ enum NotificationsCommand {
     DeadLetters,
     /// Queues dead deliveries for sending again: the ids given, or all of them.
     Replay { delivery_ids: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Prints a new random secret key, for EVENTHIVE_SECRET_KEY (or the file of
+    /// EVENTHIVE_SECRET_KEY_FILE).
+    Generate,
+    /// A new token-signing key in identity (the old ones verify until their tokens expire), and
+    /// every stored private key sealed with the current secret key. To replace the secret key:
+    /// set the new one as EVENTHIVE_SECRET_KEY and the old one as
+    /// EVENTHIVE_PREVIOUS_SECRET_KEY on every process, run this, then drop the previous key.
+    Rotate {
+        /// Leave the token-signing keys as they are; only seal again.
+        #[arg(long)]
+        seal_only: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,14 +183,25 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Serve { service } => eventhive_system::serve(settings, &service).await,
         Command::Migrate { services } => eventhive_system::migrate(&settings, &services).await,
+        Command::DeadLetters { command } => dead_letters::run(&settings, command).await,
         Command::Notifications { command } => notifications(&settings, command).await,
+        Command::Keys { command: KeysCommand::Generate } => {
+            println!("{}", eventhive_platform::Secrets::new_key_text()?);
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Rotate { seal_only } } => {
+            for line in eventhive_system::keys::rotate(&settings, seal_only).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Bench { command: BenchCommand::FlashSale(options) } => bench::flash_sale(options, settings).await,
         Command::Analytics { command: AnalyticsCommand::Rebuild { offline } } => {
             let replayed = if offline {
                 eventhive_analytics::rebuild(&settings).await?
             } else {
                 let endpoint = settings.endpoint(eventhive_analytics::SERVICE)?;
-                let channel = eventhive_platform::grpc::streaming_channel(&endpoint)?;
+                let channel = eventhive_platform::grpc::streaming_channel(&endpoint, &admin_secrets(&settings)?)?;
                 let mut client = eventhive_proto::analytics::analytics_client::AnalyticsClient::new(channel);
                 let response = client
                     .rebuild(eventhive_proto::analytics::RebuildRequest {})
@@ -174,13 +215,22 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// The key a command that calls a running service presents: the deployment's
+/// (`EVENTHIVE_SECRET_KEY`), or, next to an `eventhive dev`, the one in its data directory.
+fn admin_secrets(settings: &Settings) -> anyhow::Result<eventhive_platform::Secrets> {
+    let mut settings = settings.clone();
+    eventhive_platform::Secrets::ensure_local_key(&mut settings)?;
+    Ok(eventhive_platform::Secrets::load(&settings)?)
+}
+
 async fn notifications(settings: &Settings, command: NotificationsCommand) -> anyhow::Result<()> {
     use eventhive_proto::notifications::{
         ListDeadLettersRequest, ReplayDeadLettersRequest, notifications_client::NotificationsClient,
     };
     let endpoint = settings.endpoint(eventhive_notifications::SERVICE)?;
     let deadline = std::time::Duration::from_millis(settings.grpc_deadline_ms);
-    let mut client = NotificationsClient::new(eventhive_platform::grpc::channel(&endpoint, deadline)?);
+    let secrets = admin_secrets(settings)?;
+    let mut client = NotificationsClient::new(eventhive_platform::grpc::channel(&endpoint, deadline, &secrets)?);
     let reach = || format!("asking notifications at {endpoint}");
     match command {
         NotificationsCommand::DeadLetters => {

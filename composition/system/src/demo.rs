@@ -74,8 +74,9 @@ const EVENTS: &[DemoEvent] = &[
 /// Seeds the demo data unless it is there already. Returns whether it seeded.
 pub async fn seed(settings: &Settings) -> anyhow::Result<bool> {
     let deadline = Duration::from_millis(settings.grpc_deadline_ms);
-    let mut identity = IdentityClient::new(grpc::channel(&settings.endpoint("identity")?, deadline)?);
-    let mut catalog = CatalogClient::new(grpc::channel(&settings.endpoint("catalog")?, deadline)?);
+    let secrets = eventhive_platform::Secrets::load(settings)?;
+    let mut identity = IdentityClient::new(grpc::channel(&settings.endpoint("identity")?, deadline, &secrets)?);
+    let mut catalog = CatalogClient::new(grpc::channel(&settings.endpoint("catalog")?, deadline, &secrets)?);
 
     if identity.find_user_by_email(FindUserByEmailRequest { email: ORGANIZER.into() }).await.is_ok() {
         return Ok(false);

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`SERVICES`]: the list; adding a service is one line here.
+//! - [`subscriptions`]: every queue of every service, declared on the bus before anything runs.
 //! - [`prepare`]: settings completed with every service's default port and checked against every
 //!   service's section, so a misspelled or bad setting stops start-up with its variable's name.
 //! - [`System`]: every service in one process, on chosen or random ports.
@@ -15,6 +16,7 @@
 //! - [`demo`]: the demo data of dev mode.
 
 pub mod demo;
+pub mod keys;
 pub mod readiness;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -22,7 +24,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use eventhive_platform::{
     Database, Settings,
-    bus::{self, MessageBus},
+    bus::{self, MessageBus, Subscription},
     config::ConfigError,
     service::{Context, Entry, Handles, open_database},
     shutdown::{self, CancellationToken},
@@ -51,6 +53,19 @@ pub fn service(name: &str) -> Result<&'static Entry, UnknownService> {
 /// The names of every service, in start order.
 pub fn names() -> impl Iterator<Item = &'static str> {
     SERVICES.iter().map(|entry| entry.name)
+}
+
+/// Every subscription of every service: the bus's whole topology.
+pub fn subscriptions() -> Vec<Subscription> {
+    SERVICES.iter().flat_map(|entry| (entry.subscriptions)()).collect()
+}
+
+/// Connects the bus and declares the whole topology on it, so that a message published by any
+/// service from now on is kept for its consumers even before they subscribe.
+pub async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn MessageBus>> {
+    let bus = bus::connect(settings).await?;
+    bus.declare_topology(&subscriptions()).await.context("declaring the bus's queues")?;
+    Ok(bus)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +114,9 @@ pub struct System {
 
 impl System {
     /// Binds every listener (port 0 picks a free one), builds every service, starts them.
-    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
+        // One process, one key: the one configured, or one kept in the data directory.
+        eventhive_platform::Secrets::ensure_local_key(&mut settings)?;
         let mut settings = prepare(settings)?;
         let mut listeners = Vec::with_capacity(SERVICES.len());
         for entry in &SERVICES {
@@ -112,7 +129,7 @@ impl System {
         if let Some(listener) = &metrics_listener {
             settings.metrics_port = Some(listener.local_addr()?.port());
         }
-        let bus = bus::connect(&settings).await?;
+        let bus = connect_bus(&settings).await?;
         let shutdown = CancellationToken::new();
         let mut handles = BTreeMap::new();
         let mut runs = Vec::with_capacity(SERVICES.len());
@@ -204,8 +221,11 @@ pub async fn serve(settings: Settings, name: &str) -> anyhow::Result<()> {
     if let Some(listener) = metrics_listener {
         tokio::spawn(eventhive_platform::metrics::serve(listener, stop.clone()));
     }
-    let bus: Arc<dyn MessageBus> =
-        if entry.uses_bus { bus::connect(&settings).await? } else { Arc::new(bus::in_process::InProcessBus::new()) };
+    let bus: Arc<dyn MessageBus> = if entry.uses_bus {
+        connect_bus(&settings).await?
+    } else {
+        Arc::new(bus::in_process::InProcessBus::in_memory().await?)
+    };
     let database = database(&settings, entry).await?;
     let context = Context { settings: settings.clone(), listener, bus, database };
     let built = (entry.build)(context).await.with_context(|| format!("building {}", entry.name))?;
@@ -228,6 +248,8 @@ fn production_ready(settings: &Settings, entry: &Entry) -> Result<(), ConfigErro
             format!("{} publishes or consumes events: under serve it needs RabbitMQ", entry.name),
         ));
     }
+    // Every service calls or is called by another: without the key, no call would be trusted.
+    eventhive_platform::Secrets::load(settings)?;
     Ok(())
 }
 

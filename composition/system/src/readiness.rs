@@ -47,7 +47,7 @@ async fn is_ready(settings: &Settings, name: &str, health: Health) -> bool {
     match health {
         Health::Grpc => {
             let Ok(endpoint) = settings.endpoint(name) else { return false };
-            match grpc::channel(&endpoint, CHECK_TIMEOUT) {
+            match grpc::health_channel(&endpoint, CHECK_TIMEOUT) {
                 Ok(channel) => grpc::is_serving(channel).await,
                 Err(_) => false,
             }

@@ -92,6 +92,37 @@ async fn serve_refuses_to_run_on_embedded_storage_or_an_in_process_bus() {
         database_url: Some("postgres://postgres@127.0.0.1:1".into()),
         ..eventhive_platform::Settings::default()
     };
-    let error = eventhive_system::serve(settings, "catalog").await.unwrap_err();
+    let error = eventhive_system::serve(settings.clone(), "catalog").await.unwrap_err();
     assert!(error.to_string().contains("EVENTHIVE_AMQP_URL"), "{error:#}");
+    // Without the secret key no service could trust a call, nor be trusted.
+    let settings = eventhive_platform::Settings { amqp_url: Some("amqp://guest:guest@127.0.0.1:1".into()), ..settings };
+    let error = eventhive_system::serve(settings, "catalog").await.unwrap_err();
+    assert!(error.to_string().contains("EVENTHIVE_SECRET_KEY"), "{error:#}");
+}
+
+/// Publishing is mandatory: an event no queue takes is refused, and the outbox would hold it
+/// (and every event written after it) forever. So every domain event of
+/// `crates/domain/src/events.rs` has a consumer in the topology the services declare.
+#[test]
+fn every_domain_event_has_a_queue_in_the_topology() {
+    let events =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/domain/src/events.rs")).unwrap();
+    let after = |marker: &str| -> Vec<String> {
+        events
+            .match_indices(marker)
+            .map(|(at, m)| {
+                events[at + m.len()..].split(';').next().unwrap_or_default().trim().trim_matches('"').to_owned()
+            })
+            .collect()
+    };
+    let (types, versions) = (after("const TYPE: &'static str ="), after("const VERSION: u32 ="));
+    assert!(!types.is_empty() && types.len() == versions.len(), "the scan of events.rs is broken");
+    let topology = eventhive_system::subscriptions();
+    let unconsumed: Vec<String> = types
+        .iter()
+        .zip(&versions)
+        .map(|(name, version)| format!("{name}.v{version}"))
+        .filter(|key| !topology.iter().any(|subscription| subscription.matches(key)))
+        .collect();
+    assert!(unconsumed.is_empty(), "domain events no service subscribes to: {unconsumed:?}");
 }

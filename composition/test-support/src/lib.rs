@@ -250,8 +250,10 @@ pub(crate) fn clean_up_infra(settings: Settings, queues: Vec<String>) {
         runtime.block_on(async move {
             if let Some(url) = &settings.database_url {
                 let with_database = eventhive_system::SERVICES.iter().filter(|entry| (entry.migrations)().is_some());
-                for entry in with_database {
-                    let name = format!("{}_{}", settings.database_prefix, entry.name);
+                // And the in-process bus's, had it run on PostgreSQL.
+                let names = with_database.map(|entry| entry.name).chain(["bus"]);
+                for name in names {
+                    let name = format!("{}_{name}", settings.database_prefix);
                     let _ = eventhive_platform::storage::drop_postgres_database(url, &name).await;
                 }
             }

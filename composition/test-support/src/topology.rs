@@ -20,10 +20,6 @@ use eventhive_platform::Settings;
 
 use crate::{clean_up_infra, infra, open_database};
 
-/// Queues the services declare on the private exchange, removed on drop (RabbitMQ cannot list
-/// them by exchange without its management API).
-const QUEUES: [&str; 3] = ["ticketing.catalog", "notifications.email", "analytics.read-model"];
-
 /// How long the whole system may take to become ready (migrations of seven databases).
 const READY_PATIENCE: Duration = Duration::from_secs(90);
 
@@ -43,6 +39,7 @@ impl Topology {
     /// answers its readiness check. `extra` are more `EVENTHIVE_*` settings for every process.
     pub async fn start(binary: &Path, extra: &[(&str, &str)]) -> Self {
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let secret_key = eventhive_platform::Secrets::new_key_text().unwrap_or_default();
         let mut env: Vec<(String, String)> = vec![
             ("EVENTHIVE_BIND_HOST".into(), "127.0.0.1".into()),
             ("EVENTHIVE_DATABASE_URL".into(), infra::database_url()),
@@ -60,6 +57,7 @@ impl Topology {
             ("EVENTHIVE_PASSWORD_HASH_ITERATIONS".into(), "1".into()),
             ("EVENTHIVE_RATE_LIMIT_IP_PER_SEC".into(), "0".into()),
             ("EVENTHIVE_RATE_LIMIT_USER_PER_SEC".into(), "0".into()),
+            ("EVENTHIVE_SECRET_KEY".into(), secret_key.clone()),
         ];
         let mut settings = Settings {
             bind_host: "127.0.0.1".into(),
@@ -70,6 +68,7 @@ impl Topology {
             amqp_exchange: format!("eh-topo-{run_id}.events"),
             redis_url: Some(infra::redis_url()),
             redis_prefix: format!("eh-topo-{run_id}"),
+            secret_key: Some(secret_key.into()),
             ..Settings::default()
         };
         for name in eventhive_system::names() {
@@ -144,6 +143,9 @@ impl Drop for Topology {
             let _ = child.kill();
             let _ = child.wait();
         }
-        clean_up_infra(self.settings.clone(), QUEUES.iter().map(|q| (*q).to_owned()).collect());
+        // The queues every process declares on the private exchange (RabbitMQ cannot list them
+        // by exchange without its management API).
+        let queues = eventhive_system::subscriptions().into_iter().map(|s| s.queue).collect();
+        clean_up_infra(self.settings.clone(), queues);
     }
 }

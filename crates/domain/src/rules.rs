@@ -106,6 +106,19 @@ impl Quantity {
     pub fn get(self) -> i64 {
         self.0
     }
+
+    /// An order has at most [`Self::MAX_LINES`] items. Checked before any item is looked at,
+    /// so a huge `items` array costs one comparison, never a query per item.
+    pub fn lines(count: usize) -> Result<(), RuleError> {
+        if count > Self::MAX_LINES {
+            return Err(RuleError::new("items", format!("must have at most {} items", Self::MAX_LINES)));
+        }
+        Ok(())
+    }
+
+    /// The highest per-order cap an event may set: an order of more lines (each at least one
+    /// ticket) could never be placed.
+    pub const MAX_LINES: usize = 100;
 }
 
 #[cfg(test)]

@@ -54,6 +54,14 @@ pub struct Settings {
     /// Prefix of every Redis key, so several deployments can share one server.
     pub redis_prefix: String,
 
+    /// The deployment's secret key, base64 (see `secrets`); or the file that holds it.
+    /// Required by `eventhive serve`; `eventhive dev` makes one in `data_dir`.
+    pub secret_key: Option<SecretText>,
+    pub secret_key_file: Option<PathBuf>,
+    /// The key being replaced, while values it sealed are sealed again (`eventhive keys rotate`).
+    pub previous_secret_key: Option<SecretText>,
+    pub previous_secret_key_file: Option<PathBuf>,
+
     /// An OTLP/gRPC collector (`http://otel-collector:4317`) that traces are exported to.
     /// Unset: no traces are exported, and no exporter or tracing layer runs.
     pub otlp_endpoint: Option<String>,
@@ -67,10 +75,22 @@ pub struct Settings {
     /// How long in-flight work may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
     /// Dev mode (`eventhive dev`): developer conveniences such as the dev inbox at
-    /// `GET /dev/mail` are served. Never set in production: the inbox holds ticket codes.
+    /// `GET /dev/mail` are served. Never set in production: the inbox holds ticket codes and
+    /// needs no login. So no file or variable can set it (`EVENTHIVE_DEV_MODE` is refused as
+    /// an unknown setting); only `eventhive dev` and the test harness do, in code.
+    #[serde(skip)]
     pub dev_mode: bool,
     /// How often the outbox relay looks for unpublished messages when nothing woke it.
     pub outbox_poll_ms: u64,
+    /// How long a consumer keeps retrying a message whose handler fails, counted from its first
+    /// failure, before it dead-letters it: long enough to outlast a database failover or a
+    /// dependency that is down for a while (default one hour).
+    pub bus_retry_for_secs: u64,
+    /// The wait before a failed message's first retry; it doubles with every failure.
+    pub bus_retry_first_ms: u64,
+    /// The longest wait between two retries, so that a message is tried again soon after an
+    /// outage ends.
+    pub bus_retry_max_ms: u64,
 
     /// Every other key: each service's section (read with [`Settings::section`]) and each
     /// service's `<name>_port` and `<name>_url` (read with [`Settings::port`] and
@@ -96,6 +116,30 @@ pub trait Section: Serialize + DeserializeOwned + Default + Send + Sync + 'stati
     }
 }
 
+/// A setting's secret value: read and written as itself, never shown by `Debug` (settings
+/// appear in logs and panics).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretText {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<secret>\"")
+    }
+}
+
 /// The section of a service that has no settings of its own.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NoSettings {}
@@ -116,12 +160,19 @@ impl Default for Settings {
             amqp_exchange: "eventhive.events".into(),
             redis_url: None,
             redis_prefix: "eventhive".into(),
+            secret_key: None,
+            secret_key_file: None,
+            previous_secret_key: None,
+            previous_secret_key_file: None,
             log_format: None,
             otlp_endpoint: None,
             grpc_deadline_ms: 10_000,
             shutdown_grace_secs: 10,
             dev_mode: false,
             outbox_poll_ms: 500,
+            bus_retry_for_secs: 3600,
+            bus_retry_first_ms: 200,
+            bus_retry_max_ms: 60_000,
             sections: BTreeMap::new(),
         }
     }
@@ -214,6 +265,12 @@ impl Settings {
         }
         if self.outbox_poll_ms == 0 {
             return Err(ConfigError::new("outbox_poll_ms", "must be positive"));
+        }
+        if self.bus_retry_first_ms == 0 {
+            return Err(ConfigError::new("bus_retry_first_ms", "must be positive"));
+        }
+        if self.bus_retry_max_ms < self.bus_retry_first_ms {
+            return Err(ConfigError::new("bus_retry_max_ms", "must be at least EVENTHIVE_BUS_RETRY_FIRST_MS"));
         }
         Ok(self)
     }

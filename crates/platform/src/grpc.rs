@@ -1,6 +1,9 @@
 //! gRPC plumbing shared by every service: serving on a caller-given listener with health,
 //! request metrics and graceful shutdown, dialing other services with deadlines, and carrying
-//! the request id.
+//! the request id. Services authenticate to each other: every call carries a short-lived
+//! token made with the deployment's secret key (`secrets`), and a server answers
+//! `UNAUTHENTICATED` to a call without a valid one, so a service port reached from outside
+//! (the `Actor` in a request is trusted) gives nothing away. Only health checks are open.
 
 use std::{
     convert::Infallible,
@@ -18,32 +21,63 @@ use tonic::{
     body::Body,
     metadata::MetadataValue,
     server::NamedService,
-    transport::{Channel, Endpoint, Server},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{self, Endpoint, Server},
 };
 use tonic_health::server::HealthReporter;
 use tower::Service;
 
-use crate::telemetry;
+use crate::{
+    secrets::{SERVICE_TOKEN, Secrets},
+    telemetry,
+};
 
 /// Header and metadata key of the request id, from the gateway through every gRPC call.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// A channel to another service of the deployment: every call presents the service token.
+pub type Channel = InterceptedService<transport::Channel, ServiceToken>;
+
+/// Adds the service token to every call made through a [`Channel`].
+#[derive(Clone)]
+pub struct ServiceToken(Secrets);
+
+impl Interceptor for ServiceToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let token = MetadataValue::try_from(self.0.service_token())
+            .map_err(|_| tonic::Status::internal("service token is not ASCII"))?;
+        request.metadata_mut().insert(SERVICE_TOKEN, token);
+        Ok(request)
+    }
+}
+
 /// Dials `url` lazily: the connection is made on first use and re-made after failures, so a
 /// service may start before the ones it calls.
-pub fn channel(url: &str, deadline: Duration) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())?
-        .timeout(deadline)
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+pub fn channel(url: &str, deadline: Duration, secrets: &Secrets) -> anyhow::Result<Channel> {
+    Ok(authenticated(health_channel(url, deadline)?, secrets))
+}
+
+/// `channel`, presenting the service token on every call.
+pub fn authenticated(channel: transport::Channel, secrets: &Secrets) -> Channel {
+    InterceptedService::new(channel, ServiceToken(secrets.clone()))
 }
 
 /// Like [`channel`], without a per-call deadline: for server streams that last as long as
 /// their client.
-pub fn streaming_channel(url: &str) -> anyhow::Result<Channel> {
+pub fn streaming_channel(url: &str, secrets: &Secrets) -> anyhow::Result<Channel> {
     let endpoint = Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(InterceptedService::new(endpoint.connect_lazy(), ServiceToken(secrets.clone())))
+}
+
+/// A channel without the service token, for the health checks readiness makes (open to
+/// anyone, as load balancers and Kubernetes probes call them).
+pub fn health_channel(url: &str, deadline: Duration) -> anyhow::Result<transport::Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())?
+        .timeout(deadline)
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -80,6 +114,7 @@ pub async fn serve<S>(
         tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     ),
     shutdown: CancellationToken,
+    secrets: &Secrets,
 ) -> anyhow::Result<()>
 where
     S: Service<HttpRequest<Body>, Response = HttpResponse<Body>, Error = Infallible>
@@ -116,6 +151,10 @@ where
     Server::builder()
         .layer(trace)
         .layer(tower::layer::layer_fn(RecordMetrics))
+        .layer(tower::layer::layer_fn({
+            let secrets = secrets.clone();
+            move |inner| RequireServiceToken { secrets: secrets.clone(), inner }
+        }))
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
@@ -123,8 +162,40 @@ where
     Ok(())
 }
 
+/// Refuses a call without a valid service token (`UNAUTHENTICATED`), except health checks.
+#[derive(Clone)]
+pub struct RequireServiceToken<S> {
+    secrets: Secrets,
+    inner: S,
+}
+
+impl<S> Service<HttpRequest<Body>> for RequireServiceToken<S>
+where
+    S: Service<HttpRequest<Body>, Response = HttpResponse<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest<Body>) -> Self::Future {
+        let open = request.uri().path().starts_with("/grpc.health.v1.Health/");
+        let presented = request.headers().get(SERVICE_TOKEN).and_then(|v| v.to_str().ok());
+        if open || presented.is_some_and(|token| self.secrets.verify_service_token(token)) {
+            return Box::pin(self.inner.call(request));
+        }
+        tracing::warn!(method = %request.uri().path(), "gRPC call without a valid service token refused");
+        let refusal = tonic::Status::unauthenticated("calls between services need this deployment's service token");
+        Box::pin(async move { Ok(refusal.into_http()) })
+    }
+}
+
 /// Whether the service at `channel` reports SERVING, for readiness probes.
-pub async fn is_serving(channel: Channel) -> bool {
+pub async fn is_serving(channel: transport::Channel) -> bool {
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
     matches!(
         client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await,

@@ -71,6 +71,19 @@ pub const CATALOG: &[(&str, Kind, Option<Unit>, &str)] = &[
         Some(Unit::Seconds),
         "Time a gRPC service took to answer a call (to its response headers), by gRPC service and method.",
     ),
+    // Identity: logins.
+    (
+        "eventhive_logins_failed_total",
+        Kind::Counter,
+        None,
+        "Logins refused for a wrong email or password (each earns its account a growing delay).",
+    ),
+    (
+        "eventhive_logins_delayed_total",
+        Kind::Counter,
+        None,
+        "Logins refused unchecked (429) because their account's failed-login delay was running.",
+    ),
     // Ticketing: the purchase.
     ("eventhive_orders_placed_total", Kind::Counter, None, "Orders placed: tickets held for a buyer."),
     (

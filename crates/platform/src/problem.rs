@@ -256,6 +256,9 @@ impl Problem {
         }
         let mut problem = Problem::new(kind, detail).with_errors(errors);
         problem.extensions = extensions;
+        if let Some(delay) = details.retry_info().and_then(|info| info.retry_delay) {
+            problem = problem.with_retry_after(delay.as_secs_f64().ceil().max(1.0) as u64);
+        }
         problem
     }
 }
@@ -296,6 +299,14 @@ pub fn status_with(
     for error in field_errors {
         details.add_bad_request_violation(error.field.clone(), error.message.clone());
     }
+    Status::with_error_details(kind.grpc_code(), message, details)
+}
+
+/// A status that tells the caller when to try again; the gateway's answer carries it as
+/// `Retry-After`.
+pub fn status_retry_after(kind: ErrorKind, message: impl Into<String>, retry_after: std::time::Duration) -> Status {
+    let mut details = ErrorDetails::with_error_info(kind.slug(), ERROR_DOMAIN, std::collections::HashMap::new());
+    details.set_retry_info(Some(retry_after));
     Status::with_error_details(kind.grpc_code(), message, details)
 }
 

@@ -4,7 +4,8 @@
 //! composition layer above the services (`eventhive_system::SERVICES`).
 //!
 //! What a service declares: its name, its default port, its settings section, its migrations
-//! (if it owns a database) and whether it serves gRPC or HTTP health. What it is given: a
+//! (if it owns a database), the bus subscriptions it makes, and whether it serves gRPC or HTTP
+//! health. What it is given: a
 //! [`Context`] with the settings, its bound listener, the bus and its migrated database.
 
 use std::{any::Any, sync::Arc};
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Database, Settings,
-    bus::MessageBus,
+    bus::{MessageBus, Subscription},
     config::{ConfigError, Section},
 };
 
@@ -47,6 +48,13 @@ pub trait Service: Sized + Send + 'static {
 
     /// Its database's migrations, or `None` when it keeps no database.
     fn migrations() -> Option<&'static Migrator>;
+
+    /// Every subscription it makes in `build`, known before any service is built, so that the
+    /// whole topology is declared before anything is published (a message published before its
+    /// consumer's queue exists would otherwise be refused, or on a broker dropped).
+    fn subscriptions() -> Vec<Subscription> {
+        Vec::new()
+    }
 
     /// Builds the service on what it is given; by return it is subscribed to everything it
     /// consumes, so nothing published from then on is missed.
@@ -97,6 +105,12 @@ impl Context {
     pub fn section<S: Section>(&self) -> anyhow::Result<S> {
         Ok(self.settings.section::<S>()?)
     }
+
+    /// The deployment's secret key: for the service token of its gRPC calls and server, and for
+    /// what it keeps sealed or keyed.
+    pub fn secrets(&self) -> anyhow::Result<crate::Secrets> {
+        Ok(crate::Secrets::load(&self.settings)?)
+    }
 }
 
 /// The database of the service `name`, connected and migrated, if it has migrations.
@@ -139,6 +153,7 @@ pub struct Entry {
     pub health: Health,
     pub uses_bus: bool,
     pub migrations: fn() -> Option<&'static Migrator>,
+    pub subscriptions: fn() -> Vec<Subscription>,
     /// The keys of its settings section.
     pub settings_keys: fn() -> Vec<String>,
     /// Reads and validates its section, so a bad value stops start-up before anything runs.
@@ -160,6 +175,7 @@ impl Entry {
             health: S::HEALTH,
             uses_bus: S::USES_BUS,
             migrations: S::migrations,
+            subscriptions: S::subscriptions,
             settings_keys: <S::Settings as Section>::keys,
             check_settings: check_settings::<S>,
             build: build::<S>,

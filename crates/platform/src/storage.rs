@@ -65,26 +65,20 @@ impl Database {
         Ok(Self { pool, backend: Backend::Postgres, location: name.to_owned() })
     }
 
+    /// A private SQLite database in memory, gone with the value: for tests, and for a process
+    /// whose bus carries nothing.
+    pub async fn in_memory() -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        // One connection that is never recycled: closing it would drop the database.
+        let pool = sqlite_pool_options().min_connections(1).idle_timeout(None).max_lifetime(None);
+        let pool = pool.connect("sqlite::memory:").await.context("cannot open an in-memory SQLite database")?;
+        Ok(Self { pool, backend: Backend::Sqlite, location: ":memory:".to_owned() })
+    }
+
     async fn connect_sqlite(path: &str) -> anyhow::Result<Self> {
         let url = format!("sqlite://{path}?mode=rwc");
-        // SQLite has one writer at a time. One connection per database serializes writers in
-        // the pool instead of failing them with SQLITE_BUSY when a read transaction upgrades;
-        // dev mode needs correctness far more than parallel writes.
-        let pool = AnyPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .with_context(|| format!("cannot open SQLite database {path}"))?;
+        let pool =
+            sqlite_pool_options().connect(&url).await.with_context(|| format!("cannot open SQLite database {path}"))?;
         Ok(Self { pool, backend: Backend::Sqlite, location: path.to_owned() })
     }
 
@@ -140,6 +134,21 @@ impl Database {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// SQLite has one writer at a time. One connection per database serializes writers in the pool
+/// instead of failing them with SQLITE_BUSY when a read transaction upgrades; dev mode needs
+/// correctness far more than parallel writes.
+fn sqlite_pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(30)).after_connect(|conn, _meta| {
+        Box::pin(async move {
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.execute("PRAGMA synchronous = NORMAL").await?;
+            conn.execute("PRAGMA foreign_keys = ON").await?;
+            conn.execute("PRAGMA busy_timeout = 5000").await?;
+            Ok(())
+        })
+    })
 }
 
 async fn create_postgres_database_if_missing(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {

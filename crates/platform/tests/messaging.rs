@@ -1,217 +1,85 @@
 //! The bus, the outbox and the inbox, on the in-process bus with SQLite and on RabbitMQ with
-//! PostgreSQL: at-least-once delivery, retries with backoff, dead letters and their replay,
-//! publishing from the outbox, and applying each message once.
+//! PostgreSQL: at-least-once delivery, retries for as long as a failure lasts, dead letters with
+//! their reason and their replay, publishing from the outbox, and applying each message once.
 
 // Integration tests: an unwrap or panic here is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[allow(dead_code)]
+mod common;
+
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
-use async_trait::async_trait;
-use eventhive_domain::events::{DomainEvent, Envelope};
+use common::{Applier, Flaky, Kind, Ping, Rig, eventually};
+use eventhive_domain::events::Envelope;
 use eventhive_platform::{
-    Database, Settings,
-    bus::{MessageBus, MessageHandler, Subscription, amqp::AmqpBus, in_process::InProcessBus},
-    inbox, outbox,
+    bus::{MessageBus, Replay, RetryPolicy, Subscription},
+    outbox,
     outbox::OutboxRelay,
     shutdown::CancellationToken,
 };
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Ping {
-    n: u32,
-}
-
-impl DomainEvent for Ping {
-    const TYPE: &'static str = "test.ping";
-    const VERSION: u32 = 1;
-}
-
-enum Kind {
-    InProcess,
-    Rabbit,
-}
-
-/// A bus and a database of one kind, removed again by `cleanup`.
-struct Rig {
-    bus: Arc<dyn MessageBus>,
-    amqp: Option<(String, String)>,
-    db: Database,
-    pg: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-/// A consumer's own table, where the effect of a message is written.
-const CONSUMER_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS pings_applied (message_id TEXT PRIMARY KEY, n BIGINT NOT NULL)";
-
-impl Rig {
-    async fn new(kind: Kind) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let rig = match kind {
-            Kind::InProcess => {
-                let settings = Settings { data_dir: dir.path().to_owned(), ..Settings::default() };
-                let db = Database::connect(&settings, "messaging").await.unwrap();
-                Self { bus: Arc::new(InProcessBus::new()), amqp: None, db, pg: None, _dir: dir }
-            }
-            Kind::Rabbit => {
-                let amqp_url = eventhive_test_infra::amqp_url();
-                let pg_url = eventhive_test_infra::database_url();
-                let exchange = format!("eh-test-{run}.events");
-                let prefix = format!("eh_test_{run}");
-                let settings = Settings {
-                    database_url: Some(pg_url.clone()),
-                    database_prefix: prefix.clone(),
-                    ..Settings::default()
-                };
-                let db = Database::connect(&settings, "messaging").await.unwrap();
-                let bus = Arc::new(AmqpBus::connect(&amqp_url, &exchange).await.unwrap());
-                Self {
-                    bus,
-                    amqp: Some((amqp_url, exchange)),
-                    db,
-                    pg: Some((pg_url, format!("{prefix}_messaging"))),
-                    _dir: dir,
-                }
-            }
-        };
-        rig.db.migrate(&sqlx::migrate::Migrator::DEFAULT).await.unwrap();
-        sqlx::query(CONSUMER_TABLE).execute(rig.db.pool()).await.unwrap();
-        rig
-    }
-
-    async fn cleanup(self) {
-        self.db.close().await;
-        if let Some((url, exchange)) = &self.amqp {
-            let bus = AmqpBus::connect(url, exchange).await.unwrap();
-            for queue in self.bus.declared_queues() {
-                bus.delete_queue(&queue).await.unwrap();
-            }
-            bus.delete_exchange().await.unwrap();
-        }
-        if let Some((url, name)) = &self.pg {
-            eventhive_platform::storage::drop_postgres_database(url, name).await.unwrap();
-        }
-    }
-}
-
-/// Fails the first `failures` deliveries (or all of them while `broken`), then records them.
-struct Flaky {
-    failures: u32,
-    attempts: AtomicU32,
-    broken: AtomicBool,
-    handled: Mutex<Vec<Envelope>>,
-}
-
-impl Flaky {
-    fn new(failures: u32) -> Arc<Self> {
-        Arc::new(Self {
-            failures,
-            attempts: AtomicU32::new(0),
-            broken: AtomicBool::new(false),
-            handled: Mutex::default(),
-        })
-    }
-}
-
-#[async_trait]
-impl MessageHandler for Flaky {
-    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.broken.load(Ordering::SeqCst) || attempt <= self.failures {
-            anyhow::bail!("attempt {attempt} fails on purpose");
-        }
-        self.handled.lock().unwrap().push(envelope.clone());
-        Ok(())
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 async fn a_failing_handler_is_retried_until_it_succeeds(kind: Kind) {
     let rig = Rig::new(kind).await;
     let stop = CancellationToken::new();
-    let handler = Flaky::new(2);
-    let mut subscription = Subscription::new("retry", ["test.#"]);
-    subscription.max_attempts = 5;
-    rig.bus.subscribe(subscription, handler.clone(), stop.clone()).await.unwrap();
+    // Past the five attempts (ten for notifications) after which the bus used to give up.
+    let handler = Flaky::new(12);
+    rig.bus.subscribe(Subscription::new("retry", ["test.#"]), handler.clone(), stop.clone()).await.unwrap();
     let envelope = Envelope::new("test", &Ping { n: 1 }, None).unwrap();
     rig.bus.publish(&envelope).await.unwrap();
-    eventually("the third attempt", || handler.handled.lock().unwrap().len() == 1).await;
-    assert_eq!(handler.attempts.load(Ordering::SeqCst), 3);
+    eventually("the thirteenth attempt", || handler.handled() == 1).await;
+    assert_eq!(handler.attempts(), 13);
     assert_eq!(handler.handled.lock().unwrap()[0], envelope, "the same message, id included");
     assert!(rig.bus.dead_letters("retry").await.unwrap().is_empty());
     stop.cancel();
     rig.cleanup().await;
 }
 
-async fn a_message_that_keeps_failing_is_dead_lettered_and_can_be_replayed(kind: Kind) {
-    let rig = Rig::new(kind).await;
+/// Waits until `queue` has `count` dead letters, and returns them.
+async fn dead_letters(bus: &dyn MessageBus, queue: &str, count: usize) -> Vec<eventhive_platform::bus::DeadLetter> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let letters = bus.dead_letters(queue).await.unwrap();
+        if letters.len() >= count || tokio::time::Instant::now() > deadline {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_message_that_keeps_failing_is_dead_lettered_after_the_retry_period_and_can_be_replayed(kind: Kind) {
+    let policy = RetryPolicy { retry_for: Duration::from_millis(800), ..common::fast_retries() };
+    let rig = Rig::with(kind, policy).await;
     let stop = CancellationToken::new();
     let handler = Flaky::new(0);
     handler.broken.store(true, Ordering::SeqCst);
-    let mut subscription = Subscription::new("dlq", ["test.ping.v1"]);
-    subscription.max_attempts = 3;
-    rig.bus.subscribe(subscription, handler.clone(), stop.clone()).await.unwrap();
+    rig.bus.subscribe(Subscription::new("dlq", ["test.ping.v1"]), handler.clone(), stop.clone()).await.unwrap();
     let envelope = Envelope::new("test", &Ping { n: 7 }, Some("req-1".into())).unwrap();
     rig.bus.publish(&envelope).await.unwrap();
-    eventually("three attempts", || handler.attempts.load(Ordering::SeqCst) >= 3).await;
-    let mut letters = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while letters.is_empty() && tokio::time::Instant::now() < deadline {
-        letters = rig.bus.dead_letters("dlq").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let letters = dead_letters(&*rig.bus, "dlq", 1).await;
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].envelope, envelope);
-    assert!(letters[0].error.contains("fails on purpose"), "{}", letters[0].error);
-    assert_eq!(handler.attempts.load(Ordering::SeqCst), 3, "no attempt past the limit");
+    let letter = &letters[0];
+    assert_eq!(letter.envelope(), Some(envelope.clone()));
+    assert_eq!((letter.id.as_str(), letter.routing_key.as_str()), (envelope.id.to_string().as_str(), "test.ping.v1"));
+    assert!(letter.reason.contains("still failing after"), "{}", letter.reason);
+    assert!(letter.reason.contains("fails on purpose"), "{}", letter.reason);
+    assert!(letter.attempts > 1, "retried before giving up: {letter:?}");
+    assert_eq!(letter.attempts, handler.attempts(), "no attempt past the retry period");
     // Listing leaves them in place.
-    assert_eq!(rig.bus.dead_letters("dlq").await.unwrap().len(), 1);
+    assert_eq!(rig.bus.dead_letters("dlq").await.unwrap(), letters);
 
-    // The operator fixes the cause and replays.
+    // The operator fixes the cause and replays it by id (another id replays nothing).
     handler.broken.store(false, Ordering::SeqCst);
-    assert_eq!(rig.bus.replay_dead_letters("dlq").await.unwrap(), 1);
-    eventually("the replayed message", || handler.handled.lock().unwrap().len() == 1).await;
+    assert_eq!(rig.bus.replay_dead_letters("dlq", &Replay::Ids(vec!["no-such-id".into()])).await.unwrap(), 0);
+    assert_eq!(rig.bus.dead_letters("dlq").await.unwrap().len(), 1);
+    assert_eq!(rig.bus.replay_dead_letters("dlq", &Replay::Ids(vec![letter.id.clone()])).await.unwrap(), 1);
+    eventually("the replayed message", || handler.handled() == 1).await;
     assert!(rig.bus.dead_letters("dlq").await.unwrap().is_empty());
     stop.cancel();
     rig.cleanup().await;
-}
-
-/// Applies each ping once: the inbox claim and the effect commit in one transaction.
-struct Applier {
-    db: Database,
-}
-
-#[async_trait]
-impl MessageHandler for Applier {
-    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let ping = envelope.decode::<Ping>()?;
-        let mut tx = self.db.pool().begin().await?;
-        if inbox::claim(&mut tx, "applier", envelope.id).await? {
-            sqlx::query("INSERT INTO pings_applied (message_id, n) VALUES ($1, $2)")
-                .bind(envelope.id.to_string())
-                .bind(i64::from(ping.n))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
 }
 
 async fn the_outbox_publishes_after_commit_and_the_inbox_applies_once(kind: Kind) {
@@ -243,19 +111,13 @@ async fn the_outbox_publishes_after_commit_and_the_inbox_applies_once(kind: Kind
     rig.bus.publish(&sent[0]).await.unwrap();
     rig.bus.publish(&sent[2]).await.unwrap();
 
-    let applied = |db: Database| async move {
-        sqlx::query_as::<_, (i64, i64)>("SELECT COUNT(*), COALESCE(CAST(SUM(n) AS BIGINT), 0) FROM pings_applied")
-            .fetch_one(db.pool())
-            .await
-            .unwrap()
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while applied(rig.db.clone()).await.0 < 3 && tokio::time::Instant::now() < deadline {
+    while rig.applied().await.0 < 3 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     // Let the duplicates arrive too, then check that nothing was applied twice.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(applied(rig.db.clone()).await, (3, 1 + 2 + 3));
+    assert_eq!(rig.applied().await, (3, 1 + 2 + 3));
     let claimed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_messages WHERE consumer = 'applier'")
         .fetch_one(rig.db.pool())
         .await
@@ -271,49 +133,69 @@ async fn the_outbox_publishes_after_commit_and_the_inbox_applies_once(kind: Kind
     rig.cleanup().await;
 }
 
-mod in_process {
-    use super::*;
+on_both_buses!(
+    a_failing_handler_is_retried_until_it_succeeds,
+    a_message_that_keeps_failing_is_dead_lettered_after_the_retry_period_and_can_be_replayed,
+    the_outbox_publishes_after_commit_and_the_inbox_applies_once,
+);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_handler_is_retried_until_it_succeeds() {
-        super::a_failing_handler_is_retried_until_it_succeeds(Kind::InProcess).await
+/// Closes every connection of this test's bus from the broker's side, as a broker restart
+/// does; `false` when `rabbitmqctl` cannot be run here (the test then checks nothing).
+fn drop_connections_at_the_broker(exchange: &str) -> bool {
+    let rabbitmqctl = |args: &[&str]| std::process::Command::new("rabbitmqctl").args(args).output().ok();
+    let Some(listed) = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties", "--formatter", "json"])
+        .filter(|output| output.status.success())
+    else {
+        return false;
+    };
+    let connections: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+    let name = format!("eventhive {exchange}");
+    let ours: Vec<String> = connections
+        .iter()
+        .filter(|connection| connection["client_properties"].to_string().contains(&name))
+        .filter_map(|connection| connection["pid"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!ours.is_empty(), "the bus's connections are named after its exchange: {connections:?}");
+    for pid in ours {
+        rabbitmqctl(&["-q", "close_connection", &pid, "test: the broker went away"]);
     }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_message_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
-        super::a_message_that_keeps_failing_is_dead_lettered_and_can_be_replayed(Kind::InProcess).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_outbox_publishes_after_commit_and_the_inbox_applies_once() {
-        super::the_outbox_publishes_after_commit_and_the_inbox_applies_once(Kind::InProcess).await
-    }
+    true
 }
 
-mod rabbitmq {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_handler_is_retried_until_it_succeeds() {
-        if !eventhive_test_infra::run_infra_test() {
-            return;
-        }
-        super::a_failing_handler_is_retried_until_it_succeeds(Kind::Rabbit).await
+/// Issue 11: the outbox relay and the consumers come back on their own after the broker
+/// dropped their connections (what a RabbitMQ restart does to them), without stopping the
+/// shared broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_publisher_and_consumers_reconnect_on_their_own() {
+    if !eventhive_test_infra::run_infra_test() {
+        return;
     }
+    let rig = Rig::new(Kind::Rabbit).await;
+    let stop = CancellationToken::new();
+    let handler = Flaky::new(0);
+    rig.bus.subscribe(Subscription::new("reconnect", ["test.#"]), handler.clone(), stop.clone()).await.unwrap();
+    rig.bus.publish(&Envelope::new("test", &Ping { n: 1 }, None).unwrap()).await.unwrap();
+    eventually("the first message", || handler.handled() == 1).await;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_message_that_keeps_failing_is_dead_lettered_and_can_be_replayed() {
-        if !eventhive_test_infra::run_infra_test() {
-            return;
-        }
-        super::a_message_that_keeps_failing_is_dead_lettered_and_can_be_replayed(Kind::Rabbit).await
+    if !drop_connections_at_the_broker(&rig.settings.amqp_exchange) {
+        eprintln!("skipped: rabbitmqctl cannot be run here");
+        stop.cancel();
+        rig.cleanup().await;
+        return;
     }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_outbox_publishes_after_commit_and_the_inbox_applies_once() {
-        if !eventhive_test_infra::run_infra_test() {
-            return;
+    // The relay retries a failed publish; the first attempt may meet the dropped connection.
+    let relay_like = async {
+        let envelope = Envelope::new("test", &Ping { n: 2 }, None).unwrap();
+        for _ in 0..50 {
+            if rig.bus.publish(&envelope).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        super::the_outbox_publishes_after_commit_and_the_inbox_applies_once(Kind::Rabbit).await
-    }
+        false
+    };
+    assert!(relay_like.await, "the publisher reconnected");
+    eventually("the second message, by the reconnected consumer", || handler.handled() == 2).await;
+    stop.cancel();
+    rig.cleanup().await;
 }

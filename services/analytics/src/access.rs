@@ -6,12 +6,12 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use eventhive_domain::EventId;
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::{Database, grpc};
 use eventhive_proto::{
     common::{Actor, Membership},
     identity::{ListMembershipsRequest, identity_client::IdentityClient},
 };
-use tonic::transport::Channel;
 
 use crate::{error::AnalyticsError, repository};
 

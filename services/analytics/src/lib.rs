@@ -20,6 +20,8 @@
 //! - [`access`]: who may read them.
 //! - [`repository`]: every statement on analytics' tables: the event log, the read model, the
 //!   kept figures and the versions live streams look at.
+//! - [`waiting_rooms`]: the waiting rooms' figures, from the waiting room's events (kept, not
+//!   yet served).
 //! - [`error`]: analytics' errors and their gRPC statuses.
 
 mod access;
@@ -32,6 +34,7 @@ mod projection;
 mod repository;
 mod service;
 mod tally;
+mod waiting_rooms;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -118,6 +121,8 @@ pub struct Application {
     /// Bound by the caller (port 0 in tests), so that `eventhive dev` can run every service in
     /// one process.
     listener: TcpListener,
+    /// The deployment's secret key: the service token its gRPC server asks of callers.
+    secrets: eventhive_platform::Secrets,
     /// Consuming since build; the gRPC service reads through it and is woken by it.
     projection: Projection,
     /// Identity, to re-check the readers of open streams.
@@ -141,20 +146,26 @@ impl Service for Application {
         Some(&MIGRATIONS)
     }
 
+    fn subscriptions() -> Vec<Subscription> {
+        vec![subscription(), waiting_rooms::subscription()]
+    }
+
     /// Subscribes to the events the figures are made of (at once, so that nothing published
     /// from now on is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let settings: AnalyticsSettings = context.section()?;
         let live = settings.live(&context.settings)?;
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
-        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline)?;
+        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline, &secrets)?;
         let memberships: Arc<dyn Memberships> = Arc::new(IdentityMemberships::new(identity));
         let db = context.database()?;
         let projection = Projection::new(db.clone());
         let consuming = CancellationToken::new();
-        let subscription = Subscription::new(projection::QUEUE, projection::routing_keys());
-        context.bus.subscribe(subscription, Arc::new(projection.clone()), consuming.clone()).await?;
-        Ok(Self { listener: context.listener, projection, memberships, live, db, consuming })
+        context.bus.subscribe(subscription(), Arc::new(projection.clone()), consuming.clone()).await?;
+        let rooms = Arc::new(waiting_rooms::WaitingRooms::new(db.clone()));
+        context.bus.subscribe(waiting_rooms::subscription(), rooms, consuming.clone()).await?;
+        Ok(Self { listener: context.listener, secrets, projection, memberships, live, db, consuming })
     }
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -173,11 +184,16 @@ impl Service for Application {
         let health = tonic_health::server::health_reporter();
         let service =
             AnalyticsServer::new(AnalyticsService::new(self.projection, self.memberships, self.live, shutdown.clone()));
-        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;
+        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown, &self.secrets).await;
         self.consuming.cancel();
         self.db.close().await;
         result
     }
+}
+
+/// The queue of the events the figures are made of.
+fn subscription() -> Subscription {
+    Subscription::new(projection::QUEUE, projection::routing_keys())
 }
 
 /// Rebuilds the read model of the database `settings` name from its event log (`eventhive

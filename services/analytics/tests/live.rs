@@ -240,7 +240,7 @@ async fn the_running_service_consumes_the_bus_and_answers_over_grpc(backend: Bac
     eventhive_platform::telemetry::init_for_tests();
     let dir = tempfile::tempdir().unwrap();
     let cleanup = Cleanup { settings: common::settings(backend, &dir), dir };
-    let bus: Arc<dyn MessageBus> = Arc::new(InProcessBus::new());
+    let bus: Arc<dyn MessageBus> = Arc::new(InProcessBus::in_memory().await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let context = Context::of::<Application>(cleanup.settings.clone(), listener, bus.clone()).await.unwrap();
@@ -256,7 +256,11 @@ async fn the_running_service_consumes_the_bus_and_answers_over_grpc(backend: Bac
         bus.publish(&envelope).await.unwrap();
     }
 
-    let mut client = AnalyticsClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+    let secrets = eventhive_platform::Secrets::load(&cleanup.settings).unwrap();
+    let channel =
+        eventhive_platform::grpc::channel(&format!("http://127.0.0.1:{port}"), Duration::from_secs(10), &secrets)
+            .unwrap();
+    let mut client = AnalyticsClient::new(channel);
     let request =
         || GetEventAnalyticsRequest { actor: Some(sale.member("owner")), event_id: sale.event_id.to_string() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

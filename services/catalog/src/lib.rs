@@ -38,6 +38,8 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 pub struct Application {
     listener: TcpListener,
+    /// The deployment's secret key: the service token its gRPC server asks of callers.
+    secrets: eventhive_platform::Secrets,
     service: service::CatalogService,
     relay: OutboxRelay,
     db: Database,
@@ -56,20 +58,24 @@ impl Service for Application {
     }
 
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let db = context.database()?;
         let relay = OutboxRelay::new(db.clone(), context.bus.clone());
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
-        let ticketing = TicketingClient::new(grpc::channel(&context.settings.endpoint("ticketing")?, deadline)?);
+        let ticketing =
+            TicketingClient::new(grpc::channel(&context.settings.endpoint("ticketing")?, deadline, &secrets)?);
         let sales = sales::Sales::new(ticketing, deadline / 2);
         let service = service::CatalogService::new(db.clone(), relay.clone(), sales);
         let outbox_poll = Duration::from_millis(context.settings.outbox_poll_ms);
-        Ok(Self { listener: context.listener, service, relay, db, outbox_poll })
+        Ok(Self { listener: context.listener, secrets, service, relay, db, outbox_poll })
     }
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let relay = tokio::spawn(self.relay.run(self.outbox_poll, shutdown.clone()));
         let health = tonic_health::server::health_reporter();
-        let result = grpc::serve(SERVICE, self.listener, CatalogServer::new(self.service), health, shutdown).await;
+        let result =
+            grpc::serve(SERVICE, self.listener, CatalogServer::new(self.service), health, shutdown, &self.secrets)
+                .await;
         if let Err(error) = relay.await {
             tracing::error!(%error, "outbox relay task failed");
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use eventhive_domain::EventId;
 use eventhive_platform::grpc;
+use eventhive_platform::grpc::Channel;
 use eventhive_proto::ticketing::{CloseSalesRequest, ticketing_client::TicketingClient};
-use tonic::transport::Channel;
 
 use crate::error::CatalogError;
 

@@ -10,12 +10,12 @@ use std::{
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use eventhive_domain::UserId;
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::{ErrorKind, Problem};
 use eventhive_proto::identity::{GetJwksRequest, identity_client::IdentityClient};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
-use tonic::transport::Channel;
 
 /// What access tokens must say (identity's `tokens` module issues them).
 const ISSUER: &str = "eventhive";
@@ -24,6 +24,10 @@ const AUDIENCE: &str = "eventhive-api";
 const LEEWAY_SECS: u64 = 2;
 /// The least time between two JWKS fetches caused by unknown key ids.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the cached keys are trusted without asking identity again. A key identity stops
+/// publishing (retired by `eventhive keys rotate`, or removed after a leak) stops verifying
+/// here within this time, even if no token with an unknown key id ever arrives.
+const KEYS_TRUSTED_FOR: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Deserialize)]
 struct Claims {
@@ -68,6 +72,12 @@ impl JwtVerifier {
         }
         let kid = header.kid.ok_or(AuthError::Invalid)?;
         // Bound first: a guard in the match scrutinee would live into the arm that writes.
+        let stale = self.last_fetch.lock().await.is_none_or(|at| at.elapsed() >= KEYS_TRUSTED_FOR);
+        if stale {
+            // Failing to refresh keeps the keys known (identity down must not log everyone out);
+            // a key missing from a successful fetch is forgotten.
+            let _ = self.refresh_keys().await;
+        }
         let cached = self.keys.read().await.get(&kid).cloned();
         let key = match cached {
             Some(key) => key,

@@ -43,8 +43,14 @@ pub async fn authenticate_and_limit(State(state): State<AppState>, mut request: 
         return too_many(retry_after);
     }
     request.extensions_mut().insert(Arc::new(authentication));
+    request.extensions_mut().insert(ClientIp(ip));
     next.run(request).await
 }
+
+/// The client's address as the rate limits see it, for a route that passes it on (a login,
+/// whose account throttle spares clients the account knows).
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
 
 fn too_many(retry_after: Duration) -> Response {
     let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;

@@ -96,30 +96,65 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return {allowed, retry}
 ";
 
-#[derive(Default)]
 pub struct MemoryBuckets {
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<Buckets>,
+    /// Buckets above this count are swept of full ones, bounding memory under many clients.
+    sweep_above: usize,
 }
 
-/// Buckets above this count are swept of full ones, bounding memory under many clients.
-const SWEEP_ABOVE: usize = 100_000;
+#[derive(Default)]
+struct Buckets {
+    by_key: HashMap<String, Bucket>,
+    /// The sweep runs at most once a second: above the bound, a sweep on every request would
+    /// cost a pass over every bucket per request.
+    swept_at: Option<Instant>,
+}
+
+/// A bucket remembers its own rate: a sweep refills each bucket at its rate, not at the rate of
+/// the request that triggered the sweep (which used to drop an emptied per-user bucket as full
+/// whenever a per-IP request, at a higher rate, swept — and so reset the user's limit).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    rate: f64,
+}
+
+impl Bucket {
+    fn tokens_at(&self, now: Instant) -> f64 {
+        (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * self.rate).min(self.rate * 2.0)
+    }
+}
+
+impl Default for MemoryBuckets {
+    fn default() -> Self {
+        Self::sweeping_above(100_000)
+    }
+}
 
 impl MemoryBuckets {
+    fn sweeping_above(sweep_above: usize) -> Self {
+        Self { buckets: Mutex::new(Buckets::default()), sweep_above }
+    }
+
     fn take(&self, key: &str, rate: u32, now: Instant) -> Decision {
         let rate = f64::from(rate);
         let burst = rate * 2.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > SWEEP_ABOVE {
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        let due = buckets.swept_at.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+        if buckets.by_key.len() > self.sweep_above && due {
+            buckets.by_key.retain(|_, bucket| bucket.tokens_at(now) < bucket.rate * 2.0);
+            buckets.swept_at = Some(now);
         }
-        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let bucket = buckets.by_key.entry(key.to_owned()).or_insert(Bucket { tokens: burst, at: now, rate });
+        bucket.tokens = bucket.tokens_at(now);
+        bucket.at = now;
+        bucket.rate = rate;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
             Decision::Allow
         } else {
-            Decision::Deny { retry_after: Duration::from_secs_f64((1.0 - *tokens) / rate) }
+            Decision::Deny { retry_after: Duration::from_secs_f64((1.0 - bucket.tokens) / rate) }
         }
     }
 }
@@ -139,5 +174,23 @@ mod tests {
         assert!(retry_after <= Duration::from_millis(200));
         assert_eq!(buckets.take("other", 5, start), Decision::Allow);
         assert_eq!(buckets.take("ip", 5, start + Duration::from_millis(200)), Decision::Allow);
+    }
+
+    #[test]
+    fn a_sweep_refills_each_bucket_at_its_own_rate() {
+        let buckets = MemoryBuckets::sweeping_above(1);
+        let start = Instant::now();
+        // A user at 1 request a second spends their burst.
+        assert_eq!(buckets.take("user:u", 1, start), Decision::Allow);
+        assert_eq!(buckets.take("user:u", 1, start), Decision::Allow);
+        assert!(matches!(buckets.take("user:u", 1, start), Decision::Deny { .. }));
+        // A request at a high per-IP rate sweeps; at its rate the user's bucket would look
+        // full and be dropped, handing the user a fresh burst.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(buckets.take("ip:1", 1000, later), Decision::Allow);
+        assert!(
+            matches!(buckets.take("user:u", 1, later), Decision::Deny { .. }),
+            "the user's limit survived the sweep"
+        );
     }
 }

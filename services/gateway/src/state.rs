@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use eventhive_domain::UserId;
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::{Problem, Settings, grpc};
 use eventhive_proto::{
     analytics::analytics_client::AnalyticsClient,
@@ -14,7 +15,6 @@ use eventhive_proto::{
     ticketing::ticketing_client::TicketingClient,
     waiting_room::waiting_room_client::WaitingRoomClient,
 };
-use tonic::transport::Channel;
 
 use crate::{GatewaySettings, auth::JwtVerifier, ratelimit::RateLimiter};
 
@@ -28,12 +28,13 @@ pub struct AppState {
     pub waiting_room: WaitingRoomClient<Channel>,
     /// Analytics without a per-call deadline, for live streams that last as long as the client.
     pub analytics_stream_channel: Channel,
-    pub identity_channel: Channel,
-    pub catalog_channel: Channel,
-    pub ticketing_channel: Channel,
-    pub analytics_channel: Channel,
-    pub notifications_channel: Channel,
-    pub waiting_room_channel: Channel,
+    /// Plain channels, for the health checks of readiness (open, no service token).
+    pub identity_channel: tonic::transport::Channel,
+    pub catalog_channel: tonic::transport::Channel,
+    pub ticketing_channel: tonic::transport::Channel,
+    pub analytics_channel: tonic::transport::Channel,
+    pub notifications_channel: tonic::transport::Channel,
+    pub waiting_room_channel: tonic::transport::Channel,
     pub verifier: Arc<JwtVerifier>,
     pub limiter: Arc<RateLimiter>,
     pub settings: Arc<Settings>,
@@ -44,14 +45,15 @@ pub struct AppState {
 impl AppState {
     pub async fn new(settings: Settings, gateway: GatewaySettings) -> anyhow::Result<Self> {
         let deadline = std::time::Duration::from_millis(settings.grpc_deadline_ms);
-        let identity_channel = grpc::channel(&settings.endpoint("identity")?, deadline)?;
-        let catalog_channel = grpc::channel(&settings.endpoint("catalog")?, deadline)?;
-        let ticketing_channel = grpc::channel(&settings.endpoint("ticketing")?, deadline)?;
-        let analytics_channel = grpc::channel(&settings.endpoint("analytics")?, deadline)?;
-        let notifications_channel = grpc::channel(&settings.endpoint("notifications")?, deadline)?;
-        let waiting_room_channel = grpc::channel(&settings.endpoint("waiting_room")?, deadline)?;
-        let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?)?;
-        let identity = IdentityClient::new(identity_channel.clone());
+        let secrets = eventhive_platform::Secrets::load(&settings)?;
+        let identity_channel = grpc::health_channel(&settings.endpoint("identity")?, deadline)?;
+        let catalog_channel = grpc::health_channel(&settings.endpoint("catalog")?, deadline)?;
+        let ticketing_channel = grpc::health_channel(&settings.endpoint("ticketing")?, deadline)?;
+        let analytics_channel = grpc::health_channel(&settings.endpoint("analytics")?, deadline)?;
+        let notifications_channel = grpc::health_channel(&settings.endpoint("notifications")?, deadline)?;
+        let waiting_room_channel = grpc::health_channel(&settings.endpoint("waiting_room")?, deadline)?;
+        let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?, &secrets)?;
+        let identity = IdentityClient::new(grpc::authenticated(identity_channel.clone(), &secrets));
         let limiter = match &settings.redis_url {
             Some(url) => RateLimiter::redis(url, &settings.redis_prefix).await?,
             None => RateLimiter::in_memory(),
@@ -59,11 +61,11 @@ impl AppState {
         Ok(Self {
             verifier: Arc::new(JwtVerifier::new(identity.clone())),
             identity,
-            catalog: CatalogClient::new(catalog_channel.clone()),
-            ticketing: TicketingClient::new(ticketing_channel.clone()),
-            analytics: AnalyticsClient::new(analytics_channel.clone()),
-            notifications: NotificationsClient::new(notifications_channel.clone()),
-            waiting_room: WaitingRoomClient::new(waiting_room_channel.clone()),
+            catalog: CatalogClient::new(grpc::authenticated(catalog_channel.clone(), &secrets)),
+            ticketing: TicketingClient::new(grpc::authenticated(ticketing_channel.clone(), &secrets)),
+            analytics: AnalyticsClient::new(grpc::authenticated(analytics_channel.clone(), &secrets)),
+            notifications: NotificationsClient::new(grpc::authenticated(notifications_channel.clone(), &secrets)),
+            waiting_room: WaitingRoomClient::new(grpc::authenticated(waiting_room_channel.clone(), &secrets)),
             waiting_room_channel,
             analytics_channel,
             notifications_channel,

@@ -2,7 +2,7 @@
 
 use eventhive_platform::{
     ErrorKind, FieldError,
-    problem::{internal_status, status, validation_status},
+    problem::{internal_status, status, status_retry_after, validation_status},
 };
 use tonic::Status;
 
@@ -14,6 +14,8 @@ pub enum IdentityError {
     EmailTaken,
     #[error("invalid email or password")]
     InvalidCredentials,
+    #[error("too many failed logins to this account; try again in a moment")]
+    LoginDelayed { retry_after_ms: i64 },
     #[error("the refresh token is invalid, expired or revoked")]
     InvalidRefreshToken,
     #[error("no such user")]
@@ -53,6 +55,11 @@ impl From<IdentityError> for Status {
                 status(ErrorKind::NotFound, message, &[])
             }
             IdentityError::NotAllowed => status(ErrorKind::Forbidden, message, &[]),
+            IdentityError::LoginDelayed { retry_after_ms } => status_retry_after(
+                ErrorKind::RateLimited,
+                message,
+                std::time::Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
+            ),
             IdentityError::Unexpected(error) => internal_status(&error),
         }
     }

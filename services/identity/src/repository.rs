@@ -1,5 +1,6 @@
 //! Identity's storage: every SQL statement on `users`, `refresh_tokens`, `organizations` and
-//! `memberships` (the signing keys have their own, `signing_keys`). Single statements run on
+//! `memberships` (the signing keys have their own, `signing_keys`, and the login throttle
+//! its own, `throttle`). Single statements run on
 //! the pool; the ones an operation groups take its transaction's connection.
 
 use anyhow::Context;
@@ -111,6 +112,19 @@ impl Repository {
                 .fetch_optional(self.db.pool())
                 .await?;
         row.map(|(id, email, display_name)| Ok(UserRow { id: stored_user_id(&id)?, email, display_name })).transpose()
+    }
+
+    /// The database, for the modules that keep their own SQL (`throttle`).
+    pub fn database(&self) -> Database {
+        self.db.clone()
+    }
+
+    /// Deletes refresh tokens that expired: none of them can be used or reused any more, and a
+    /// family's reuse detection needs only its live tokens. Returns how many went.
+    pub async fn delete_expired_refresh_tokens(&self, now: i64) -> Result<u64> {
+        let deleted =
+            sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(now).execute(self.db.pool()).await?;
+        Ok(deleted.rows_affected())
     }
 
     pub async fn insert_refresh_token(

@@ -26,7 +26,7 @@ use crate::{
 
 pub struct IdentityService {
     users: Users,
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
     organizations: Organizations,
     /// For the JWKS: the keys that verify the access tokens `sessions` hands out.
     tokens: Arc<TokenIssuer>,
@@ -37,10 +37,15 @@ impl IdentityService {
         let repository = Repository::new(db);
         Self {
             users: Users::new(repository.clone(), passwords.clone()),
-            sessions: Sessions::new(repository.clone(), passwords, tokens.clone(), refresh_ttl_secs),
+            sessions: Arc::new(Sessions::new(repository.clone(), passwords, tokens.clone(), refresh_ttl_secs)),
             organizations: Organizations::new(repository),
             tokens,
         }
+    }
+
+    /// For the service's housekeeping (pruning old sessions).
+    pub fn sessions(&self) -> Arc<Sessions> {
+        self.sessions.clone()
     }
 }
 
@@ -55,8 +60,8 @@ impl identity_server::Identity for IdentityService {
     }
 
     async fn login(&self, request: Request<LoginRequest>) -> Answer<TokenPair> {
-        let LoginRequest { email, password } = request.into_inner();
-        let session = self.sessions.login(&email, password).await?;
+        let LoginRequest { email, password, client } = request.into_inner();
+        let session = self.sessions.login(&email, password, &client).await?;
         Ok(Response::new(token_pair(session)))
     }
 
@@ -123,7 +128,7 @@ impl identity_server::Identity for IdentityService {
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Answer<Jwks> {
-        Ok(Response::new(Jwks { json: self.tokens.jwks_json().to_owned() }))
+        Ok(Response::new(Jwks { json: self.tokens.jwks_json() }))
     }
 }
 

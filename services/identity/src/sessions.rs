@@ -12,6 +12,7 @@ use crate::{
     error::IdentityError,
     passwords::PasswordHashing,
     repository::{RefreshTokenRow, Repository},
+    throttle::{self, LoginThrottle},
     tokens::{TokenIssuer, hash_refresh_token, new_refresh_token},
 };
 
@@ -27,6 +28,7 @@ pub struct Session {
 
 pub struct Sessions {
     repository: Repository,
+    throttle: LoginThrottle,
     passwords: PasswordHashing,
     tokens: Arc<TokenIssuer>,
     /// How long a refresh token works, in milliseconds.
@@ -41,19 +43,41 @@ impl Sessions {
         refresh_ttl_secs: u64,
     ) -> Self {
         let refresh_ttl_ms = i64::try_from(refresh_ttl_secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
-        Self { repository, passwords, tokens, refresh_ttl_ms }
+        let throttle = LoginThrottle::new(repository.database());
+        Self { repository, throttle, passwords, tokens, refresh_ttl_ms }
     }
 
     /// A new session for the right password. An unknown email costs as much time as a wrong
-    /// password and answers the same.
+    /// password and answers the same, and is throttled alike. Failed logins to one account
+    /// delay its next try (see `throttle`), except from a client it logged in from before;
+    /// a delayed try is refused before its password costs a hash.
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, email: &str, password: String) -> Result<Session> {
-        let credentials = self.repository.credentials(&Email::normalize(email)).await?;
+    pub async fn login(&self, email: &str, password: String, client: &str) -> Result<Session> {
+        let email = Email::normalize(email);
+        let client = throttle::client_key(client);
+        let credentials = self.repository.credentials(&email).await?;
         let (user_id, hash) = credentials.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
-        if !self.passwords.verify(password, hash).await? {
-            return Err(IdentityError::InvalidCredentials);
+        let known_client = match (user_id, &client) {
+            (Some(user_id), Some(client)) => self.throttle.is_known(&user_id.to_string(), client).await?,
+            _ => false,
+        };
+        let now = now_ms();
+        if !known_client
+            && let Some(until) = self.throttle.blocked_until(&email).await?
+            && until > now
+        {
+            metrics::counter!("eventhive_logins_delayed_total").increment(1);
+            return Err(IdentityError::LoginDelayed { retry_after_ms: until - now });
         }
-        let user_id = user_id.ok_or(IdentityError::InvalidCredentials)?;
+        let user_id = match (self.passwords.verify(password, hash).await?, user_id) {
+            (true, Some(user_id)) => user_id,
+            _ => {
+                metrics::counter!("eventhive_logins_failed_total").increment(1);
+                self.throttle.failed(&email, now_ms()).await?;
+                return Err(IdentityError::InvalidCredentials);
+            }
+        };
+        self.throttle.succeeded(&email, &user_id.to_string(), client.as_deref(), now_ms()).await?;
         let mut tx = self.repository.begin().await?;
         let family_id = uuid::Uuid::now_v7().to_string();
         let refresh_token = self.issue_refresh_token(&mut tx, user_id, &family_id).await?;
@@ -107,6 +131,14 @@ impl Sessions {
             .insert_refresh_token(tx, family_id, user_id, &hash_refresh_token(&token), now, expires_at)
             .await?;
         Ok(token)
+    }
+
+    /// Forgets what no login needs any more: refresh tokens past their expiry, failures idle
+    /// for a day, clients unused for 90 days. Run by the service now and then.
+    pub async fn prune(&self) -> Result<u64> {
+        let now = now_ms();
+        let tokens = self.repository.delete_expired_refresh_tokens(now).await?;
+        Ok(tokens + self.throttle.prune(now).await?)
     }
 
     fn session(&self, user_id: UserId, refresh_token: String) -> Result<Session> {

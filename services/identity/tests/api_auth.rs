@@ -20,6 +20,8 @@ on_both_backends!(
     creating_an_organization_makes_the_caller_its_owner,
     owners_and_admins_add_members_and_nobody_picks_their_own_role,
     membership_changes_take_effect_at_once,
+    failed_logins_delay_an_account_but_never_its_owners_known_client,
+    expired_refresh_tokens_are_deleted,
 );
 
 async fn registering_returns_the_account_and_emails_are_unique_case_insensitively(backend: Backend) {
@@ -250,4 +252,86 @@ fn decode_segment(segment: &str) -> Value {
 fn encode_segment(value: &Value) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// A login from `ip` (the gateway trusts `X-Forwarded-For` in this test, as behind a proxy).
+async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> reqwest::Response {
+    app.request(reqwest::Method::POST, "/v1/auth/login", None)
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Credential stuffing spread over many addresses: the per-address limit never trips, the
+/// per-account delay does. The owner's usual client is never held back; a new client waits
+/// at most the delay; an unknown email is delayed alike (the delay tells no account exists).
+async fn failed_logins_delay_an_account_but_never_its_owners_known_client(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| settings.set("trust_forwarded_for", true)).await;
+    let email = "ada@example.com";
+    assert_eq!(app.register(email, PASSWORD, "Ada").await.status(), 201);
+    assert_eq!(login_from(&app, "198.51.100.7", email, PASSWORD).await.status(), 200, "the owner's usual client");
+
+    for attempt in 1..=3 {
+        let wrong = login_from(&app, &format!("203.0.113.{attempt}"), email, "not the password").await;
+        assert_problem(wrong, 401, "unauthorized").await;
+    }
+    let delayed = login_from(&app, "203.0.113.4", email, "not the password").await;
+    let retry_after: u64 = delayed.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    assert_problem(delayed, 429, "rate-limited").await;
+    // Even the right password waits, from a client the account does not know.
+    assert_problem(login_from(&app, "203.0.113.5", email, PASSWORD).await, 429, "rate-limited").await;
+    // The owner's own client gets in at once.
+    assert_eq!(login_from(&app, "198.51.100.7", email, PASSWORD).await.status(), 200);
+
+    // An account that does not exist is delayed the same way.
+    for attempt in 1..=3 {
+        let unknown = login_from(&app, &format!("203.0.113.{attempt}"), "nobody@example.com", PASSWORD).await;
+        assert_problem(unknown, 401, "unauthorized").await;
+    }
+    assert_problem(login_from(&app, "203.0.113.9", "nobody@example.com", PASSWORD).await, 429, "rate-limited").await;
+
+    // The delay ends: a new client with the right password gets in, and that clears the count.
+    for attempt in 1..=3 {
+        assert_problem(login_from(&app, &format!("203.0.113.{attempt}"), email, "wrong").await, 401, "unauthorized")
+            .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(login_from(&app, "192.0.2.1", email, PASSWORD).await.status(), 200);
+    assert_problem(login_from(&app, "203.0.113.6", email, "wrong").await, 401, "unauthorized").await;
+}
+
+/// Refresh tokens used to stay forever; an expired one is deleted by the next prune.
+async fn expired_refresh_tokens_are_deleted(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| settings.set("session_prune_interval_secs", 1)).await;
+    let first = app.sign_up().await;
+    let second = app.sign_up().await;
+    let identity = app.database("identity").await;
+    let count = |user: String| {
+        let pool = identity.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM refresh_tokens WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    sqlx::query("UPDATE refresh_tokens SET expires_at = 0 WHERE user_id = $1")
+        .bind(&first.user_id)
+        .execute(identity.pool())
+        .await
+        .unwrap();
+    let mut left = 1;
+    for _ in 0..50 {
+        left = count(first.user_id.clone()).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the expired token was not pruned");
+    assert_eq!(count(second.user_id.clone()).await, 1, "a live token stays");
 }

@@ -13,13 +13,14 @@ use std::{
 use anyhow::Context;
 use async_trait::async_trait;
 use eventhive_domain::{EventId, UserId};
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::storage::to_ms;
 use eventhive_proto::{
     catalog::{GetEventRequest, catalog_client::CatalogClient},
     identity::{GetUserRequest, identity_client::IdentityClient},
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use crate::store::EventInfo;
 

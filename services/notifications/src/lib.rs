@@ -48,9 +48,12 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// The bus queue of the consumer.
 const QUEUE: &str = "notifications.email";
-/// Deliveries of one domain event before the bus parks it: generous, because a failure here
-/// mostly means identity is briefly unreachable, and the email should still go out.
-const MAX_HANDLER_ATTEMPTS: u32 = 10;
+
+/// The consumer's queue. A failure there mostly means identity is briefly unreachable: the bus
+/// retries it for as long as `EVENTHIVE_BUS_RETRY_FOR_SECS` allows, so the email still goes out.
+fn subscription() -> Subscription {
+    Subscription::new(QUEUE, consumer::routing_keys())
+}
 
 /// Notifications' settings section: where mail goes and how hard to try.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +106,8 @@ pub struct Handles {
 /// A built notifications service, bound to its listener and subscribed, ready to run.
 pub struct Application {
     listener: TcpListener,
+    /// The deployment's secret key: the service token its gRPC server asks of callers.
+    secrets: eventhive_platform::Secrets,
     service: service::NotificationsService,
     sender: Sender,
     db: Database,
@@ -121,15 +126,20 @@ impl Service for Application {
         Some(&MIGRATIONS)
     }
 
+    fn subscriptions() -> Vec<Subscription> {
+        vec![subscription()]
+    }
+
     /// Builds the mailer and subscribes to the domain events (at once, so that nothing
     /// published from now on is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let settings: NotificationsSettings = context.section()?;
         let db = context.database()?;
         let sender = Sender::new(db.clone(), &settings)?;
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
-        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline)?;
-        let catalog = grpc::channel(&context.settings.endpoint("catalog")?, deadline)?;
+        let identity = grpc::channel(&context.settings.endpoint("identity")?, deadline, &secrets)?;
+        let catalog = grpc::channel(&context.settings.endpoint("catalog")?, deadline, &secrets)?;
         let consumer = consumer::EmailConsumer::new(
             db.clone(),
             Arc::new(render::Templates::new()?),
@@ -138,11 +148,10 @@ impl Service for Application {
             sender.clone(),
         );
         let consuming = CancellationToken::new();
-        let mut subscription = Subscription::new(QUEUE, consumer::routing_keys());
-        subscription.max_attempts = MAX_HANDLER_ATTEMPTS;
-        context.bus.subscribe(subscription, Arc::new(consumer), consuming.clone()).await?;
+        context.bus.subscribe(subscription(), Arc::new(consumer), consuming.clone()).await?;
         Ok(Self {
             listener: context.listener,
+            secrets,
             service: service::NotificationsService::new(db.clone(), sender.clone()),
             sender,
             db,
@@ -167,8 +176,15 @@ impl Service for Application {
         });
         tokio::spawn(eventhive_platform::outbox::prune_periodically(self.db.clone(), stop.clone()));
         let health = tonic_health::server::health_reporter();
-        let result =
-            grpc::serve(SERVICE, self.listener, NotificationsServer::new(self.service), health, shutdown).await;
+        let result = grpc::serve(
+            SERVICE,
+            self.listener,
+            NotificationsServer::new(self.service),
+            health,
+            shutdown,
+            &self.secrets,
+        )
+        .await;
         stop.cancel();
         if let Err(error) = sending.await {
             tracing::error!(%error, "notifications sender failed");

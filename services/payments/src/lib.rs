@@ -78,6 +78,8 @@ impl Section for PaymentsSettings {
 /// A built payments service, bound to its listener, ready to run.
 pub struct Application {
     listener: TcpListener,
+    /// The deployment's secret key: the service token its gRPC server asks of callers.
+    secrets: eventhive_platform::Secrets,
     service: service::PaymentsService,
     db: Database,
 }
@@ -94,6 +96,7 @@ impl Service for Application {
 
     /// Sets up the simulated processor from `payment_latency_ms` and `payment_failure_rate`.
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let settings: PaymentsSettings = context.section()?;
         let db = context.database()?;
         let processor = processor::SimulatedProcessor::new(
@@ -103,12 +106,14 @@ impl Service for Application {
         );
         let service = service::PaymentsService::new(db.clone(), Arc::new(processor))
             .with_settle_delay(Duration::from_millis(settings.payment_settle_delay_ms));
-        Ok(Self { listener: context.listener, service, db })
+        Ok(Self { listener: context.listener, secrets, service, db })
     }
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let health = tonic_health::server::health_reporter();
-        let result = grpc::serve(SERVICE, self.listener, PaymentsServer::new(self.service), health, shutdown).await;
+        let result =
+            grpc::serve(SERVICE, self.listener, PaymentsServer::new(self.service), health, shutdown, &self.secrets)
+                .await;
         self.db.close().await;
         result
     }

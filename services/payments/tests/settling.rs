@@ -236,15 +236,25 @@ async fn the_application_serves_payments_over_grpc(backend: Backend) {
     let _drop_database = DropDatabase(settings.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let bus = Arc::new(eventhive_platform::bus::in_process::InProcessBus::new());
+    let bus = Arc::new(eventhive_platform::bus::in_process::InProcessBus::in_memory().await.unwrap());
     let context = Context::of::<Application>(settings.clone(), listener, bus).await.unwrap();
     let app = Application::build(context).await.unwrap();
     let stop = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
 
-    let channel =
-        eventhive_platform::grpc::channel(&format!("http://127.0.0.1:{port}"), Duration::from_secs(10)).unwrap();
-    assert!(eventhive_platform::grpc::is_serving(channel.clone()).await);
+    let plain =
+        eventhive_platform::grpc::health_channel(&format!("http://127.0.0.1:{port}"), Duration::from_secs(10)).unwrap();
+    assert!(eventhive_platform::grpc::is_serving(plain.clone()).await, "health checks are open to anyone");
+    // Anyone who reaches the port is not anyone: without this deployment's service token, or
+    // with another deployment's, nothing is charged.
+    let stranger =
+        PaymentsClient::new(plain.clone()).charge(charge_request(&new_order(), test_cards::SUCCEEDS, "")).await;
+    assert_eq!(stranger.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let other_key = Settings { secret_key: Some(Secrets::new_key_text().unwrap().into()), ..Settings::default() };
+    let other = eventhive_platform::grpc::authenticated(plain.clone(), &Secrets::load(&other_key).unwrap());
+    let forged = PaymentsClient::new(other).charge(charge_request(&new_order(), test_cards::SUCCEEDS, "")).await;
+    assert_eq!(forged.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let channel = eventhive_platform::grpc::authenticated(plain, &Secrets::load(&settings).unwrap());
     let mut client = PaymentsClient::new(channel);
     let order = new_order();
     let paid = client.charge(charge_request(&order, test_cards::SUCCEEDS, "")).await.unwrap().into_inner();

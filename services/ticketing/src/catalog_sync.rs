@@ -14,7 +14,8 @@ use eventhive_domain::{
         Envelope, EventCancelled, EventChanged, EventPublished, EventSnapshot, TicketTypeSnapshot, VenueSnapshot,
     },
 };
-use eventhive_platform::{Database, bus::MessageHandler, inbox, storage::to_ms};
+use eventhive_platform::grpc::Channel;
+use eventhive_platform::{Database, Secrets, bus::MessageHandler, inbox, storage::to_ms};
 use eventhive_proto::catalog::{Event, GetEventRequest, catalog_client::CatalogClient};
 use ring::{
     rand::SystemRandom,
@@ -23,7 +24,7 @@ use ring::{
 use sqlx::AnyConnection;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::Notify;
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use crate::{inventory, repository::catalog};
 
@@ -37,11 +38,19 @@ pub struct CatalogSync {
     shards: i64,
     /// Woken when an event is cancelled, so its orders are refunded now, not at the next sweep.
     sweeper: Arc<Notify>,
+    /// Seals each event's private signing key before it is stored.
+    secrets: Secrets,
 }
 
 impl CatalogSync {
-    pub fn new(db: Database, catalog: CatalogClient<Channel>, shards: i64, sweeper: Arc<Notify>) -> Self {
-        Self { db, catalog, shards, sweeper }
+    pub fn new(
+        db: Database,
+        catalog: CatalogClient<Channel>,
+        shards: i64,
+        sweeper: Arc<Notify>,
+        secrets: Secrets,
+    ) -> Self {
+        Self { db, catalog, shards, sweeper, secrets }
     }
 
     /// Applies a snapshot: the event's fields if newer than what we hold, and any new ticket
@@ -50,7 +59,8 @@ impl CatalogSync {
         match catalog::revision(tx, snapshot.event_id).await? {
             None => {
                 let (private, public) = new_signing_key()?;
-                catalog::insert_event(tx, snapshot, private, public).await?;
+                let sealed = self.secrets.seal(crate::tickets::EVENT_KEY_PURPOSE, private.as_bytes())?;
+                catalog::insert_event(tx, snapshot, sealed, public).await?;
             }
             Some(revision) if revision < snapshot.revision => catalog::update_event(tx, snapshot).await?,
             Some(_) => {}

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use eventhive_platform::{Database, outbox::OutboxRelay};
+use eventhive_platform::grpc::Channel;
+use eventhive_platform::{Database, Secrets, outbox::OutboxRelay};
 use eventhive_proto::payments::payments_client::PaymentsClient;
-use tonic::transport::Channel;
 
 use crate::{catalog_sync::CatalogSync, faults::Faults};
 
@@ -19,6 +19,8 @@ pub struct Engine {
     pub(crate) payments: PaymentsClient<Channel>,
     /// Woken after a commit that wrote to the outbox, so the event leaves at once.
     pub(crate) relay: OutboxRelay,
+    /// The deployment's secret key, for the keyed fingerprint of a payment's card.
+    pub(crate) secrets: Secrets,
     /// Where tests make the saga "crash" between two steps.
     pub(crate) faults: Faults,
     /// How long a new order holds its tickets.
@@ -34,6 +36,7 @@ impl Engine {
         catalog: CatalogSync,
         payments: PaymentsClient<Channel>,
         relay: OutboxRelay,
+        secrets: Secrets,
         hold_ttl: Duration,
         call_deadline: Duration,
     ) -> Self {
@@ -43,6 +46,7 @@ impl Engine {
             catalog,
             payments,
             relay,
+            secrets,
             faults: Faults::default(),
             hold_ttl_ms: millis(hold_ttl),
             stale_after_ms: (millis(call_deadline) * 3).max(5_000),

@@ -9,6 +9,10 @@
 //! Tickets move between three columns and never leave a shard: hold (available → held),
 //! release (held → available), sell (held → sold), restock (sold → available).
 //!
+//! Lock order, for every transaction that takes both: the buyer's per-event total
+//! (`buyer_event_totals`) first, then the shards in shard order. A hold reserves the buyer's
+//! quota before it holds; a release or restock gives the quota back before it moves tickets.
+//!
 //! This module owns the `inventory_shards` and `order_allocations` tables.
 
 use anyhow::Context;

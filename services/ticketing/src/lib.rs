@@ -65,6 +65,30 @@ pub const SERVICE: &str = "ticketing";
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
+/// `eventhive keys rotate`, ticketing's part: every event's private signing key sealed with the
+/// current secret key (a key sealed with the previous one, or stored before sealing existed).
+/// The keys themselves stay: the codes on issued tickets must verify at the door until the
+/// event, offline too, so an event's key lives as long as its tickets.
+pub async fn reseal_keys(settings: &eventhive_platform::Settings) -> anyhow::Result<String> {
+    let secrets = eventhive_platform::Secrets::load(settings)?;
+    let db = eventhive_platform::service::open_database(settings, SERVICE, Some(&MIGRATIONS))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("ticketing has a database"))?;
+    let mut conn = db.pool().acquire().await?;
+    let mut resealed = 0;
+    for (event_id, stored) in repository::catalog::signing_keys(&mut conn).await? {
+        let opened = secrets.open(tickets::EVENT_KEY_PURPOSE, &stored)?;
+        if !opened.current {
+            let sealed = secrets.seal(tickets::EVENT_KEY_PURPOSE, &opened.plaintext)?;
+            repository::catalog::reseal_signing_key(&mut conn, &event_id, &sealed).await?;
+            resealed += 1;
+        }
+    }
+    drop(conn);
+    db.close().await;
+    Ok(format!("ticketing: {resealed} event signing keys sealed with the current secret key"))
+}
+
 /// Ticketing's settings section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -107,8 +131,18 @@ pub struct Handles {
     pub relay: OutboxRelay,
 }
 
+/// Catalog's events, which keep ticketing's copy of catalog.
+fn subscription() -> Subscription {
+    Subscription::new(
+        "ticketing.catalog",
+        [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
+    )
+}
+
 pub struct Application {
     listener: TcpListener,
+    /// The deployment's secret key: the service token its gRPC server asks of callers.
+    secrets: eventhive_platform::Secrets,
     engine: engine::Engine,
     sweeper: Sweeper,
     relay: OutboxRelay,
@@ -130,38 +164,47 @@ impl Service for Application {
         Some(&MIGRATIONS)
     }
 
+    fn subscriptions() -> Vec<Subscription> {
+        vec![subscription()]
+    }
+
     /// Subscribes to catalog's events (at once, so that nothing catalog publishes from now on
     /// is missed).
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let settings: TicketingSettings = context.section()?;
         let db = context.database()?;
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
-        let catalog = CatalogClient::new(grpc::channel(&context.settings.endpoint("catalog")?, deadline)?);
+        let catalog = CatalogClient::new(grpc::channel(&context.settings.endpoint("catalog")?, deadline, &secrets)?);
         // The gateway's call to ticketing has `grpc_deadline_ms`; a payment made for it must end
         // well inside it, so that ticketing learns its outcome (or that it is unknown) and answers
         // while its caller still waits. (A caller that leaves anyway does not stop the payment:
         // see `purchase`.)
-        let payments = PaymentsClient::new(grpc::channel(&context.settings.endpoint("payments")?, deadline / 2)?);
+        let payments =
+            PaymentsClient::new(grpc::channel(&context.settings.endpoint("payments")?, deadline / 2, &secrets)?);
         let relay = OutboxRelay::new(db.clone(), context.bus.clone());
         let wake = Arc::new(Notify::new());
-        let sync =
-            catalog_sync::CatalogSync::new(db.clone(), catalog, i64::from(settings.inventory_shards), wake.clone());
+        let sync = catalog_sync::CatalogSync::new(
+            db.clone(),
+            catalog,
+            i64::from(settings.inventory_shards),
+            wake.clone(),
+            secrets.clone(),
+        );
         let engine = engine::Engine::new(
             db.clone(),
             sync.clone(),
             payments,
             relay.clone(),
+            secrets.clone(),
             Duration::from_secs(settings.hold_ttl_secs),
             deadline,
         );
         let consuming = CancellationToken::new();
-        let subscription = Subscription::new(
-            "ticketing.catalog",
-            [EventPublished::routing_key(), EventChanged::routing_key(), EventCancelled::routing_key()],
-        );
-        context.bus.subscribe(subscription, Arc::new(sync), consuming.clone()).await?;
+        context.bus.subscribe(subscription(), Arc::new(sync), consuming.clone()).await?;
         Ok(Self {
             listener: context.listener,
+            secrets,
             sweeper: Sweeper::new(engine.clone(), wake),
             engine,
             relay,
@@ -191,7 +234,7 @@ impl Service for Application {
         });
         let health = tonic_health::server::health_reporter();
         let service = TicketingServer::new(service::TicketingService::new(self.engine));
-        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;
+        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown, &self.secrets).await;
         for task in [relay, sweeper] {
             if let Err(error) = task.await {
                 tracing::error!(%error, "ticketing background task failed");

@@ -304,8 +304,10 @@ impl Engine {
             return Ok(false);
         }
         orders::set_closed_reason(&mut tx, order_id, reason).await?;
-        inventory::apply(&mut tx, order_id, Move::Release).await?;
+        // The buyer's total before the shards, the order a hold takes them in: the other order
+        // deadlocks against a hold of the same buyer waiting for a shard this holds.
         orders::release_buyer_quota(&mut tx, &order).await?;
+        inventory::apply(&mut tx, order_id, Move::Release).await?;
         let summary = views::summary(&mut tx, &order).await?;
         let reason_label = if event == OrderEvent::HoldExpired { "expired" } else { "cancelled" };
         metrics::counter!("eventhive_holds_released_total", "reason" => reason_label).increment(1);

@@ -44,6 +44,9 @@ use crate::{
 
 type Result<T> = std::result::Result<T, TicketingError>;
 
+/// The payment id of an order that cost nothing: no charge exists to point at.
+const NO_PAYMENT: &str = "";
+
 /// A buyer's request to pay an order, parsed.
 #[derive(Debug, Clone)]
 pub(crate) struct Payment {
@@ -58,8 +61,12 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
     pub(crate) async fn pay_order(&self, request: Payment, request_id: Option<&str>) -> Result<Order> {
         let card = request.card.clone().unwrap_or_default();
-        // Its form must not change while keys live (24 h): a retry across a deploy must match.
-        let fingerprint = format!("{}|{}|{}|{}", card.number, card.exp_month, card.exp_year, card.cvc);
+        // The card as the key's fingerprint knows it: a hash keyed with the deployment's secret
+        // (a plain hash of a card number is brute-forced in minutes when its first and last
+        // digits are known), and never the CVC, which nothing may keep. Its form must not change
+        // while keys live (24 h): a retry across a deploy must match.
+        let card_text = format!("{}|{}|{}", card.number, card.exp_month, card.exp_year);
+        let fingerprint = self.secrets.keyed_hash("payment-fingerprint", card_text.as_bytes());
         let operation = Operation::PayOrder { order_id: request.order_id };
         let scope = Scope::new(request.buyer_id, operation, request.key.clone(), fingerprint.as_bytes());
         // The key is claimed in a transaction of its own: the payment cannot run inside one.
@@ -135,6 +142,9 @@ impl Engine {
                         return Err(TicketingError::Conflict("the event is cancelled".into()));
                     }
                     if self.start_payment(&order, now, &request.key).await? {
+                        if order.is_free() {
+                            return self.complete_free(&order, request_id).await;
+                        }
                         // The attempt is known by when it started (`authorizing_since`).
                         return self.charge(&order, now, request, request_id).await;
                     }
@@ -150,6 +160,15 @@ impl Engine {
     async fn start_payment(&self, order: &OrderRecord, now: i64, key: &IdempotencyKey) -> Result<bool> {
         let mut conn = self.db.pool().acquire().await?;
         orders::start_payment(&mut conn, order.id, now, key.as_str()).await
+    }
+
+    /// An order of free tickets is paid with nothing to charge: payments is not asked (it
+    /// refuses a charge of 0), no card is needed, and the order carries no payment id.
+    async fn complete_free(&self, order: &OrderRecord, request_id: Option<&str>) -> Result<Order> {
+        self.complete_payment(order.id, NO_PAYMENT, request_id).await?;
+        let mut conn = self.db.pool().acquire().await?;
+        let paid = orders::get(&mut conn, order.id).await?;
+        views::order(&mut conn, &paid).await
     }
 
     /// Completes an in-flight payment if payments has captured it; `false` if it has not (yet).
@@ -274,7 +293,7 @@ impl Engine {
         let now = now_ms();
         orders::mark_paid(&mut tx, order_id, payment_id, now).await?;
         inventory::apply(&mut tx, order_id, Move::Sell).await?;
-        let issued = tickets::issue(&mut tx, &order, now).await?;
+        let issued = tickets::issue(&mut tx, &order, now, &self.secrets).await?;
         let summary = views::summary(&mut tx, &order).await?;
         let rid = request_id.map(str::to_owned);
         let tickets_issued = TicketsIssued {
@@ -309,6 +328,10 @@ impl Engine {
 
     /// Finds out how an abandoned payment ended and moves the order on accordingly.
     pub(crate) async fn resolve_payment(&self, order: &OrderRecord, now: i64) -> Result<()> {
+        if order.is_free() {
+            // Nothing was charged: the crash came between the two local steps.
+            return self.complete_payment(order.id, NO_PAYMENT, None).await;
+        }
         let lookup = GetPaymentForOrderRequest { order_id: order.id.to_string() };
         match self.payments.clone().get_payment_for_order(lookup).await {
             Ok(payment) => {
@@ -368,9 +391,12 @@ impl Engine {
     pub(crate) async fn finish_refund(&self, order_id: OrderId, request_id: Option<&str>) -> Result<()> {
         let mut conn = self.db.pool().acquire().await?;
         let reason = orders::closed_reason(&mut conn, order_id).await?;
+        let free = orders::get(&mut conn, order_id).await?.is_free();
         drop(conn);
         let reason = reason.unwrap_or_else(|| "refunded".into());
-        self.refund_payment(order_id, &reason, request_id).await?;
+        if !free {
+            self.refund_payment(order_id, &reason, request_id).await?;
+        }
         self.faults.check(FaultPoint::AfterRefund)?;
         let mut tx = self.db.pool().begin().await?;
         let order = orders::find_for_update(&self.db, &mut tx, order_id)
@@ -380,8 +406,9 @@ impl Engine {
             return Ok(());
         }
         orders::transition(&mut tx, order_id, OrderState::Refunding, OrderEvent::RefundCompleted).await?;
-        inventory::apply(&mut tx, order_id, Move::Restock).await?;
+        // The buyer's total before the shards, as a hold takes them (see `close_unpaid`).
         orders::release_buyer_quota(&mut tx, &order).await?;
+        inventory::apply(&mut tx, order_id, Move::Restock).await?;
         ticket_rows::void_of_order(&mut tx, order_id).await?;
         let summary = views::summary(&mut tx, &order).await?;
         outbox::enqueue(&mut tx, SERVICE, &OrderRefunded { order: summary, reason }, request_id.map(str::to_owned))

@@ -66,6 +66,9 @@ fn new_order(request: &PlaceOrderRequest) -> Result<NewOrder, TicketingError> {
     if request.items.is_empty() {
         errors.push(FieldError::new("items", "must name at least one ticket type"));
     }
+    if let Err(error) = Quantity::lines(request.items.len()) {
+        return Err(TicketingError::Invalid(vec![FieldError::new(error.field, error.message)]));
+    }
     let mut lines = BTreeMap::new();
     for (index, item) in request.items.iter().enumerate() {
         let field = format!("items[{index}].ticket_type_id");

@@ -6,7 +6,7 @@ use anyhow::Context;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use eventhive_domain::{EventId, TicketId, TicketTypeId, UserId, events::TicketCheckedIn};
 use eventhive_platform::{
-    outbox,
+    Secrets, outbox,
     storage::{from_ms, ms_to_rfc3339, now_ms},
 };
 use eventhive_proto::{
@@ -41,6 +41,9 @@ const CODE_FORMAT: &str = "base64url(payload || signature), no padding; payload 
     ticket id (16 bytes); signature = Ed25519 over the payload with the event's key";
 
 /// The code of a ticket, signed with the event's key (PKCS#8, base64url).
+/// What the events' private signing keys are sealed for, in ticketing's database.
+pub(crate) const EVENT_KEY_PURPOSE: &str = "event-signing-key";
+
 pub(crate) fn sign(signing_key_pkcs8: &str, event_id: EventId, ticket_id: TicketId) -> anyhow::Result<String> {
     let der = URL_SAFE_NO_PAD.decode(signing_key_pkcs8).context("event signing key")?;
     let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| anyhow::anyhow!("event signing key is invalid"))?;
@@ -77,14 +80,21 @@ pub(crate) struct Issued {
 
 /// Issues the tickets of a paid order, once: positions are unique per order, so a repeat
 /// inserts nothing and returns what exists.
-pub(crate) async fn issue(tx: &mut AnyConnection, order: &OrderRecord, now: i64) -> anyhow::Result<Vec<Issued>> {
+pub(crate) async fn issue(
+    tx: &mut AnyConnection,
+    order: &OrderRecord,
+    now: i64,
+    secrets: &Secrets,
+) -> anyhow::Result<Vec<Issued>> {
     let event = catalog::event(tx, order.event_id).await?.context("the order's event is unknown")?;
+    let private_key = secrets.open(EVENT_KEY_PURPOSE, &event.signing_key_pkcs8)?.plaintext;
+    let private_key = String::from_utf8(private_key).context("the event's signing key is not text")?;
     let items = orders::items(tx, order.id).await?;
     let mut position = 0i64;
     for item in &items {
         for _ in 0..item.quantity {
             let id = TicketId::new();
-            let code = sign(&event.signing_key_pkcs8, event.id, id)?;
+            let code = sign(&private_key, event.id, id)?;
             let ticket = NewTicket {
                 id,
                 order_id: order.id,

@@ -23,6 +23,7 @@ on_both_backends!(
     a_pending_order_is_never_charged_once_its_event_is_cancelled,
     with_ticketing_unreachable_the_cancel_is_503_and_changes_nothing,
     a_crash_between_closing_sales_and_committing_leaves_sales_closed_and_the_cancel_repeatable,
+    refunds_through_a_slow_payments_service_do_not_keep_other_holds_past_their_time,
 );
 
 fn id(value: &Value) -> String {
@@ -124,7 +125,9 @@ async fn a_crash_between_closing_sales_and_committing_leaves_sales_closed_and_th
     let pending = app.hold(&buyer, &sale, 2).await;
     // Catalog's first step, then a crash: the sales are closed, the cancellation not committed.
     let endpoint = app.settings.endpoint("ticketing").unwrap();
-    let mut ticketing = TicketingClient::connect(endpoint).await.unwrap();
+    let secrets = eventhive_platform::Secrets::load(&app.settings).unwrap();
+    let channel = eventhive_platform::grpc::channel(&endpoint, Duration::from_secs(10), &secrets).unwrap();
+    let mut ticketing = TicketingClient::new(channel);
     let close =
         || CloseSalesRequest { event_id: sale.event_id.clone(), reason: "the band split up".into(), revision: 1 };
     let first = ticketing.close_sales(close()).await.unwrap().into_inner();
@@ -153,4 +156,38 @@ async fn a_crash_between_closing_sales_and_committing_leaves_sales_closed_and_th
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(app.stock(&sale.ticket_type_id).await, (0, 0, 100));
+}
+
+/// Payments answers slowly (a second per processor call) while a cancelled event's paid orders
+/// are refunded. The sweeper used to refund them one at a time and expire holds only between
+/// passes, so a hold of another event stayed held for the whole batch of refunds.
+async fn refunds_through_a_slow_payments_service_do_not_keep_other_holds_past_their_time(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.set("payment_latency_ms", 1000);
+        settings.set("hold_ttl_secs", 2);
+    })
+    .await;
+    let (organizer, organization) = app.organizer().await;
+    let cancelled = sale_of(&app, &organizer, &organization).await;
+    let mut buyers = Vec::new();
+    for _ in 0..8 {
+        buyers.push(app.sign_up().await);
+    }
+    futures::future::join_all(buyers.iter().map(|buyer| app.buy(buyer, &cancelled, 1))).await;
+    assert_eq!(cancel(&app, &organizer, &cancelled.event_id).await.status(), 200);
+
+    let other = sale_of(&app, &organizer, &organization).await;
+    let held = app.hold(&buyers[0], &other, 1).await;
+    let path = format!("/v1/orders/{}", id(&held));
+    let mut status = String::new();
+    // The hold ends 2 s after it was placed; a sweep a second later expires it.
+    for _ in 0..50 {
+        let order: Value = app.get(&path, Some(&buyers[0])).await.json().await.unwrap();
+        status = order["status"].as_str().unwrap().to_owned();
+        if status == "expired" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "expired", "the hold outlived its time by over 3 s while refunds ran");
 }

@@ -18,6 +18,9 @@ on_both_backends!(
     a_payment_outlives_the_gateway_timeout_and_its_retry_gets_the_paid_order,
     quantities_that_would_overflow_their_sum_are_refused_never_a_server_error,
     an_order_with_a_checked_in_ticket_cannot_be_cancelled_and_its_seats_stay_sold,
+    free_tickets_are_paid_without_a_card_and_cancelled_without_a_charge,
+    an_order_of_more_items_than_any_cap_allows_is_refused_at_once,
+    a_payments_idempotency_fingerprint_is_keyed_and_leaves_out_the_cvc,
 );
 
 fn id(value: &Value) -> String {
@@ -169,4 +172,108 @@ async fn an_order_with_a_checked_in_ticket_cannot_be_cancelled_and_its_seats_sta
     // The other ticket still gets in.
     let other = paid["tickets"][1]["code"].as_str().unwrap();
     assert_eq!(app.post(&checkins, Some(&sale.organizer), &json!({"code": other})).await.status(), 200);
+}
+
+/// A ticket type priced 0 (catalog accepts it): its orders are paid without a card and without
+/// asking payments (which refuses a charge of 0), and cancelled without a refund call.
+async fn free_tickets_are_paid_without_a_card_and_cancelled_without_a_charge(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organizer, organization) = app.organizer().await;
+    let event = app.create_event(&organizer, &app.event_body(&organization)).await;
+    let event_id = id(&event);
+    let free = id(&app.add_ticket_type(&organizer, &event_id, "Free entry", 0, 10).await);
+    let paying = id(&app.add_ticket_type(&organizer, &event_id, "Supporter", 1500, 10).await);
+    app.publish(&organizer, &event_id).await;
+    let buyer = app.sign_up().await;
+
+    let order = app.place_order(&buyer, &event_id, &[(free.as_str(), 2)], "free-1").await;
+    assert_eq!(order.status(), 201);
+    let order: Value = order.json().await.unwrap();
+    assert_eq!(order["total"]["amount_minor"], 0);
+    let payment = format!("/v1/orders/{}/payment", id(&order));
+    let paid = app
+        .request(reqwest::Method::POST, &payment, Some(&buyer))
+        .header("idempotency-key", "p1")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200, "{}", paid.text().await.unwrap());
+    let paid: Value = paid.json().await.unwrap();
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["tickets"].as_array().unwrap().len(), 2);
+    assert_eq!(app.charges(&id(&order)).await, (0, 0), "nothing was charged");
+
+    let cancel = app.post(&format!("/v1/orders/{}/cancel", id(&order)), Some(&buyer), &json!({})).await;
+    assert_eq!(cancel.status(), 200, "{}", cancel.text().await.unwrap());
+    let order: Value = app.get(&format!("/v1/orders/{}", id(&order)), Some(&buyer)).await.json().await.unwrap();
+    assert_eq!(order["status"], "refunded");
+    assert_eq!(app.stock(&free).await, (0, 0, 10));
+
+    // A priced order still needs its card, and says so by name.
+    let priced: Value =
+        app.place_order(&buyer, &event_id, &[(paying.as_str(), 1)], "paid-1").await.json().await.unwrap();
+    let payment = format!("/v1/orders/{}/payment", id(&priced));
+    let no_card = app
+        .request(reqwest::Method::POST, &payment, Some(&buyer))
+        .header("idempotency-key", "p2")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(no_card, 422, "validation").await;
+    assert_eq!(eventhive_test_support::problem::error_fields(&problem), ["card"], "{problem}");
+}
+
+/// No event allows more than 100 tickets per order, so no order of more than 100 items can
+/// succeed: it is refused by its length, before any item costs a lookup.
+async fn an_order_of_more_items_than_any_cap_allows_is_refused_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let ids: Vec<String> = (0..5_000).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let items: Vec<(&str, i64)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+    let problem =
+        assert_problem(app.place_order(&buyer, &sale.event_id, &items, "many").await, 422, "validation").await;
+    assert_eq!(eventhive_test_support::problem::error_fields(&problem), ["items"], "{problem}");
+    assert_eq!(app.stock(&sale.ticket_type_id).await, (0, 0, 10));
+}
+
+/// The fingerprint that binds a payment's Idempotency-Key to its body is kept 24 h. A plain
+/// SHA-256 of number, expiry and CVC is brute-forced in minutes when the first six and last four
+/// digits are known; it is keyed with the deployment's secret instead, and the CVC is not in it.
+async fn a_payments_idempotency_fingerprint_is_keyed_and_leaves_out_the_cvc(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sale = app.sale(10, |_| {}).await;
+    let buyer = app.sign_up().await;
+    let order = id(&app.hold(&buyer, &sale, 1).await);
+    assert_eq!(app.pay(&buyer, &order, cards::SUCCEEDS, "pay-fp").await.status(), 200);
+
+    let ticketing = app.database("ticketing").await;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT fingerprint FROM idempotency_keys WHERE idempotency_key = $1")
+        .bind("pay-fp")
+        .fetch_all(ticketing.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let sha256 = |text: String| {
+        ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for guessable in [format!("{}|12|2035|123", cards::SUCCEEDS), format!("{}|12|2035", cards::SUCCEEDS)] {
+        assert_ne!(stored[0], sha256(guessable.clone()), "the fingerprint is a plain hash of {guessable}");
+    }
+    // The same card with another CVC is the same request: the first answer, nothing new charged.
+    let retry = app
+        .request(reqwest::Method::POST, &format!("/v1/orders/{order}/payment"), Some(&buyer))
+        .header("idempotency-key", "pay-fp")
+        .json(&json!({"card": {"number": cards::SUCCEEDS, "exp_month": 12, "exp_year": 2035, "cvc": "999"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(app.charges(&order).await, (1, 1));
 }

@@ -28,6 +28,7 @@ on_both_backends!(
     a_crash_after_paying_loses_nothing,
     a_crash_before_the_refund_is_resumed,
     a_crash_after_the_refund_is_finished,
+    one_buyer_cancelling_and_ordering_at_once_never_deadlocks,
 );
 
 const CAPACITY: i64 = 50;
@@ -280,4 +281,52 @@ async fn a_crash_after_the_refund_is_finished(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(refunds, 1, "refunded once");
+}
+
+/// One buyer cancels held orders while placing new ones, on one shard so that a hold that
+/// finds the shard locked queues for it. A cancel that locked the shard and then waited for
+/// the buyer's total (which the hold locked first) deadlocked, a 500 to the buyer.
+/// (PostgreSQL breaks a deadlock by failing one of the two transactions.)
+async fn one_buyer_cancelling_and_ordering_at_once_never_deadlocks(backend: Backend) {
+    let app = Arc::new(TestApp::spawn_with(backend, |settings| settings.set("inventory_shards", 1)).await);
+    let sale = Arc::new(app.sale(CAPACITY, |body| body["max_tickets_per_buyer"] = json!(1000)).await);
+    let buyer = Arc::new(app.sign_up().await);
+    if backend == Backend::Infra {
+        // Widens the race on PostgreSQL (SQLite has one writer and cannot deadlock): every
+        // shard update holds its row lock 50 ms longer before the transaction goes on, so a
+        // cancel holds the shard while a hold of the same buyer, holding the buyer's total,
+        // queues for it.
+        let ticketing = app.database("ticketing").await;
+        for statement in [
+            "CREATE FUNCTION slow_shards() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER slow_shards AFTER UPDATE ON inventory_shards FOR EACH ROW EXECUTE FUNCTION slow_shards()",
+        ] {
+            sqlx::query(statement).execute(ticketing.pool()).await.unwrap();
+        }
+        ticketing.close().await;
+    }
+    for _round in 0..4 {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(app.hold(&buyer, &sale, 1).await["id"].as_str().unwrap().to_owned());
+        }
+        let mut tasks = Vec::new();
+        for order_id in held {
+            let (app, buyer, sale) = (app.clone(), buyer.clone(), sale.clone());
+            tasks.push(tokio::spawn(async move {
+                let cancel = app.post(&format!("/v1/orders/{order_id}/cancel"), Some(&buyer), &json!({})).await;
+                let key = uuid::Uuid::new_v4().to_string();
+                let items = [(sale.ticket_type_id.as_str(), 1)];
+                let order = app.place_order(&buyer, &sale.event_id, &items, &key).await;
+                (cancel.status().as_u16(), order.status().as_u16(), order.text().await.unwrap())
+            }));
+        }
+        for task in tasks {
+            let (cancel, order, body) = task.await.unwrap();
+            assert_eq!(cancel, 200, "cancel");
+            assert_eq!(order, 201, "order: {body}");
+        }
+    }
+    let (sold, held, available) = app.stock(&sale.ticket_type_id).await;
+    assert_eq!((sold, held + available), (0, CAPACITY));
 }

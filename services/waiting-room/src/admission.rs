@@ -25,6 +25,7 @@ use eventhive_domain::{
     EventId,
     events::{BuyersAdmitted, WaitingRoomOpened, WaitingRoomSoldOut},
 };
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::{
     grpc,
     outbox::{OutboxRelay, enqueue},
@@ -32,7 +33,6 @@ use eventhive_platform::{
 };
 use eventhive_proto::ticketing::{GetAvailabilityRequest, ticketing_client::TicketingClient};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::{
     SERVICE, draw,

@@ -51,6 +51,27 @@ pub const SERVICE: &str = "waiting_room";
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
+/// `eventhive keys rotate`, the waiting room's part: every room's private signing key sealed
+/// with the current secret key. The keys themselves stay: admissions already handed out must
+/// keep verifying in ticketing until they expire.
+pub async fn reseal_keys(settings: &eventhive_platform::Settings) -> anyhow::Result<String> {
+    let secrets = eventhive_platform::Secrets::load(settings)?;
+    let db = eventhive_platform::service::open_database(settings, SERVICE, Some(&MIGRATIONS))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the waiting room has a database"))?;
+    let rooms = repository::Rooms::new(db.clone());
+    let mut resealed = 0;
+    for (event_id, stored) in rooms.signing_keys().await? {
+        let opened = secrets.open(rooms::ROOM_KEY_PURPOSE, &stored)?;
+        if !opened.current {
+            rooms.reseal_signing_key(&event_id, &secrets.seal(rooms::ROOM_KEY_PURPOSE, &opened.plaintext)?).await?;
+            resealed += 1;
+        }
+    }
+    db.close().await;
+    Ok(format!("waiting room: {resealed} room signing keys sealed with the current secret key"))
+}
+
 /// The waiting room's settings section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -94,6 +115,8 @@ pub struct Handles {
 
 pub struct Application {
     listener: TcpListener,
+    /// Checks the service token of every call it serves.
+    secrets: eventhive_platform::Secrets,
     service: service::WaitingRoomService,
     admission: AdmissionLoop,
     relay: OutboxRelay,
@@ -115,31 +138,45 @@ impl Service for Application {
         Some(&MIGRATIONS)
     }
 
+    fn subscriptions() -> Vec<Subscription> {
+        vec![Subscription::new(uses::QUEUE, uses::routing_keys())]
+    }
+
     /// The queue is in Redis when `EVENTHIVE_REDIS_URL` is set (shared by replicas, kept over
     /// restarts), in memory otherwise, as the gateway's rate limits are.
     async fn build(context: Context) -> anyhow::Result<Self> {
+        let secrets = context.secrets()?;
         let settings: WaitingRoomSettings = context.section()?;
         let db = context.database()?;
         let relay = OutboxRelay::new(db.clone(), context.bus.clone());
         let deadline = Duration::from_millis(context.settings.grpc_deadline_ms);
-        let catalog = CatalogClient::new(grpc::channel(&context.settings.endpoint("catalog")?, deadline)?);
-        let ticketing = TicketingClient::new(grpc::channel(&context.settings.endpoint("ticketing")?, deadline)?);
+        let catalog = CatalogClient::new(grpc::channel(&context.settings.endpoint("catalog")?, deadline, &secrets)?);
+        let ticketing =
+            TicketingClient::new(grpc::channel(&context.settings.endpoint("ticketing")?, deadline, &secrets)?);
         let queue: Arc<dyn queue::QueueStore> = match &context.settings.redis_url {
             Some(url) => Arc::new(queue::redis::RedisQueue::connect(url, &context.settings.redis_prefix).await?),
             None => Arc::new(queue::memory::MemoryQueue::default()),
         };
         let consuming = CancellationToken::new();
-        let subscription = Subscription::new(uses::QUEUE, uses::routing_keys());
         let used = Arc::new(uses::UsedAdmissions::new(queue.clone()));
-        context.bus.subscribe(subscription, used, consuming.clone()).await?;
+        for subscription in Self::subscriptions() {
+            context.bus.subscribe(subscription, used.clone(), consuming.clone()).await?;
+        }
         let rooms = repository::Rooms::new(db.clone());
         let auto = settings.waiting_room_auto_admit_per_sec;
         let pace = pace::Pace::new(auto, Duration::from_millis(settings.waiting_room_latency_target_ms));
         let admission = AdmissionLoop::new(rooms.clone(), queue.clone(), ticketing.clone(), relay.clone(), pace);
-        let service =
-            service::WaitingRoomService::new(rooms::WaitingRooms::new(rooms, queue, catalog, ticketing, auto));
+        let service = service::WaitingRoomService::new(rooms::WaitingRooms::new(
+            rooms,
+            queue,
+            catalog,
+            ticketing,
+            secrets.clone(),
+            auto,
+        ));
         Ok(Self {
             listener: context.listener,
+            secrets,
             service,
             admission,
             relay,
@@ -164,7 +201,7 @@ impl Service for Application {
         });
         let health = tonic_health::server::health_reporter();
         let service = WaitingRoomServer::new(self.service);
-        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown).await;
+        let result = grpc::serve(SERVICE, self.listener, service, health, shutdown, &self.secrets).await;
         for task in [relay, admission] {
             if let Err(error) = task.await {
                 tracing::error!(%error, "waiting room background task failed");

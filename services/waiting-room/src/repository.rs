@@ -95,6 +95,20 @@ impl Rooms {
         Ok(updated.rows_affected() == 1)
     }
 
+    /// Every room's sealed signing key, for `eventhive keys rotate`.
+    pub async fn signing_keys(&self) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT event_id, signing_key FROM rooms").fetch_all(self.db.pool()).await?)
+    }
+
+    pub async fn reseal_signing_key(&self, event_id: &str, sealed: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE rooms SET signing_key = $2 WHERE event_id = $1")
+            .bind(event_id)
+            .bind(sealed)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Records `seed` as the draw's seed unless one is recorded already; returns the recorded
     /// one, so that every replica draws with the same seed.
     pub async fn record_seed(&self, event: EventId, seed: &str) -> anyhow::Result<String> {

@@ -8,8 +8,9 @@ use eventhive_domain::{
     EventId, UserId,
     admission::{Admission, SigningKey},
 };
+use eventhive_platform::grpc::Channel;
 use eventhive_platform::{
-    ErrorKind, FieldError, Problem, grpc,
+    ErrorKind, FieldError, Problem, Secrets, grpc,
     storage::{now_ms, to_ms},
 };
 use eventhive_proto::{
@@ -18,7 +19,6 @@ use eventhive_proto::{
     ticketing::{RequireAdmissionRequest, ticketing_client::TicketingClient},
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-use tonic::transport::Channel;
 
 use crate::{
     error::WaitingRoomError,
@@ -29,6 +29,9 @@ use crate::{
 type Result<T> = std::result::Result<T, WaitingRoomError>;
 
 pub const DEFAULT_TTL_SECS: i64 = 600;
+
+/// What rooms' private signing keys are sealed for, in the waiting room's database.
+pub const ROOM_KEY_PURPOSE: &str = "waiting-room-signing-key";
 
 /// A room's settings as an organizer puts them, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +101,8 @@ pub struct WaitingRooms {
     queue: Arc<dyn QueueStore>,
     catalog: CatalogClient<Channel>,
     ticketing: TicketingClient<Channel>,
+    /// Seals the rooms' private keys at rest, and opens them to sign.
+    secrets: Secrets,
     /// The automatic rate's step, per second: what a waiting buyer's estimate assumes.
     auto_admit_per_sec: i64,
 }
@@ -108,9 +113,17 @@ impl WaitingRooms {
         queue: Arc<dyn QueueStore>,
         catalog: CatalogClient<Channel>,
         ticketing: TicketingClient<Channel>,
+        secrets: Secrets,
         auto_admit_per_sec: i64,
     ) -> Self {
-        Self { rooms, queue, catalog, ticketing, auto_admit_per_sec }
+        Self { rooms, queue, catalog, ticketing, secrets, auto_admit_per_sec }
+    }
+
+    /// The room's signing key, from its sealed form.
+    fn signing_key(&self, stored: &str) -> Result<SigningKey> {
+        let opened = self.secrets.open(ROOM_KEY_PURPOSE, stored)?.plaintext;
+        let pkcs8 = String::from_utf8(opened).map_err(|_| anyhow::anyhow!("the room's signing key is not text"))?;
+        Ok(SigningKey::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!(e))?)
     }
 
     /// The event's organization, if the actor may see the event.
@@ -150,7 +163,10 @@ impl WaitingRooms {
         let existing = self.rooms.get(event).await?;
         let signing_key = match &existing {
             Some(row) => row.signing_key.clone(),
-            None => SigningKey::generate().map_err(|e| anyhow::anyhow!(e))?,
+            None => {
+                let pkcs8 = SigningKey::generate().map_err(|e| anyhow::anyhow!(e))?;
+                self.secrets.seal(ROOM_KEY_PURPOSE, pkcs8.as_bytes())?
+            }
         };
         let mut row = RoomRow {
             event_id: event.to_string(),
@@ -192,7 +208,7 @@ impl WaitingRooms {
     }
 
     async fn require_admission(&self, event: EventId, signing_key: &str) -> Result<()> {
-        let public_key = SigningKey::from_pkcs8(signing_key).map_err(|e| anyhow::anyhow!(e))?.public_key();
+        let public_key = self.signing_key(signing_key)?.public_key();
         let request = RequireAdmissionRequest { event_id: event.to_string(), public_key };
         self.ticketing
             .clone()
@@ -271,7 +287,7 @@ impl WaitingRooms {
                 }
             }
             Standing::Admitted { position, expires_at_ms } => {
-                let key = SigningKey::from_pkcs8(&row.signing_key).map_err(|e| anyhow::anyhow!(e))?;
+                let key = self.signing_key(&row.signing_key)?;
                 let token = Admission { event_id: event, buyer_id: buyer, expires_at_ms }.sign(&key);
                 PlaceView {
                     status: "admitted",

@@ -271,6 +271,24 @@ async fn automatic_admission_follows_what_is_left_and_sold_out_reverses(backend:
     assert_eq!(count("waiting_room.room_opened.v1"), 1);
     assert_eq!(count("waiting_room.buyers_admitted.v1"), 2);
     assert_eq!(count("waiting_room.sold_out.v1"), 2, "sold out, then resumed");
+
+    // Analytics keeps the room's figures from those events.
+    let analytics = app.database("analytics").await;
+    let mut kept = (0, 1);
+    for _ in 0..100 {
+        kept = sqlx::query_as("SELECT admitted_total, sold_out FROM waiting_rooms WHERE event_id = $1")
+            .bind(&sale.event_id)
+            .fetch_optional(analytics.pool())
+            .await
+            .unwrap()
+            .unwrap_or((0, 1));
+        if kept == (3, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    analytics.close().await;
+    assert_eq!(kept, (3, 0), "analytics: three admitted, and no longer sold out");
     app.shutdown().await;
 }
 

@@ -63,7 +63,11 @@ macro_rules! on_both_backends {
 /// Settings for a fresh analytics database: a SQLite file in `dir`, or a uniquely named
 /// PostgreSQL database.
 pub fn settings(backend: Backend, dir: &tempfile::TempDir) -> Settings {
-    let mut settings = Settings { data_dir: dir.path().to_owned(), ..Settings::default() };
+    let mut settings = Settings {
+        data_dir: dir.path().to_owned(),
+        secret_key: Some(eventhive_platform::Secrets::new_key_text().unwrap().into()),
+        ..Settings::default()
+    };
     settings.set("analytics_port", 0);
     // Nothing answers there: these tests re-check no reader through identity.
     settings.set("identity_url", "http://127.0.0.1:1");

@@ -1,13 +1,13 @@
 //! Registration, sessions and the caller's profile.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{Extension, Json, extract::State, http::StatusCode};
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::identity::{self, GetUserRequest, LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::RequestId;
-use crate::{auth::AuthUser, extract::ApiJson, state::AppState};
+use crate::{auth::AuthUser, extract::ApiJson, middleware::ClientIp, state::AppState};
 
 /// Creates an account. Everyone starts as a buyer; roles come from organizations.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterBody,
@@ -25,13 +25,15 @@ pub async fn register(
 
 /// Exchanges email and password for an access token and a refresh token.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = TokenDto), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = TokenDto), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "rate-limited: too many requests from this address, or too many failed logins to this account from clients it never logged in from (wait `Retry-After` seconds)", body = Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<AppState>,
     rid: RequestId,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokenDto>, Problem> {
-    let message = LoginRequest { email: body.email, password: body.password };
+    let message = LoginRequest { email: body.email, password: body.password, client };
     let pair = state.identity.clone().login(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(pair.into_inner().into()))
 }

@@ -120,14 +120,21 @@ pub async fn pay(
     IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<PaymentBody>,
 ) -> Result<Json<OrderDto>, Problem> {
-    let month =
-        i32::try_from(body.card.exp_month).map_err(|_| Problem::validation("card.exp_month", "must be 1 to 12"))?;
-    let year = i32::try_from(body.card.exp_year).map_err(|_| Problem::validation("card.exp_year", "is not a year"))?;
+    let card = match body.card {
+        Some(card) => {
+            let month =
+                i32::try_from(card.exp_month).map_err(|_| Problem::validation("card.exp_month", "must be 1 to 12"))?;
+            let year =
+                i32::try_from(card.exp_year).map_err(|_| Problem::validation("card.exp_year", "is not a year"))?;
+            Some(Card { number: card.number, exp_month: month, exp_year: year, cvc: card.cvc })
+        }
+        None => None,
+    };
     let message = PayOrderRequest {
         buyer_id: user.to_string(),
         order_id: order_id.to_string(),
         idempotency_key: key.to_string(),
-        card: Some(Card { number: body.card.number, exp_month: month, exp_year: year, cvc: body.card.cvc }),
+        card,
     };
     let order = state.ticketing.clone().pay_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok(Json(order.into_inner().into()))
@@ -222,14 +229,19 @@ pub async fn my_tickets(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderItemBody {
+    #[schema(format = Uuid)]
     pub ticket_type_id: String,
-    /// At least 1.
+    /// At least 1; the event's `max_tickets_per_order` caps the order's total.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrderBody {
+    #[schema(format = Uuid)]
     pub event_id: String,
+    /// One item per ticket type.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemBody>,
 }
 
@@ -252,6 +264,9 @@ impl TryFrom<CreateOrderBody> for NewOrder {
         }
         if body.items.is_empty() {
             errors.push(FieldError::new("items", "must name at least one ticket type"));
+        }
+        if let Err(error) = Quantity::lines(body.items.len()) {
+            return Err(Problem::from_status(&validation_status(vec![FieldError::new(error.field, error.message)])));
         }
         let mut seen = HashSet::new();
         let mut items = Vec::with_capacity(body.items.len());
@@ -298,7 +313,9 @@ pub struct CardBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PaymentBody {
-    pub card: CardBody,
+    /// Required unless the order is free (a total of 0), which is paid without a card.
+    #[serde(default)]
+    pub card: Option<CardBody>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

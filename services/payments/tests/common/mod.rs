@@ -14,7 +14,7 @@ pub use eventhive_payments::{
     PaymentsService, ProcessorError, RefundCommand, SERVICE, SimulatedProcessor, test_cards,
 };
 pub use eventhive_platform::{
-    Context, Database, Problem, Service, Settings, shutdown::CancellationToken, storage::now_ms, telemetry,
+    Context, Database, Problem, Secrets, Service, Settings, shutdown::CancellationToken, storage::now_ms, telemetry,
 };
 pub use eventhive_proto::{
     common::Money,
@@ -62,7 +62,11 @@ pub fn database_url() -> String {
 /// Settings for a database of the test's own: a SQLite file in `data_dir`, or a uniquely
 /// named PostgreSQL database.
 pub fn test_settings(backend: Backend, data_dir: &tempfile::TempDir) -> Settings {
-    let mut settings = Settings { data_dir: data_dir.path().to_owned(), ..Settings::default() };
+    let mut settings = Settings {
+        data_dir: data_dir.path().to_owned(),
+        secret_key: Some(eventhive_platform::Secrets::new_key_text().unwrap().into()),
+        ..Settings::default()
+    };
     if backend == Backend::Postgres {
         settings.database_url = Some(database_url());
         settings.database_prefix = format!("eh_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

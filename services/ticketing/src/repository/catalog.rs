@@ -242,3 +242,20 @@ pub(crate) async fn set_shards(tx: &mut AnyConnection, id: TicketTypeId, shards:
         .await?;
     Ok(())
 }
+
+/// Every event's stored private signing key: (event id, stored key).
+pub(crate) async fn signing_keys(conn: &mut AnyConnection) -> anyhow::Result<Vec<(String, String)>> {
+    sqlx::query_as("SELECT id, signing_key_pkcs8 FROM events").fetch_all(&mut *conn).await.context("reading event keys")
+}
+
+/// Stores an event's private signing key sealed anew (the key itself does not change: the codes
+/// on issued tickets keep verifying).
+pub(crate) async fn reseal_signing_key(conn: &mut AnyConnection, event_id: &str, sealed: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE events SET signing_key_pkcs8 = $1 WHERE id = $2")
+        .bind(sealed)
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await
+        .context("sealing an event key")?;
+    Ok(())
+}

@@ -37,6 +37,13 @@ pub(crate) struct OrderRecord {
     pub payment_key: Option<String>,
 }
 
+impl OrderRecord {
+    /// Free tickets only (a price of 0): paid without a charge, refunded without one.
+    pub fn is_free(&self) -> bool {
+        self.total_minor == 0
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: String,

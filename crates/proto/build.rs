@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "eventhive/payments/v1/payments.proto",
         "eventhive/notifications/v1/notifications.proto",
         "eventhive/analytics/v1/analytics.proto",
+        "eventhive/waiting_room/v1/waiting_room.proto",
     ];
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;

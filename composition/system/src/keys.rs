@@ -1,6 +1,7 @@
 //! `eventhive keys rotate`: the services that keep private keys, asked in turn. Identity gets a
-//! new token-signing key (unless only sealing); both seal their stored private keys with the
-//! current secret key.
+//! new token-signing key (unless only sealing); each seals its stored private keys with the
+//! current secret key (identity's token keys, ticketing's event keys, the waiting room's room
+//! keys).
 
 use eventhive_platform::{Secrets, Settings};
 
@@ -15,5 +16,6 @@ pub async fn rotate(settings: &Settings, seal_only: bool) -> anyhow::Result<Vec<
     }
     report.push(eventhive_identity::reseal_keys(&settings).await?);
     report.push(eventhive_ticketing::reseal_keys(&settings).await?);
+    report.push(eventhive_waiting_room::reseal_keys(&settings).await?);
     Ok(report)
 }

@@ -34,9 +34,10 @@ use tokio::{net::TcpListener, task::JoinSet};
 /// Every service of EventHive, in start order: consumers are built before catalog, whose
 /// events they subscribe to, so that nothing catalog publishes is missed; the gateway, which
 /// calls the others, comes last.
-pub const SERVICES: [Entry; 7] = [
+pub const SERVICES: [Entry; 8] = [
     Entry::of::<eventhive_identity::Application>(),
     Entry::of::<eventhive_payments::Application>(),
+    Entry::of::<eventhive_waiting_room::Application>(),
     Entry::of::<eventhive_ticketing::Application>(),
     Entry::of::<eventhive_notifications::Application>(),
     Entry::of::<eventhive_analytics::Application>(),

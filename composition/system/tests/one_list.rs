@@ -21,7 +21,9 @@ fn service_crates() -> BTreeSet<String> {
 #[test]
 fn every_service_crate_is_in_the_list() {
     let listed: BTreeSet<String> = SERVICES.iter().map(|entry| entry.name.to_owned()).collect();
-    let crates = service_crates();
+    // A crate's directory is spelled with hyphens (`waiting-room`), its service's name with
+    // underscores (`waiting_room`), which settings and database names need.
+    let crates: BTreeSet<String> = service_crates().into_iter().map(|name| name.replace('-', "_")).collect();
     let missing: Vec<_> = crates.difference(&listed).collect();
     let stray: Vec<_> = listed.difference(&crates).collect();
     assert!(missing.is_empty(), "services/ has crates that eventhive_system::SERVICES does not list: {missing:?}");

@@ -93,6 +93,8 @@ pub struct TestApp {
     pub ticketing: eventhive_ticketing::Handles,
     /// Notifications' sender.
     pub notifications: eventhive_notifications::Handles,
+    /// The waiting room's admission loop, to step.
+    pub waiting_room: eventhive_waiting_room::Handles,
     stop: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
     /// Keeps the SQLite files alive as long as the app.
@@ -146,6 +148,7 @@ impl TestApp {
         let bus = system.bus.clone();
         let ticketing = handles(&system, eventhive_ticketing::SERVICE);
         let notifications = handles(&system, eventhive_notifications::SERVICE);
+        let waiting_room = handles(&system, eventhive_waiting_room::SERVICE);
         let address = system.gateway_url();
         let stop = CancellationToken::new();
         let running = tokio::spawn(system.run_until(stop.clone()));
@@ -162,6 +165,7 @@ impl TestApp {
             bus,
             ticketing,
             notifications,
+            waiting_room,
             stop,
             running: Some(running),
             _data_dir: data_dir,
@@ -182,6 +186,7 @@ impl TestApp {
         self.bus = system.bus.clone();
         self.ticketing = handles(&system, eventhive_ticketing::SERVICE);
         self.notifications = handles(&system, eventhive_notifications::SERVICE);
+        self.waiting_room = handles(&system, eventhive_waiting_room::SERVICE);
         self.address = system.gateway_url();
         self.stop = CancellationToken::new();
         self.running = Some(tokio::spawn(system.run_until(self.stop.clone())));
@@ -192,6 +197,13 @@ impl TestApp {
     pub async fn sweep(&self, ahead: Duration) -> eventhive_ticketing::Sweep {
         let now = eventhive_platform::storage::now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
         self.ticketing.sweeper.step(now).await.unwrap_or_else(|e| panic!("sweep: {e:#}"))
+    }
+
+    /// One step of the waiting room's admission loop, `ahead` from now: draws, checks the
+    /// sale, admits, as if that much time had passed.
+    pub async fn admit(&self, ahead: Duration) -> eventhive_waiting_room::Step {
+        let now = eventhive_platform::storage::now_ms() + i64::try_from(ahead.as_millis()).unwrap_or(0);
+        self.waiting_room.admission.step(now).await.unwrap_or_else(|e| panic!("admission step: {e:#}"))
     }
 
     /// Opens a service's database, for invariant checks no API exposes.

@@ -277,6 +277,57 @@ impl DomainEvent for TicketCheckedIn {
     const VERSION: u32 = 1;
 }
 
+/// An event's waiting room opened: its early arrivals were ordered by a recorded draw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRoomOpened {
+    pub event_id: EventId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    /// How many buyers joined before the opening and were drawn.
+    pub early_arrivals: i64,
+    /// The draw's seed, so that anyone can replay the draw over the early arrivals.
+    pub draw_seed: String,
+}
+
+impl DomainEvent for WaitingRoomOpened {
+    const TYPE: &'static str = "waiting_room.room_opened";
+    const VERSION: u32 = 1;
+}
+
+/// Buyers were admitted from an event's waiting room (one event per admission step).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyersAdmitted {
+    pub event_id: EventId,
+    /// Admitted in this step.
+    pub admitted: i64,
+    /// Admitted since the room opened.
+    pub admitted_total: i64,
+    /// Still waiting after this step.
+    pub queued: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl DomainEvent for BuyersAdmitted {
+    const TYPE: &'static str = "waiting_room.buyers_admitted";
+    const VERSION: u32 = 1;
+}
+
+/// Nothing is left to sell (none available, none held): everyone waiting is told `sold_out`.
+/// `sold_out` false is its reversal: holds expired and tickets came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRoomSoldOut {
+    pub event_id: EventId,
+    pub sold_out: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl DomainEvent for WaitingRoomSoldOut {
+    const TYPE: &'static str = "waiting_room.sold_out";
+    const VERSION: u32 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

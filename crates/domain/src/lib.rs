@@ -2,6 +2,7 @@
 //! published on the bus.
 //!
 //! # Layout
+//! - [`admission`]: the waiting room's signed admission tokens, signed there, verified by ticketing.
 //! - [`ids`]: one newtype per kind of id, all from one macro.
 //! - [`money`]: integer minor units plus an ISO 4217 currency.
 //! - [`iso`]: the country and currency codes we accept.
@@ -9,6 +10,7 @@
 //! - [`rules`]: rules of the public contract more than one service enforces (Idempotency-Key,
 //!   page size, quantities).
 
+pub mod admission;
 pub mod events;
 pub mod ids;
 pub mod iso;

@@ -115,6 +115,25 @@ pub const CATALOG: &[(&str, Kind, Option<Unit>, &str)] = &[
         None,
         "Emails the sender finished with, by outcome: sent, retried or dead.",
     ),
+    // The waiting room, and ticketing's check of its admissions.
+    (
+        "eventhive_waiting_room_admitted_total",
+        Kind::Counter,
+        None,
+        "Buyers the waiting room's admission loop admitted (each place once, whichever replica).",
+    ),
+    (
+        "eventhive_waiting_room_transitions_total",
+        Kind::Counter,
+        None,
+        "Rooms' changes of state, by the state reached: opened, sold_out or resumed.",
+    ),
+    (
+        "eventhive_admissions_checked_total",
+        Kind::Counter,
+        None,
+        "Admission tokens ticketing checked for orders of events with a waiting room, by outcome: used, missing, forged, expired or not_yours.",
+    ),
     // The outbox and the bus.
     ("eventhive_outbox_published_total", Kind::Counter, None, "Domain events the outbox relays published to the bus."),
     (

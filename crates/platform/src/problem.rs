@@ -33,13 +33,15 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     IdempotencyKeyReused,
     PaymentDeclined,
+    /// An order for an event with a waiting room, without the buyer's valid admission.
+    AdmissionRequired,
     RateLimited,
     Unavailable,
     Internal,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 16] = [
+    const ALL: [ErrorKind; 17] = [
         Self::BadRequest,
         Self::Validation,
         Self::Unauthorized,
@@ -53,6 +55,7 @@ impl ErrorKind {
         Self::UnsupportedMediaType,
         Self::IdempotencyKeyReused,
         Self::PaymentDeclined,
+        Self::AdmissionRequired,
         Self::RateLimited,
         Self::Unavailable,
         Self::Internal,
@@ -73,6 +76,7 @@ impl ErrorKind {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::PaymentDeclined => "payment-declined",
+            Self::AdmissionRequired => "admission-required",
             Self::RateLimited => "rate-limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -88,7 +92,7 @@ impl ErrorKind {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Validation | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::AdmissionRequired => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::SoldOut | Self::HoldExpired => StatusCode::CONFLICT,
@@ -116,6 +120,7 @@ impl ErrorKind {
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::PaymentDeclined => "Payment declined",
+            Self::AdmissionRequired => "Admission required",
             Self::RateLimited => "Too many requests",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal error",
@@ -126,7 +131,7 @@ impl ErrorKind {
         match self {
             Self::BadRequest | Self::Validation | Self::IdempotencyKeyReused => Code::InvalidArgument,
             Self::Unauthorized => Code::Unauthenticated,
-            Self::Forbidden => Code::PermissionDenied,
+            Self::Forbidden | Self::AdmissionRequired => Code::PermissionDenied,
             Self::NotFound => Code::NotFound,
             Self::Conflict | Self::SoldOut | Self::HoldExpired | Self::PaymentDeclined => Code::FailedPrecondition,
             Self::MethodNotAllowed | Self::UnsupportedMediaType => Code::Unimplemented,

@@ -42,9 +42,15 @@ pub mod eventhive {
             tonic::include_proto!("eventhive.analytics.v1");
         }
     }
+    pub mod waiting_room {
+        pub mod v1 {
+            tonic::include_proto!("eventhive.waiting_room.v1");
+        }
+    }
 }
 
 pub use eventhive::{
     analytics::v1 as analytics, catalog::v1 as catalog, common::v1 as common, identity::v1 as identity,
     notifications::v1 as notifications, payments::v1 as payments, ticketing::v1 as ticketing,
+    waiting_room::v1 as waiting_room,
 };

@@ -20,6 +20,8 @@
 //! - [`access`]: who may read them.
 //! - [`repository`]: every statement on analytics' tables: the event log, the read model, the
 //!   kept figures and the versions live streams look at.
+//! - [`waiting_rooms`]: the waiting rooms' figures, from the waiting room's events (kept, not
+//!   yet served).
 //! - [`error`]: analytics' errors and their gRPC statuses.
 
 mod access;
@@ -32,6 +34,7 @@ mod projection;
 mod repository;
 mod service;
 mod tally;
+mod waiting_rooms;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -144,7 +147,7 @@ impl Service for Application {
     }
 
     fn subscriptions() -> Vec<Subscription> {
-        vec![subscription()]
+        vec![subscription(), waiting_rooms::subscription()]
     }
 
     /// Subscribes to the events the figures are made of (at once, so that nothing published
@@ -160,6 +163,8 @@ impl Service for Application {
         let projection = Projection::new(db.clone());
         let consuming = CancellationToken::new();
         context.bus.subscribe(subscription(), Arc::new(projection.clone()), consuming.clone()).await?;
+        let rooms = Arc::new(waiting_rooms::WaitingRooms::new(db.clone()));
+        context.bus.subscribe(waiting_rooms::subscription(), rooms, consuming.clone()).await?;
         Ok(Self { listener: context.listener, secrets, projection, memberships, live, db, consuming })
     }
 

@@ -112,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/tickets", get(routes::orders::my_tickets))
         .route("/v1/events/{id}/analytics", get(routes::analytics::get))
         .route("/v1/events/{id}/analytics/stream", get(routes::analytics::stream))
+        .route("/v1/events/{id}/waiting-room", get(routes::waiting_room::get).put(routes::waiting_room::put))
+        .route("/v1/events/{id}/queue", get(routes::waiting_room::place).post(routes::waiting_room::join))
         .route("/dev/mail", get(routes::dev::dev_mail))
         .route("/dev/mail/{id}", get(routes::dev::dev_mail_page))
         .route("/.well-known/jwks.json", get(routes::ops::jwks))

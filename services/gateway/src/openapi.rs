@@ -39,6 +39,10 @@ use crate::routes;
         routes::checkins::checkin_key,
         routes::analytics::get,
         routes::analytics::stream,
+        routes::waiting_room::put,
+        routes::waiting_room::get,
+        routes::waiting_room::join,
+        routes::waiting_room::place,
         routes::dev::dev_mail,
         routes::dev::dev_mail_page,
     ),
@@ -50,6 +54,7 @@ use crate::routes;
         (name = "orders", description = "Orders, payment and tickets"),
         (name = "check-in", description = "Checking tickets in at the door"),
         (name = "analytics", description = "Sales figures for organizers"),
+        (name = "waiting-room", description = "An on-sale's waiting room: a fair queue and signed admissions"),
         (name = "dev", description = "Dev mode only"),
     )
 )]

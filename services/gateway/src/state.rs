@@ -13,6 +13,7 @@ use eventhive_proto::{
     identity::{ListMembershipsRequest, identity_client::IdentityClient},
     notifications::notifications_client::NotificationsClient,
     ticketing::ticketing_client::TicketingClient,
+    waiting_room::waiting_room_client::WaitingRoomClient,
 };
 
 use crate::{GatewaySettings, auth::JwtVerifier, ratelimit::RateLimiter};
@@ -24,6 +25,7 @@ pub struct AppState {
     pub ticketing: TicketingClient<Channel>,
     pub analytics: AnalyticsClient<Channel>,
     pub notifications: NotificationsClient<Channel>,
+    pub waiting_room: WaitingRoomClient<Channel>,
     /// Analytics without a per-call deadline, for live streams that last as long as the client.
     pub analytics_stream_channel: Channel,
     /// Plain channels, for the health checks of readiness (open, no service token).
@@ -32,6 +34,7 @@ pub struct AppState {
     pub ticketing_channel: tonic::transport::Channel,
     pub analytics_channel: tonic::transport::Channel,
     pub notifications_channel: tonic::transport::Channel,
+    pub waiting_room_channel: tonic::transport::Channel,
     pub verifier: Arc<JwtVerifier>,
     pub limiter: Arc<RateLimiter>,
     pub settings: Arc<Settings>,
@@ -48,6 +51,7 @@ impl AppState {
         let ticketing_channel = grpc::health_channel(&settings.endpoint("ticketing")?, deadline)?;
         let analytics_channel = grpc::health_channel(&settings.endpoint("analytics")?, deadline)?;
         let notifications_channel = grpc::health_channel(&settings.endpoint("notifications")?, deadline)?;
+        let waiting_room_channel = grpc::health_channel(&settings.endpoint("waiting_room")?, deadline)?;
         let analytics_stream_channel = grpc::streaming_channel(&settings.endpoint("analytics")?, &secrets)?;
         let identity = IdentityClient::new(grpc::authenticated(identity_channel.clone(), &secrets));
         let limiter = match &settings.redis_url {
@@ -61,6 +65,8 @@ impl AppState {
             ticketing: TicketingClient::new(grpc::authenticated(ticketing_channel.clone(), &secrets)),
             analytics: AnalyticsClient::new(grpc::authenticated(analytics_channel.clone(), &secrets)),
             notifications: NotificationsClient::new(grpc::authenticated(notifications_channel.clone(), &secrets)),
+            waiting_room: WaitingRoomClient::new(grpc::authenticated(waiting_room_channel.clone(), &secrets)),
+            waiting_room_channel,
             analytics_channel,
             notifications_channel,
             analytics_stream_channel,

@@ -30,6 +30,9 @@ pub enum TicketingError {
     HoldExpired,
     #[error("the payment was declined: {0}")]
     PaymentDeclined(String),
+    /// An order for an event with a waiting room, without the buyer's valid admission.
+    #[error("this event has a waiting room: {0}; join its queue and order once admitted")]
+    AdmissionRequired(eventhive_domain::admission::Refusal),
     #[error("this idempotency key was used with another request")]
     IdempotencyKeyReused,
     #[error("{0}")]
@@ -84,6 +87,7 @@ impl TicketingError {
             Self::HoldExpired => ErrorKind::HoldExpired,
             Self::PaymentDeclined(_) => ErrorKind::PaymentDeclined,
             Self::IdempotencyKeyReused => ErrorKind::IdempotencyKeyReused,
+            Self::AdmissionRequired(_) => ErrorKind::AdmissionRequired,
             Self::Unavailable(_) | Self::Fault(_) => ErrorKind::Unavailable,
             Self::Upstream(status) => eventhive_platform::Problem::from_status(status).kind(),
             Self::Unexpected(_) => ErrorKind::Internal,

@@ -11,7 +11,8 @@
 //!   - [`purchase`]: the saga: pay, complete, refund, resolve abandoned payments;
 //!   - [`tickets`]: signed codes, issuance, check-in, the buyer's tickets;
 //!   - [`sweeper`]: the background pass that keeps orders moving;
-//!   - [`sales`]: closing an event's sales at once, when catalog cancels it.
+//!   - [`sales`]: closing an event's sales at once, when catalog cancels it;
+//!   - [`admissions`]: the waiting room's admission an order needs for an event with a room.
 //! - [`saga`]: the order state machine.
 //! - [`repository`]: the SQL, one owner per table: [`repository::orders`],
 //!   [`repository::tickets`], [`repository::catalog`]; and
@@ -23,6 +24,7 @@
 //!
 //! Every module is private; what other crates use is re-exported below.
 
+mod admissions;
 mod catalog_sync;
 mod engine;
 mod error;

@@ -68,8 +68,10 @@ impl Engine {
         buyer_id: UserId,
         order: NewOrder,
         key: IdempotencyKey,
+        admission_token: Option<&str>,
         request_id: Option<&str>,
     ) -> Result<Order> {
+        self.check_admission(buyer_id, order.event_id, admission_token).await?;
         let scope = Scope::new(buyer_id, Operation::PlaceOrder, key, order.fingerprint().as_bytes());
         self.know_event(&order, request_id).await?;
 

@@ -13,8 +13,8 @@ use eventhive_proto::ticketing::{
     Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, CloseSalesRequest,
     CloseSalesResponse, GetAvailabilitiesRequest, GetAvailabilitiesResponse, GetAvailabilityRequest,
     GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse, ListTicketsRequest,
-    ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest, RestrictSalesRequest, RestrictSalesResponse,
-    TicketTypeAvailability, ticketing_server,
+    ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest, RequireAdmissionRequest, RequireAdmissionResponse,
+    RestrictSalesRequest, RestrictSalesResponse, TicketTypeAvailability, ticketing_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -135,7 +135,8 @@ impl ticketing_server::Ticketing for TicketingService {
         let order = new_order(&request)?;
         let key = IdempotencyKey::parse(&request.idempotency_key).map_err(TicketingError::from)?;
         let buyer_id = buyer_id(&request.buyer_id)?;
-        Ok(Response::new(self.engine.place_order(buyer_id, order, key, request_id.as_deref()).await?))
+        let token = Some(request.admission_token.as_str()).filter(|t| !t.is_empty());
+        Ok(Response::new(self.engine.place_order(buyer_id, order, key, token, request_id.as_deref()).await?))
     }
 
     async fn pay_order(&self, request: Request<PayOrderRequest>) -> Answer<Order> {
@@ -231,5 +232,16 @@ impl ticketing_server::Ticketing for TicketingService {
         };
         self.engine.restrict_sales(event_id, limits, request_id.as_deref()).await?;
         Ok(Response::new(RestrictSalesResponse { event_id: event_id.to_string() }))
+    }
+
+    async fn require_admission(&self, request: Request<RequireAdmissionRequest>) -> Answer<RequireAdmissionResponse> {
+        let request = request.into_inner();
+        let event_id = EventId::parse(&request.event_id)
+            .map_err(|_| TicketingError::from(FieldError::new("event_id", "is not an event id")))?;
+        if request.public_key.is_empty() {
+            return Err(TicketingError::from(FieldError::new("public_key", "must not be empty")).into());
+        }
+        self.engine.require_admission(event_id, &request.public_key).await?;
+        Ok(Response::new(RequireAdmissionResponse {}))
     }
 }

@@ -11,11 +11,13 @@
 //! - [`race`]: the timed part; latencies into HDR histograms.
 //! - [`verify`]: the invariants, from the API and the databases.
 //! - [`report`]: one screen, and `--json`.
+//! - [`waiting`]: `--waiting-room`, the same sale behind a waiting room.
 
 mod race;
 mod report;
 mod setup;
 mod verify;
+mod waiting;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -48,6 +50,13 @@ pub struct FlashSale {
     /// Order + payment attempts per buyer at most (N).
     #[arg(long, default_value_t = 1000)]
     pub attempts: usize,
+    /// The sale behind a waiting room: every buyer joins before it opens, polls as told, and
+    /// makes one purchase once admitted.
+    #[arg(long)]
+    pub waiting_room: bool,
+    /// With --waiting-room: a fixed admission rate; unset, automatic.
+    #[arg(long)]
+    pub admit_per_minute: Option<i64>,
     /// Writes the figures as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -96,12 +105,22 @@ async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Fig
     let api = setup::Api { client, url: target.url.clone() };
     eprintln!("bench: setting up {} tickets for {} buyers", options.tickets, options.buyers);
     let sale = setup::sale(&api, options).await?;
+    let gate = if options.waiting_room {
+        eprintln!("bench: {} buyers join the waiting room before it opens", options.buyers);
+        Some(waiting::open(&api, &sale, options).await?)
+    } else {
+        None
+    };
     eprintln!("bench: racing");
-    let race = race::run(&api, &sale, options).await;
+    let race = race::run(&api, &sale, options, gate.clone()).await;
+    let queue = match &gate {
+        Some(gate) => Some(gate.figures().await),
+        None => None,
+    };
     eprintln!("bench: verifying");
     let settings = target.system.as_ref().map(|(settings, _, _)| settings);
     let verdict = verify::check(&api, &sale, &race, settings).await?;
-    Ok(report::Figures { race, verdict })
+    Ok(report::Figures { race, verdict, queue })
 }
 
 async fn start(options: &FlashSale, settings: &mut Settings) -> anyhow::Result<Target> {

@@ -1,6 +1,7 @@
 //! The timed part: every buyer repeats order + payment, each request with an Idempotency-Key,
 //! until every ticket type has answered `sold-out` or the buyer has spent its attempts.
 //! Latencies are kept in HDR histograms, in microseconds, per step and per whole purchase.
+//! Behind a waiting room, each buyer first waits to be admitted, then makes one purchase.
 
 use std::{
     collections::BTreeMap,
@@ -18,6 +19,7 @@ use tokio::sync::Mutex;
 use super::{
     FlashSale,
     setup::{Api, Sale},
+    waiting::Gate,
 };
 
 /// What the race measured.
@@ -57,7 +59,7 @@ fn problem(status: u16, body: &Value) -> String {
         .unwrap_or_else(|| format!("http-{status}"))
 }
 
-pub async fn run(api: &Api, sale: &Sale, options: &FlashSale) -> Race {
+pub async fn run(api: &Api, sale: &Sale, options: &FlashSale, gate: Option<Arc<Gate>>) -> Race {
     let sold_out: Arc<Vec<AtomicBool>> = Arc::new(sale.ticket_types.iter().map(|_| AtomicBool::new(false)).collect());
     let shared = Arc::new(Mutex::new(Shared::default()));
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -65,11 +67,23 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale) -> Race {
     let started = Instant::now();
     let mut buyers = tokio::task::JoinSet::new();
     for (index, buyer) in sale.buyers.iter().cloned().enumerate() {
-        let (api, sale, sold_out, shared, attempts, histograms) =
-            (api.clone(), sale.clone(), sold_out.clone(), shared.clone(), attempts.clone(), histograms.clone());
+        let (api, sale, sold_out, shared, attempts, histograms, gate) = (
+            api.clone(),
+            sale.clone(),
+            sold_out.clone(),
+            shared.clone(),
+            attempts.clone(),
+            histograms.clone(),
+            gate.clone(),
+        );
         let tries = options.attempts;
         buyers.spawn(async move {
             let mut local = (histogram(), histogram(), histogram());
+            let admission = match &gate {
+                Some(gate) => gate.wait(index, &buyer).await,
+                None => None,
+            };
+            let tries = if gate.is_some() && admission.is_none() { 0 } else { tries };
             for attempt in 0..tries {
                 let open: Vec<usize> = (0..sold_out.len()).filter(|&t| !sold_out[t].load(Ordering::Relaxed)).collect();
                 let Some(&pick) = open.get((index + attempt) % open.len().max(1)) else { break };
@@ -77,7 +91,8 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale) -> Race {
                 let body = json!({"event_id": sale.event_id, "items": [{"ticket_type_id": sale.ticket_types[pick].0, "quantity": 1}]});
                 let key = uuid::Uuid::new_v4().to_string();
                 let begun = Instant::now();
-                let placed = api.post("/v1/orders", Some(&buyer.token), Some(&key), &body).await;
+                let placed =
+                    api.post_admitted("/v1/orders", Some(&buyer.token), Some(&key), admission.as_deref(), &body).await;
                 let order_took = begun.elapsed();
                 local.0.saturating_record(micros(order_took));
                 let order_id = match placed {
@@ -106,6 +121,9 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale) -> Race {
                         let mut shared = shared.lock().await;
                         shared.paid.push((index, order_id));
                         shared.last_purchase = Some(started.elapsed());
+                        if gate.is_some() {
+                            break;
+                        }
                     }
                     Ok((status, answer)) => {
                         *shared.lock().await.errors.entry(format!("payment: {}", problem(status, &answer))).or_default() += 1;

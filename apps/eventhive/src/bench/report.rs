@@ -4,11 +4,13 @@
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::{FlashSale, race::Race, verify::Verdict};
+use super::{FlashSale, race::Race, verify::Verdict, waiting::QueueFigures};
 
 pub struct Figures {
     pub race: Race,
     pub verdict: Verdict,
+    /// With --waiting-room.
+    pub queue: Option<QueueFigures>,
 }
 
 fn rate(figures: &Figures) -> f64 {
@@ -63,6 +65,22 @@ pub fn print(options: &FlashSale, figures: &Figures) {
             histogram.max() as f64 / 1000.0
         );
     }
+    if let Some(queue) = &figures.queue {
+        println!();
+        println!(
+            "  waiting room: {} of {} buyers admitted in {:.2} s after the opening: {:.1} admissions/s; {} polls ({:.1} per buyer)",
+            queue.admitted,
+            queue.buyers,
+            queue.admitting_for.as_secs_f64(),
+            queue.admissions_per_second(),
+            queue.polls,
+            queue.polls as f64 / queue.buyers.max(1) as f64
+        );
+        println!(
+            "  fairness: positions 1..n drawn: {}; admitted = the front of the line: {}; join order vs position, Spearman rho {:+.3}",
+            queue.positions_are_a_draw, queue.admitted_are_the_front, queue.rho
+        );
+    }
     if !race.errors.is_empty() {
         println!();
         println!("  not a success:");
@@ -93,5 +111,6 @@ pub fn json(options: &FlashSale, figures: &Figures) -> Value {
         "errors": race.errors,
         "checks": super::verify::summary(&figures.verdict),
         "verified": figures.verdict.failures.is_empty(),
+        "waiting_room": figures.queue.as_ref().map(super::waiting::json),
     })
 }

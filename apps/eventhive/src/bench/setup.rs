@@ -23,7 +23,22 @@ impl Api {
         key: Option<&str>,
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
+        self.post_admitted(path, token, key, None, body).await
+    }
+
+    /// As `post`, with an `Admission-Token` when given (an order behind a waiting room).
+    pub async fn post_admitted(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        admission: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut request = self.client.post(format!("{}{path}", self.url)).json(body);
+        if let Some(admission) = admission {
+            request = request.header("admission-token", admission);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

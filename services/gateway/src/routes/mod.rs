@@ -10,6 +10,7 @@
 //! - [`orders`]: orders, payment and tickets.
 //! - [`checkins`]: checking tickets in at the door.
 //! - [`analytics`]: sales figures for organizers, also live.
+//! - [`waiting_room`]: an on-sale's waiting room and its queue.
 //! - [`dev`]: the dev inbox.
 //! - [`ops`]: health, readiness and the JWKS.
 //! - [`shared`]: money, the ISO code lists and the contract's rules, for several of them.
@@ -25,6 +26,7 @@ pub mod ops;
 pub mod orders;
 pub mod organizations;
 mod shared;
+pub mod waiting_room;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use eventhive_platform::{Problem, grpc::REQUEST_ID};

@@ -21,12 +21,13 @@ pub async fn healthz() -> Json<Health> {
 
 /// Ready: every service this gateway routes to, and Redis if used, answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let (identity, catalog, ticketing, analytics, notifications, limiter) = tokio::join!(
+    let (identity, catalog, ticketing, analytics, notifications, waiting_room, limiter) = tokio::join!(
         grpc::is_serving(state.identity_channel.clone()),
         grpc::is_serving(state.catalog_channel.clone()),
         grpc::is_serving(state.ticketing_channel.clone()),
         grpc::is_serving(state.analytics_channel.clone()),
         grpc::is_serving(state.notifications_channel.clone()),
+        grpc::is_serving(state.waiting_room_channel.clone()),
         state.limiter.is_healthy(),
     );
     let down: Vec<&str> = [
@@ -35,6 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Probl
         ("ticketing", ticketing),
         ("analytics", analytics),
         ("notifications", notifications),
+        ("waiting_room", waiting_room),
         ("redis", limiter),
     ]
     .into_iter()

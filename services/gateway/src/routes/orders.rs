@@ -10,7 +10,7 @@ use axum::{
     http::{StatusCode, request::Parts},
 };
 use eventhive_domain::{
-    EventId, OrderId, TicketTypeId,
+    EventId, OrderId, TicketTypeId, admission,
     rules::{IdempotencyKey, Quantity},
 };
 use eventhive_platform::{ErrorKind, FieldError, Problem, grpc::request, problem::validation_status};
@@ -52,12 +52,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     }
 }
 
+/// The `Admission-Token` header, passed on as it is: ticketing decides whether the event needs
+/// one and verifies it.
+pub struct AdmissionHeader(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdmissionHeader {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let value = parts.headers.get(admission::HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        Ok(Self(value.to_owned()))
+    }
+}
+
 /// Holds tickets for a new order until `expires_at`.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 255 printable ASCII characters (spaces inside only, as HTTP drops them at the ends); a retry with the same key and body returns the first answer")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 255 printable ASCII characters (spaces inside only, as HTTP drops them at the ends); a retry with the same key and body returns the first answer"),
+           ("Admission-Token" = Option<String>, Header, description = "for an event with a waiting room: the caller's admission token for that event")),
     request_body = CreateOrderBody,
     responses((status = 201, body = OrderDto), answers::Always, answers::SignedIn, answers::JsonBody,
               (status = 400, description = "bad-request: the body is missing or is not valid JSON, or the `Idempotency-Key` header is missing or malformed", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "admission-required: the event has a waiting room and the token is missing, expired, forged or not the caller's for this event", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "sold-out: not enough tickets left; conflict: the event is cancelled, its sales are closed or it has started, or the buyer would hold more than its `max_tickets_per_buyer`", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "validation: invalid fields, `event_id` not an event on sale, a ticket type not of that event, more tickets than its `max_tickets_per_order`; idempotency-key-reused: the key came with another body", body = Problem, content_type = "application/problem+json")))]
 pub async fn place(
@@ -65,6 +80,7 @@ pub async fn place(
     rid: RequestId,
     AuthUser(user): AuthUser,
     IdempotencyHeader(key): IdempotencyHeader,
+    AdmissionHeader(admission_token): AdmissionHeader,
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<(StatusCode, Json<OrderDto>), Problem> {
     let order = NewOrder::try_from(body)?;
@@ -80,6 +96,7 @@ pub async fn place(
                 quantity: quantity.get(),
             })
             .collect(),
+        admission_token,
     };
     let order = state.ticketing.clone().place_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok((StatusCode::CREATED, Json(order.into_inner().into())))

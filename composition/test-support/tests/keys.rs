@@ -10,7 +10,10 @@ use std::time::Duration;
 use eventhive_test_support::{Backend, TestApp, on_both_backends};
 use serde_json::{Value, json};
 
-on_both_backends!(keys_are_sealed_at_rest_and_rotate_without_logging_anyone_out);
+on_both_backends!(
+    keys_are_sealed_at_rest_and_rotate_without_logging_anyone_out,
+    a_key_identity_no_longer_publishes_stops_verifying_at_the_gateway,
+);
 
 /// The key id in an access token's header.
 fn kid(token: &str) -> String {
@@ -76,4 +79,46 @@ async fn keys_are_sealed_at_rest_and_rotate_without_logging_anyone_out(backend: 
     let code = later["tickets"][0]["code"].as_str().unwrap();
     assert_eq!(app.post(&checkins, Some(&sale.organizer), &json!({"code": code})).await.status(), 200);
     assert!(sealed(stored_keys(&app, "identity", identity_keys).await));
+}
+
+/// A key removed from identity (a leak) used to verify at the gateway for as long as the gateway
+/// ran: it fetched keys only for a key id it had not seen. It now trusts its copy for
+/// `EVENTHIVE_JWKS_CACHE_SECS`, so the removed key's tokens are refused soon after.
+async fn a_key_identity_no_longer_publishes_stops_verifying_at_the_gateway(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.set("signing_key_reload_secs", 1);
+        settings.set("jwks_cache_secs", 1);
+    })
+    .await;
+    let buyer = app.sign_up().await;
+    assert_eq!(app.get("/v1/me", Some(&buyer)).await.status(), 200);
+    let identity = app.database("identity").await;
+    sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+        .bind(kid(&buyer.access_token))
+        .execute(identity.pool())
+        .await
+        .unwrap();
+    identity.close().await;
+    let mut status = 0;
+    for _ in 0..80 {
+        status = app.get("/v1/me", Some(&buyer)).await.status().as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "a token of the removed key is refused");
+    // Identity signs with a new key, which the gateway learns.
+    let session = app.login(&buyer.email, &buyer.password).await.json::<Value>().await.unwrap();
+    let fresh = session["access_token"].as_str().unwrap().to_owned();
+    let mut status = 0;
+    for _ in 0..80 {
+        let me = app.request(reqwest::Method::GET, "/v1/me", None).bearer_auth(&fresh).send().await.unwrap();
+        status = me.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "a token of the new key verifies");
 }

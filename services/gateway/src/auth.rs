@@ -24,10 +24,6 @@ const AUDIENCE: &str = "eventhive-api";
 const LEEWAY_SECS: u64 = 2;
 /// The least time between two JWKS fetches caused by unknown key ids.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(5);
-/// How long the cached keys are trusted without asking identity again. A key identity stops
-/// publishing (retired by `eventhive keys rotate`, or removed after a leak) stops verifying
-/// here within this time, even if no token with an unknown key id ever arrives.
-const KEYS_TRUSTED_FOR: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Deserialize)]
 struct Claims {
@@ -57,11 +53,16 @@ pub struct JwtVerifier {
     identity: IdentityClient<Channel>,
     keys: RwLock<HashMap<String, DecodingKey>>,
     last_fetch: Mutex<Option<Instant>>,
+    /// How long the cached keys are trusted without asking identity again
+    /// (`EVENTHIVE_JWKS_CACHE_SECS`). A key identity stops publishing (retired by
+    /// `eventhive keys rotate`, or removed after a leak) stops verifying here within this
+    /// time, even if no token with an unknown key id ever arrives.
+    trusted_for: Duration,
 }
 
 impl JwtVerifier {
-    pub fn new(identity: IdentityClient<Channel>) -> Self {
-        Self { identity, keys: RwLock::new(HashMap::new()), last_fetch: Mutex::new(None) }
+    pub fn new(identity: IdentityClient<Channel>, trusted_for: Duration) -> Self {
+        Self { identity, keys: RwLock::new(HashMap::new()), last_fetch: Mutex::new(None), trusted_for }
     }
 
     /// The user a bearer token speaks for.
@@ -72,7 +73,7 @@ impl JwtVerifier {
         }
         let kid = header.kid.ok_or(AuthError::Invalid)?;
         // Bound first: a guard in the match scrutinee would live into the arm that writes.
-        let stale = self.last_fetch.lock().await.is_none_or(|at| at.elapsed() >= KEYS_TRUSTED_FOR);
+        let stale = self.last_fetch.lock().await.is_none_or(|at| at.elapsed() >= self.trusted_for);
         if stale {
             // Failing to refresh keeps the keys known (identity down must not log everyone out);
             // a key missing from a successful fetch is forgotten.

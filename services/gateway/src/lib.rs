@@ -64,6 +64,10 @@ pub struct GatewaySettings {
     pub trust_forwarded_for: bool,
     /// Origins browsers may call the API from; `*` allows any.
     pub cors_allowed_origins: String,
+    /// How long the token-signing keys fetched from identity are trusted before they are
+    /// fetched again: a key identity stopped publishing (retired, or removed after a leak)
+    /// stops verifying within this time.
+    pub jwks_cache_secs: u64,
 }
 
 impl Default for GatewaySettings {
@@ -74,6 +78,7 @@ impl Default for GatewaySettings {
             request_timeout_ms: 15_000,
             trust_forwarded_for: false,
             cors_allowed_origins: "*".into(),
+            jwks_cache_secs: 300,
         }
     }
 }
@@ -82,6 +87,9 @@ impl Section for GatewaySettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.request_timeout_ms == 0 {
             return Err(ConfigError::new("request_timeout_ms", "must be positive"));
+        }
+        if self.jwks_cache_secs == 0 || self.jwks_cache_secs > 3600 {
+            return Err(ConfigError::new("jwks_cache_secs", "must be between 1 and 3600"));
         }
         Ok(())
     }

@@ -59,7 +59,10 @@ impl AppState {
             None => RateLimiter::in_memory(),
         };
         Ok(Self {
-            verifier: Arc::new(JwtVerifier::new(identity.clone())),
+            verifier: Arc::new(JwtVerifier::new(
+                identity.clone(),
+                std::time::Duration::from_secs(gateway.jwks_cache_secs),
+            )),
             identity,
             catalog: CatalogClient::new(grpc::authenticated(catalog_channel.clone(), &secrets)),
             ticketing: TicketingClient::new(grpc::authenticated(ticketing_channel.clone(), &secrets)),

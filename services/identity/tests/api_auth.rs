@@ -231,9 +231,9 @@ async fn membership_changes_take_effect_at_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (owner, organization) = app.organizer().await;
     let newcomer = app.sign_up().await;
-    // Before: not a member, cannot create events there.
+    // Before: not a member, cannot create events there; the organization is not there for them.
     let body = app.event_body(&organization);
-    assert_problem(app.post("/v1/events", Some(&newcomer), &body).await, 422, "validation").await;
+    assert_problem(app.post("/v1/events", Some(&newcomer), &body).await, 404, "not-found").await;
     app.add_member(&owner, &organization, &newcomer.email, "admin").await;
     // After: the same access token now carries the new role, since roles are read per request.
     assert_eq!(app.post("/v1/events", Some(&newcomer), &body).await.status(), 201);

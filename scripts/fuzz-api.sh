@@ -93,7 +93,7 @@ fuzz() {
         --generation-allow-x00 true \
         --request-timeout 15 \
         --workers 2 \
-        --seed 20261202 \
+        --seed "${FUZZ_SEED:-20261202}" \
         --phases "${FUZZ_PHASES:-examples,coverage,fuzzing}" \
         --warnings off 2>&1 | tee "$WORK/$mode.fuzz" || status=$?
     stop_server

@@ -12,12 +12,14 @@
 //! - [`verify`]: the invariants, from the API and the databases.
 //! - [`report`]: one screen, and `--json`.
 //! - [`waiting`]: `--waiting-room`, the same sale behind a waiting room.
+//! - [`watchers`]: `--analytics-streams`, the sale watched live by its organizers.
 
 mod race;
 mod report;
 mod setup;
 mod verify;
 mod waiting;
+mod watchers;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -57,6 +59,9 @@ pub struct FlashSale {
     /// With --waiting-room: a fixed admission rate; unset, automatic.
     #[arg(long)]
     pub admit_per_minute: Option<i64>,
+    /// Live analytics streams open on the event during the race, as organizers' dashboards.
+    #[arg(long, default_value_t = 0)]
+    pub analytics_streams: usize,
     /// Writes the figures as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -111,16 +116,34 @@ async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Fig
     } else {
         None
     };
+    let watchers = match options.analytics_streams {
+        0 => None,
+        streams => {
+            eprintln!("bench: opening {streams} live analytics streams on the event");
+            Some(watchers::open(&api, &sale, streams).await?)
+        }
+    };
     eprintln!("bench: racing");
     let race = race::run(&api, &sale, options, gate.clone()).await;
+    let watched = match watchers {
+        Some(watchers) => Some(watchers.close().await),
+        None => None,
+    };
     let queue = match &gate {
         Some(gate) => Some(gate.figures().await),
         None => None,
     };
     eprintln!("bench: verifying");
     let settings = target.system.as_ref().map(|(settings, _, _)| settings);
-    let verdict = verify::check(&api, &sale, &race, settings).await?;
-    Ok(report::Figures { race, verdict, queue })
+    let mut verdict = verify::check(&api, &sale, &race, settings).await?;
+    if let Some(watched) = &watched {
+        // Each stream sends the figures once at once; a stream that ended was a dashboard lost.
+        verdict.check(
+            format!("{} live analytics streams stayed open and each received figures", watched.streams),
+            watched.ended_early == 0 && watched.received >= watched.streams as u64,
+        );
+    }
+    Ok(report::Figures { race, verdict, queue, watched })
 }
 
 async fn start(options: &FlashSale, settings: &mut Settings) -> anyhow::Result<Target> {

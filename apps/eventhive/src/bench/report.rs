@@ -4,13 +4,15 @@
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::{FlashSale, race::Race, verify::Verdict, waiting::QueueFigures};
+use super::{FlashSale, race::Race, verify::Verdict, waiting::QueueFigures, watchers::WatchFigures};
 
 pub struct Figures {
     pub race: Race,
     pub verdict: Verdict,
     /// With --waiting-room.
     pub queue: Option<QueueFigures>,
+    /// With --analytics-streams.
+    pub watched: Option<WatchFigures>,
 }
 
 fn rate(figures: &Figures) -> f64 {
@@ -81,6 +83,13 @@ pub fn print(options: &FlashSale, figures: &Figures) {
             queue.positions_are_a_draw, queue.admitted_are_the_front, queue.rho
         );
     }
+    if let Some(watched) = &figures.watched {
+        println!();
+        println!(
+            "  analytics: {} live streams open during the race received {} figures; {} ended before it did",
+            watched.streams, watched.received, watched.ended_early
+        );
+    }
     if !race.errors.is_empty() {
         println!();
         println!("  not a success:");
@@ -112,5 +121,6 @@ pub fn json(options: &FlashSale, figures: &Figures) -> Value {
         "checks": super::verify::summary(&figures.verdict),
         "verified": figures.verdict.failures.is_empty(),
         "waiting_room": figures.queue.as_ref().map(super::waiting::json),
+        "analytics_streams": figures.watched.as_ref().map(WatchFigures::json),
     })
 }

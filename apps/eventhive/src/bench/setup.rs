@@ -79,6 +79,7 @@ pub struct Buyer {
 #[derive(Debug, Clone)]
 pub struct Sale {
     pub organizer: Buyer,
+    pub organization_id: String,
     pub event_id: String,
     /// Each ticket type's id and capacity.
     pub ticket_types: Vec<(String, i64)>,
@@ -92,6 +93,16 @@ impl Sale {
 }
 
 const PASSWORD: &str = "flash-sale-benchmark";
+
+/// A new account added to the sale's organization as staff (who may read its analytics).
+pub async fn staff_member(api: &Api, sale: &Sale, who: &str) -> anyhow::Result<Buyer> {
+    let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let member = account(api, &run, who).await?;
+    let path = format!("/v1/organizations/{}/members", sale.organization_id);
+    let body = json!({"email": member.email, "role": "staff"});
+    api.expect(&path, Some(&sale.organizer.token), &body, 201).await?;
+    Ok(member)
+}
 
 async fn account(api: &Api, run: &str, who: &str) -> anyhow::Result<Buyer> {
     let email = format!("{who}-{run}@bench.eventhive.dev");
@@ -107,8 +118,9 @@ pub async fn sale(api: &Api, options: &FlashSale) -> anyhow::Result<Sale> {
     let organizer = account(api, &run, "organizer").await?;
     let token = Some(organizer.token.as_str());
     let organization = api.expect("/v1/organizations", token, &json!({"name": "Flash Sale Productions"}), 201).await?;
+    let organization_id = organization["id"].as_str().context("organization without id")?.to_owned();
     let event = json!({
-        "organization_id": organization["id"],
+        "organization_id": organization_id,
         "title": "The Hit Show (flash-sale benchmark)",
         "description": "Everyone wants in, at the same minute.",
         "venue": {"name": "Ziggo Dome", "city": "Amsterdam", "country": "NL"},
@@ -140,5 +152,5 @@ pub async fn sale(api: &Api, options: &FlashSale) -> anyhow::Result<Sale> {
         .collect()
         .await;
     let buyers = buyers.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Sale { organizer, event_id, ticket_types, buyers })
+    Ok(Sale { organizer, organization_id, event_id, ticket_types, buyers })
 }

@@ -26,7 +26,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn check(&mut self, what: impl Into<String>, holds: bool) {
+    pub fn check(&mut self, what: impl Into<String>, holds: bool) {
         let what = what.into();
         if !holds {
             self.failures.push(what.clone());

@@ -46,6 +46,10 @@ impl NotificationsService {
         }
         let limit = if limit <= 0 { DEFAULT_LIMIT } else { limit.min(MAX_LIMIT) };
         let to = to.trim();
+        // No address has control characters, and PostgreSQL refuses a NUL in text outright.
+        if to.chars().any(char::is_control) {
+            return Err(NotificationsError::Invalid(vec![FieldError::new("to", "must not contain control characters")]));
+        }
         let mut conn = self.db.pool().acquire().await?;
         let rows = store::dev_inbox(&mut conn, to, limit).await?;
         let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();

@@ -86,6 +86,10 @@ async fn without_smtp_mail_waits_in_the_dev_inbox(backend: Backend) {
     assert!(!html.contains("cid:"));
     let missing = app.get("/dev/mail/01900000-0000-7000-8000-000000000000", None).await;
     assert_eq!(missing.status(), 404);
+    // No address has a NUL (which PostgreSQL refuses in text): a 422 on `to`, not a 500.
+    let nul = app.get("/dev/mail?to=a%00b%40example.com", None).await;
+    assert_eq!(nul.status(), 422);
+    assert_eq!(nul.json::<Value>().await.unwrap()["errors"][0]["field"], "to");
 }
 
 /// Two holders (one with two orders) and a buyer whose order was refunded.

@@ -46,7 +46,7 @@ pub struct DevMailParams {
 #[utoipa::path(get, path = "/dev/mail", tag = "dev", params(DevMailParams),
     responses((status = 200, body = [DevMailDto]), answers::Always,
               (status = 404, description = "not-found: not in dev mode, or mail goes to an SMTP server", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "validation: a query parameter given twice", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "validation: a query parameter given twice, or `to` with control characters", body = Problem, content_type = "application/problem+json")))]
 pub async fn dev_mail(
     State(state): State<AppState>,
     rid: RequestId,

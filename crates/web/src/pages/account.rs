@@ -130,40 +130,53 @@ fn field_name(field: &str) -> &str {
 }
 
 fn login_page(visit: &Visit, status: StatusCode, errors: &[String], filled: &Filled) -> Response {
-    let main = html! {
-        h1 { "Log in" }
-        (errors_list(errors))
-        form.account method="post" action="/login" {
-            (csrf(visit))
-            input type="hidden" name="next" value=(filled.next);
-            p { label for="email" { "Email" } input #email name="email" type="email" autocomplete="email" required value=(filled.email); }
-            p { label for="password" { "Password" } input #password name="password" type="password" autocomplete="current-password" required; }
-            button type="submit" { "Log in" }
-        }
-        p { "New here? " a href={ "/register?next=" (percent(filled.next)) } { "Register" } }
+    let fields = html! {
+        p { label for="email" { "Email" } input #email name="email" type="email" autocomplete="email" required value=(filled.email); }
+        p { label for="password" { "Password" } input #password name="password" type="password" autocomplete="current-password" required; }
     };
-    respond(status, page(Some(visit), "Log in", main))
+    let other = html! { "New here? " a href={ "/register?next=" (percent(filled.next)) } { "Register" } };
+    let form = AccountForm { title: "Log in", action: "/login", submit: "Log in", fields, other };
+    account_page(visit, status, errors, filled, form)
 }
 
 fn register_page(visit: &Visit, status: StatusCode, errors: &[String], filled: &Filled) -> Response {
+    let fields = html! {
+        p { label for="display_name" { "Name" } input #display_name name="display_name" type="text" autocomplete="name" required maxlength="100" value=(filled.display_name); }
+        p { label for="email" { "Email" } input #email name="email" type="email" autocomplete="email" required value=(filled.email); }
+        p {
+            label for="password" { "Password" }
+            input #password name="password" type="password" autocomplete="new-password" required minlength="10" maxlength="128" aria-describedby="password-hint";
+            span #password-hint .hint { "10 to 128 characters." }
+        }
+    };
+    let other = html! { "Have an account? " a href={ "/login?next=" (percent(filled.next)) } { "Log in" } };
+    let form = AccountForm { title: "Register", action: "/register", submit: "Create account", fields, other };
+    account_page(visit, status, errors, filled, form)
+}
+
+/// What tells the login and the registration apart.
+struct AccountForm {
+    title: &'static str,
+    action: &'static str,
+    submit: &'static str,
+    fields: Markup,
+    /// The way to the other form.
+    other: Markup,
+}
+
+fn account_page(visit: &Visit, status: StatusCode, errors: &[String], filled: &Filled, form: AccountForm) -> Response {
     let main = html! {
-        h1 { "Register" }
+        h1 { (form.title) }
         (errors_list(errors))
-        form.account method="post" action="/register" {
+        form.account method="post" action=(form.action) {
             (csrf(visit))
             input type="hidden" name="next" value=(filled.next);
-            p { label for="display_name" { "Name" } input #display_name name="display_name" type="text" autocomplete="name" required maxlength="100" value=(filled.display_name); }
-            p { label for="email" { "Email" } input #email name="email" type="email" autocomplete="email" required value=(filled.email); }
-            p {
-                label for="password" { "Password" }
-                input #password name="password" type="password" autocomplete="new-password" required minlength="10" maxlength="128" aria-describedby="password-hint";
-                span #password-hint .hint { "10 to 128 characters." }
-            }
-            button type="submit" { "Create account" }
+            (form.fields)
+            button type="submit" { (form.submit) }
         }
-        p { "Have an account? " a href={ "/login?next=" (percent(filled.next)) } { "Log in" } }
+        p { (form.other) }
     };
-    respond(status, page(Some(visit), "Register", main))
+    respond(status, page(Some(visit), form.title, main))
 }
 
 fn errors_list(errors: &[String]) -> Markup {

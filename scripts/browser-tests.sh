@@ -32,10 +32,17 @@ SCRIPT=browser-tests
 source scripts/lib/dev-server.sh
 PORT="${EVENTHIVE_BROWSER_PORT:-18580}"
 
+# The services behind the gateway listen where the OS says, so a platform already running on
+# this machine (another checkout's `eventhive dev`) is no obstacle.
+INTERNAL_PORTS=()
+for service in identity catalog ticketing payments notifications analytics waiting_room; do
+    INTERNAL_PORTS+=("EVENTHIVE_${service^^}_PORT=0")
+done
 # The script's own variables are not settings of EventHive, which refuses unknown ones.
 env -u EVENTHIVE_BROWSER_TOOLS -u EVENTHIVE_BROWSER_PORT -u EVENTHIVE_SCREENSHOTS \
     EVENTHIVE_PASSWORD_HASH_MEMORY_KIB=1024 EVENTHIVE_PASSWORD_HASH_ITERATIONS=1 \
     EVENTHIVE_METRICS_ENABLED=false RUST_LOG=warn \
+    "${INTERNAL_PORTS[@]}" \
     "$BINARY" dev --port "$PORT" --data-dir "$WORK/data" >"$WORK/eventhive.log" 2>&1 &
 SERVER=$!
 URL="http://127.0.0.1:$PORT"

@@ -49,7 +49,7 @@ pub fn page(visit: Option<&Visit>, title: &str, main: Markup) -> Markup {
                     }
                 }
                 main #main tabindex="-1" { (main) }
-                footer.site { p { "EventHive · " a href="/docs" { "API documentation" } } }
+                footer.site { p { "EventHive · " a href="/docs" { "API documentation" } " · " a href="/door" { "Door (staff)" } } }
             }
         }
     }

@@ -10,7 +10,7 @@
 //! - [`session`]: cookies holding the tokens, CSRF, security headers (one middleware).
 //! - [`layout`]: the page shell and the small pieces every page uses.
 //! - [`qr`]: ticket codes drawn as SVG QR codes.
-//! - [`pages`]: one module per area: catalog, account, checkout, waiting room, mine.
+//! - [`pages`]: one module per area: catalog, account, checkout, waiting room, mine, door.
 //! - `assets/`: the one CSS file and the one script, compiled into the binary.
 
 mod api;
@@ -50,6 +50,8 @@ pub fn router(api: axum::Router) -> Router {
         .route("/orders/{id}/cancel", post(pages::checkout::cancel))
         .route("/my/orders", get(pages::mine::orders))
         .route("/my/tickets", get(pages::mine::tickets))
+        .route("/door", get(pages::door::events))
+        .route("/door/{id}", get(pages::door::event).post(pages::door::check_in))
         .route("/login", get(pages::account::login_form).post(pages::account::login))
         .route("/register", get(pages::account::register_form).post(pages::account::register))
         .route("/logout", post(pages::account::logout))

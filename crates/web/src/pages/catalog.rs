@@ -2,14 +2,14 @@
 //! the form that holds tickets, and its waiting room when it has one.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Query, State},
     http::StatusCode,
     response::Response,
 };
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Event, Page, Place, Room, id, no_such_page};
+use super::{Event, Page, PathId, Place, Room};
 use crate::{
     Web,
     api::ApiError,
@@ -86,9 +86,8 @@ fn card(event: &Event) -> Markup {
 }
 
 /// `/events/{id}`.
-pub async fn event(State(web): State<Web>, visit: Visit, Path(raw): Path<String>) -> Result<Response, Failure> {
-    let Some(event_id) = id(&raw) else { return Ok(no_such_page()) };
-    event_page(&web, &visit, event_id, None).await
+pub async fn event(State(web): State<Web>, visit: Visit, PathId(event_id): PathId) -> Result<Response, Failure> {
+    event_page(&web, &visit, &event_id, None).await
 }
 
 /// The event's page, with `notice` (why the last try to hold failed) above the form.

@@ -4,14 +4,14 @@
 //! or charges once, and a new try after a decline is a new payment.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
 use serde_json::json;
 
-use super::{Order, catalog, id, mine, no_such_page};
+use super::{Order, PathId, catalog, mine};
 use crate::{
     Web,
     api::{ApiError, Problem},
@@ -23,10 +23,9 @@ use crate::{
 pub async fn hold(
     State(web): State<Web>,
     visit: Visit,
-    Path(raw): Path<String>,
+    PathId(event_id): PathId,
     fields: Fields,
 ) -> Result<Response, Failure> {
-    let Some(event_id) = id(&raw) else { return Ok(no_such_page()) };
     if !visit.signed_in() {
         return Ok(Redirect::to(&login_then(&format!("/events/{event_id}"))).into_response());
     }
@@ -38,11 +37,11 @@ pub async fn hold(
             Ok(quantity) if quantity > 0 => {
                 items.push(json!({ "ticket_type_id": ticket_type_id, "quantity": quantity }))
             }
-            _ => return again(&web, &visit, event_id, "Quantities are whole numbers, like 2.").await,
+            _ => return again(&web, &visit, &event_id, "Quantities are whole numbers, like 2.").await,
         }
     }
     if items.is_empty() {
-        return again(&web, &visit, event_id, "Choose how many tickets you want first.").await;
+        return again(&web, &visit, &event_id, "Choose how many tickets you want first.").await;
     }
     let key = match fields.get("key") {
         "" => random_token(),
@@ -52,8 +51,8 @@ pub async fn hold(
         .api
         .post(&visit.caller, "/v1/orders", json!({ "event_id": event_id, "items": items }))
         .header("idempotency-key", key);
-    if catalog::room(&web, &visit, event_id).await?.is_some() {
-        match catalog::place(&web, &visit, event_id).await?.and_then(|place| place.admission) {
+    if catalog::room(&web, &visit, &event_id).await?.is_some() {
+        match catalog::place(&web, &visit, &event_id).await?.and_then(|place| place.admission) {
             Some(admission) => call = call.header("admission-token", admission.token),
             None => return Ok(Redirect::to(&format!("/events/{event_id}/queue")).into_response()),
         }
@@ -68,7 +67,7 @@ pub async fn hold(
                 "validation" | "conflict" => format!("Those tickets can't be ordered: {}", reasons(&problem)),
                 _ => return Err(visit.fail(ApiError::Problem(problem))),
             };
-            catalog::event_page(&web, &visit, event_id, Some((StatusCode::CONFLICT, words))).await
+            catalog::event_page(&web, &visit, &event_id, Some((StatusCode::CONFLICT, words))).await
         }
         Err(error) => Err(visit.fail(error)),
     }
@@ -85,9 +84,8 @@ fn reasons(problem: &Problem) -> String {
 }
 
 /// `/orders/{id}`: pay while held, then the tickets.
-pub async fn order(State(web): State<Web>, visit: Visit, Path(raw): Path<String>) -> Result<Response, Failure> {
-    let Some(order_id) = id(&raw) else { return Ok(no_such_page()) };
-    order_page(&web, &visit, order_id, None).await
+pub async fn order(State(web): State<Web>, visit: Visit, PathId(order_id): PathId) -> Result<Response, Failure> {
+    order_page(&web, &visit, &order_id, None).await
 }
 
 async fn order_page(
@@ -197,15 +195,14 @@ fn paid(visit: &Visit, order: &Order) -> Markup {
 pub async fn pay(
     State(web): State<Web>,
     visit: Visit,
-    Path(raw): Path<String>,
+    PathId(order_id): PathId,
     fields: Fields,
 ) -> Result<Response, Failure> {
-    let Some(order_id) = id(&raw) else { return Ok(no_such_page()) };
     let number: String = fields.get("number").chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
     let (Ok(exp_month), Ok(exp_year)) = (fields.get("exp_month").parse::<i64>(), fields.get("exp_year").parse::<i64>())
     else {
         let words = "The expiry month and year are numbers, like 12 and 2030.";
-        return order_page(&web, &visit, order_id, Some((StatusCode::UNPROCESSABLE_ENTITY, words))).await;
+        return order_page(&web, &visit, &order_id, Some((StatusCode::UNPROCESSABLE_ENTITY, words))).await;
     };
     let card = json!({ "number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": fields.get("cvc") });
     let key = match fields.get("key") {
@@ -240,17 +237,16 @@ pub async fn pay(
         _ => return Err(visit.fail(ApiError::Problem(problem))),
     };
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::CONFLICT);
-    order_page(&web, &visit, order_id, Some((status, words))).await
+    order_page(&web, &visit, &order_id, Some((status, words))).await
 }
 
 /// `POST /orders/{id}/cancel`: releases a hold, or refunds a paid order before the event.
-pub async fn cancel(State(web): State<Web>, visit: Visit, Path(raw): Path<String>) -> Result<Response, Failure> {
-    let Some(order_id) = id(&raw) else { return Ok(no_such_page()) };
+pub async fn cancel(State(web): State<Web>, visit: Visit, PathId(order_id): PathId) -> Result<Response, Failure> {
     match web.api.post(&visit.caller, format!("/v1/orders/{order_id}/cancel"), json!({})).done().await {
         Ok(()) => Ok(Redirect::to(&format!("/orders/{order_id}")).into_response()),
         Err(ApiError::Problem(problem)) if problem.kind() == "conflict" => {
             let words = "This order can't be cancelled any more: the event has started, or it was already settled.";
-            order_page(&web, &visit, order_id, Some((StatusCode::CONFLICT, words))).await
+            order_page(&web, &visit, &order_id, Some((StatusCode::CONFLICT, words))).await
         }
         Err(error) => Err(visit.fail(error)),
     }

@@ -7,13 +7,20 @@
 //! - [`checkout`]: hold, pay, an order.
 //! - [`queue`]: an event's waiting room.
 //! - [`mine`]: my orders, my tickets.
+//! - [`door`]: checking tickets in at the door.
 
 pub mod account;
 pub mod catalog;
 pub mod checkout;
+pub mod door;
 pub mod mine;
 pub mod queue;
 
+use axum::{
+    extract::{FromRequestParts, Path},
+    http::request::Parts,
+    response::Response,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +46,7 @@ pub struct TicketType {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Event {
     pub id: String,
+    pub organization_id: String,
     pub title: String,
     pub description: String,
     pub venue: Venue,
@@ -106,14 +114,26 @@ pub struct Admission {
     pub expires_at: String,
 }
 
-/// An id from a path, if it can be one: the API's ids are UUIDs, so anything else is no page,
-/// and what is passed on never needs escaping in the API's path.
-pub fn id(raw: &str) -> Option<&str> {
-    (raw.len() == 36 && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(raw)
+/// An id from the path, if it can be one: the API's ids are UUIDs, so anything else is no
+/// page (answered here, for every page), and what is passed on never needs escaping in the
+/// API's path.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| no_such_page())?;
+        if raw.len() == 36 && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            Ok(PathId(raw))
+        } else {
+            Err(no_such_page())
+        }
+    }
 }
 
 /// The answer for a path whose id cannot be one.
-pub fn no_such_page() -> axum::response::Response {
+pub fn no_such_page() -> Response {
     crate::layout::problem_page(
         axum::http::StatusCode::NOT_FOUND,
         "Not found",

@@ -4,13 +4,13 @@
 //! admission (the server reads the token from the place itself, so it never sits in the page).
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
 
-use super::{Event, Place, Room, catalog, id, no_such_page};
+use super::{Event, PathId, Place, Room, catalog, no_such_page};
 use crate::{
     Web,
     layout::{Failure, countdown, csrf, login_then, page, respond, when},
@@ -46,26 +46,23 @@ async fn queue_page(web: &Web, visit: &Visit, event_id: &str) -> Result<Response
     Ok(respond(StatusCode::OK, page(Some(visit), &title, main)))
 }
 
-pub async fn show(State(web): State<Web>, visit: Visit, Path(raw): Path<String>) -> Result<Response, Failure> {
-    let Some(event_id) = id(&raw) else { return Ok(no_such_page()) };
-    queue_page(&web, &visit, event_id).await
+pub async fn show(State(web): State<Web>, visit: Visit, PathId(event_id): PathId) -> Result<Response, Failure> {
+    queue_page(&web, &visit, &event_id).await
 }
 
 /// `GET /events/{id}/queue/place`: the place alone, for the page's script.
-pub async fn place(State(web): State<Web>, visit: Visit, Path(raw): Path<String>) -> Result<Response, Failure> {
-    let Some(event_id) = id(&raw) else { return Ok(no_such_page()) };
+pub async fn place(State(web): State<Web>, visit: Visit, PathId(event_id): PathId) -> Result<Response, Failure> {
     if !visit.signed_in() {
         // The script reloads the whole page, which goes to the login.
         return Ok(StatusCode::UNAUTHORIZED.into_response());
     }
-    let Some(room) = catalog::room(&web, &visit, event_id).await? else { return Ok(no_such_page()) };
-    let place = catalog::place(&web, &visit, event_id).await?;
-    Ok(respond(StatusCode::OK, place_fragment(&visit, event_id, &room, place.as_ref())))
+    let Some(room) = catalog::room(&web, &visit, &event_id).await? else { return Ok(no_such_page()) };
+    let place = catalog::place(&web, &visit, &event_id).await?;
+    Ok(respond(StatusCode::OK, place_fragment(&visit, &event_id, &room, place.as_ref())))
 }
 
 /// `POST /events/{id}/queue`: joins (joining again keeps the place).
-pub async fn join(State(web): State<Web>, visit: Visit, Path(raw): Path<String>) -> Result<Response, Failure> {
-    let Some(event_id) = id(&raw) else { return Ok(no_such_page()) };
+pub async fn join(State(web): State<Web>, visit: Visit, PathId(event_id): PathId) -> Result<Response, Failure> {
     if !visit.signed_in() {
         return Ok(Redirect::to(&login_then(&format!("/events/{event_id}"))).into_response());
     }

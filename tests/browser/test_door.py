@@ -18,17 +18,22 @@ def check_in(browser, code):
     return answer.text
 
 
+def open_the_door_page_as(browser, base_url, email):
+    """Opens /door, which asks to log in first, and logs in as `email` (a demo login)."""
+    browser.get(base_url + "/door")
+    heading_is(browser, "Log in")
+    fill(browser, "email", email)
+    fill(browser, "password", api.DEMO_PASSWORD)
+    submit(browser, "form.account")
+    heading_is(browser, "Door")
+
+
 def test_door_staff_check_a_ticket_in_once(browser, base_url, screenshot):
     buyer = api.login(base_url, "buyer@eventhive.dev")
     jazz = api.buy_ticket_code(base_url, buyer, "canal")
     aurora = api.buy_ticket_code(base_url, buyer, "aurora")
 
-    browser.get(base_url + "/door")
-    heading_is(browser, "Log in")
-    fill(browser, "email", "door@eventhive.dev")
-    fill(browser, "password", api.DEMO_PASSWORD)
-    submit(browser, "form.account")
-    heading_is(browser, "Door")
+    open_the_door_page_as(browser, base_url, "door@eventhive.dev")
     browser.find_element(By.LINK_TEXT, "Jazz by the Canal").click()
     heading_is(browser, "Door: Jazz by the Canal")
 

@@ -64,8 +64,31 @@ function reloadWhenAsked() {
   setTimeout(function () { location.reload(); }, secs * 1000);
 }
 
+// The live dashboard: each update on the API's stream (passed through by the server) fetches
+// the figures the server renders, one fetch at a time, so a burst of sales is one redraw.
+function followFigures() {
+  var region = document.querySelector("[data-live]");
+  if (!region || !window.EventSource) return;
+  var busy = false, again = false;
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(region.getAttribute("data-figures"), { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) { if (html) region.innerHTML = html; })
+      .catch(function () {})
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+  // EventSource reconnects by itself when the stream drops.
+  new EventSource(region.getAttribute("data-live")).addEventListener("analytics", refresh);
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   startCountdowns();
+  followFigures();
   followQueue();
   reloadWhenAsked();
 });

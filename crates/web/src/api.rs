@@ -127,7 +127,29 @@ impl Call<'_> {
         self.send().await.map(drop)
     }
 
+    /// Sends the request; a success is passed on as it comes, body streaming (a live stream of
+    /// Server-Sent Events stays open as long as the visitor's page).
+    pub async fn stream(self) -> Result<axum::response::Response, ApiError> {
+        let path = self.path.clone();
+        let response = self.respond().await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(problem_of(response, &path).await)
+    }
+
     async fn send(self) -> Result<axum::body::Bytes, ApiError> {
+        let path = self.path.clone();
+        let response = self.respond().await?;
+        if !response.status().is_success() {
+            return Err(problem_of(response, &path).await);
+        }
+        to_bytes(response.into_body(), ANSWER_LIMIT)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the API's answer to {path}: {e}").into())
+    }
+
+    async fn respond(self) -> Result<axum::response::Response, ApiError> {
         let mut request = Request::builder().method(self.method).uri(&self.path);
         if let Some(token) = &self.caller.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -153,18 +175,22 @@ impl Call<'_> {
         if let Some(peer) = self.caller.peer {
             request.extensions_mut().insert(ConnectInfo(peer));
         }
-        let response = self.api.router.clone().oneshot(request).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let status = response.status();
-        let bytes = to_bytes(response.into_body(), ANSWER_LIMIT)
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the API's answer to {}: {e}", self.path))?;
-        if status.is_success() {
-            return Ok(bytes);
+        Ok(self.api.router.clone().oneshot(request).await.map_err(|e| anyhow::anyhow!("{e}"))?)
+    }
+}
+
+/// The problem document of a failed answer.
+async fn problem_of(response: axum::response::Response, path: &str) -> ApiError {
+    let status = response.status();
+    let Ok(bytes) = to_bytes(response.into_body(), ANSWER_LIMIT).await else {
+        return anyhow::anyhow!("reading the API's answer to {path}").into();
+    };
+    match serde_json::from_slice::<Problem>(&bytes) {
+        Ok(mut problem) => {
+            problem.status = status.as_u16();
+            ApiError::Problem(problem)
         }
-        let mut problem: Problem = serde_json::from_slice(&bytes)
-            .map_err(|_| anyhow::anyhow!("the API answered {status} to {} without a problem document", self.path))?;
-        problem.status = status.as_u16();
-        Err(ApiError::Problem(problem))
+        Err(_) => anyhow::anyhow!("the API answered {status} to {path} without a problem document").into(),
     }
 }
 

@@ -137,6 +137,11 @@ impl IntoResponse for Failure {
                 "Not found",
                 "There is nothing here: the event or order may have been removed, or the link is wrong.",
             ),
+            ApiError::Problem(problem) if problem.status == 403 => problem_page(
+                StatusCode::FORBIDDEN,
+                "Not for you",
+                "This page is for the event's organization: its owner, admins and staff.",
+            ),
             ApiError::Problem(problem) if is_busy(problem.status) => problem_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Busy",

@@ -10,7 +10,8 @@
 //! - [`session`]: cookies holding the tokens, CSRF, security headers (one middleware).
 //! - [`layout`]: the page shell and the small pieces every page uses.
 //! - [`qr`]: ticket codes drawn as SVG QR codes.
-//! - [`pages`]: one module per area: catalog, account, checkout, waiting room, mine, door.
+//! - [`pages`]: one module per area: catalog, account, checkout, waiting room, mine, door,
+//!   dashboard.
 //! - `assets/`: the one CSS file and the one script, compiled into the binary.
 
 mod api;
@@ -52,6 +53,9 @@ pub fn router(api: axum::Router) -> Router {
         .route("/my/tickets", get(pages::mine::tickets))
         .route("/door", get(pages::door::events))
         .route("/door/{id}", get(pages::door::event).post(pages::door::check_in))
+        .route("/manage/events/{id}", get(pages::dashboard::show))
+        .route("/manage/events/{id}/figures", get(pages::dashboard::figures))
+        .route("/manage/events/{id}/live", get(pages::dashboard::live))
         .route("/login", get(pages::account::login_form).post(pages::account::login))
         .route("/register", get(pages::account::register_form).post(pages::account::register))
         .route("/logout", post(pages::account::logout))

@@ -217,3 +217,25 @@ async fn a_buyer_waits_in_the_room_then_holds_with_the_admission() {
     assert_eq!(held.status(), 303);
     assert!(held.headers()["location"].to_str().unwrap().starts_with("/orders/"));
 }
+
+#[tokio::test]
+async fn the_live_dashboard_is_for_the_organization_only() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let sale = app.sale(10, |_| {}).await;
+    let dashboard = format!("/manage/events/{}", sale.event_id);
+    let buyer = signed_in(&app, &app.sign_up().await).await;
+    let (status, html) = page(&app, &dashboard, &buyer).await;
+    assert_eq!(status, 403);
+    assert!(html.contains("Not for you"), "{html}");
+
+    let organizer = signed_in(&app, &sale.organizer).await;
+    let (status, html) = page(&app, &dashboard, &organizer).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"<dd data-figure="tickets_available">10</dd>"#), "{html}");
+    // The live stream is the API's, passed through: its first event comes at once.
+    let live = browser().get(app.url(&format!("{dashboard}/live"))).header("cookie", &organizer).send().await.unwrap();
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let mut live = live;
+    let first = tokio::time::timeout(Duration::from_secs(10), live.chunk()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("event: analytics"), "{first:?}");
+}

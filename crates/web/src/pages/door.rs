@@ -48,7 +48,10 @@ pub async fn events(State(web): State<Web>, visit: Visit) -> Result<Response, Fa
             p { "Choose the event you are checking tickets in for." }
             ul.events {
                 @for event in ours {
-                    li { a href={ "/door/" (event.id) } { (event.title) } " · " (when(&event.starts_at)) }
+                    li {
+                        a href={ "/door/" (event.id) } { (event.title) } " · " (when(&event.starts_at))
+                        " · " a href={ "/manage/events/" (event.id) } { "live figures" }
+                    }
                 }
             }
         }

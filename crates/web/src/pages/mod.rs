@@ -8,10 +8,12 @@
 //! - [`queue`]: an event's waiting room.
 //! - [`mine`]: my orders, my tickets.
 //! - [`door`]: checking tickets in at the door.
+//! - [`dashboard`]: an event's live figures, for its organization.
 
 pub mod account;
 pub mod catalog;
 pub mod checkout;
+pub mod dashboard;
 pub mod door;
 pub mod mine;
 pub mod queue;

@@ -40,7 +40,8 @@ function followQueue() {
   function poll() {
     fetch(region.getAttribute("data-poll"), { credentials: "same-origin" })
       .then(function (response) {
-        if (response.status === 401) { location.reload(); return null; }
+        // Signed out meanwhile (or sent to the login): the whole page says what to do.
+        if (response.status === 401 || response.redirected) { location.reload(); return null; }
         return response.ok ? response.text() : null;
       })
       .then(function (html) {
@@ -74,7 +75,10 @@ function followFigures() {
     if (busy) { again = true; return; }
     busy = true;
     fetch(region.getAttribute("data-figures"), { credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (response) {
+        if (response.redirected) { location.reload(); return null; }
+        return response.ok ? response.text() : null;
+      })
       .then(function (html) { if (html) region.innerHTML = html; })
       .catch(function () {})
       .then(function () {

@@ -3,6 +3,7 @@ the same JSON routes any client uses."""
 
 import json
 import time
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -40,3 +41,14 @@ def buy_ticket_code(base_url, token, search):
             return tickets[0]["code"]
         time.sleep(0.2)
     raise AssertionError("the paid order's ticket was never issued")
+
+
+def wait_for_mail(base_url, to):
+    """The dev inbox's emails to `to`, once there is one (emails are sent after the fact)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        mails = call(base_url, "GET", "/dev/mail?" + urllib.parse.urlencode({"to": to}))
+        if mails:
+            return mails
+        time.sleep(0.2)
+    raise AssertionError(f"no email to {to} in the dev inbox")

@@ -1,6 +1,7 @@
 """The buyer's journey through the storefront in a real Chromium: register, find the event by
 searching, hold two tickets, have a card declined (explained in words), pay with the test card
-that succeeds, and see the two tickets' QR codes under "My tickets".
+that succeeds, and see the two tickets' QR codes under "My tickets" and the confirmation with
+the same two codes in the dev inbox.
 
 Every step waits for what the page must show (WebDriverWait), never for a fixed time.
 """
@@ -11,6 +12,8 @@ import uuid
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+import api
 
 # Generous: a debug build on a busy 2-core machine; a passing step returns as soon as it can.
 TIMEOUT = 30
@@ -61,7 +64,8 @@ def test_a_buyer_registers_finds_an_event_and_buys_two_tickets(browser, base_url
     browser.find_element(By.LINK_TEXT, "Register").click()
     heading_is(browser, "Register")
     fill(browser, "display_name", "Browser Buyer")
-    fill(browser, "email", f"buyer-{uuid.uuid4().hex[:12]}@example.test")
+    email = f"buyer-{uuid.uuid4().hex[:12]}@example.test"
+    fill(browser, "email", email)
     fill(browser, "password", "a-long-enough-password")
     submit(browser, "form.account")
     # Signed in: the navigation offers to log out.
@@ -108,10 +112,17 @@ def test_a_buyer_registers_finds_an_event_and_buys_two_tickets(browser, base_url
     titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "article.ticket h2")]
     assert titles == ["Jazz by the Canal: Standing"] * 2
     screenshot("my-tickets")
+    ticket_codes = browser.execute_script("return [...document.querySelectorAll('p.code')].map(e => e.textContent)")
+    assert len(set(ticket_codes)) == 2
 
     browser.find_element(By.LINK_TEXT, "My orders").click()
     heading_is(browser, "My orders")
     assert "paid" in browser.find_element(By.CSS_SELECTOR, "ul.orders").text
+
+    # The confirmation with both tickets is in the dev inbox.
+    mail = api.wait_for_mail(base_url, email)[0]
+    assert all(code in mail["body"] for code in ticket_codes), mail["body"]
+    assert len([a for a in mail["attachments"] if a["content_type"] == "image/png"]) == 2, mail
 
 
 def test_a_visitor_is_asked_to_log_in_before_buying(browser, base_url):

@@ -36,19 +36,9 @@ if [ "$("$TOOLS/bin/python" -c 'import importlib.metadata as m; print(m.version(
     "$TOOLS/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-BINARY="${CARGO_TARGET_DIR:-target}/debug/eventhive"
-[ -x "$BINARY" ] || { echo "fuzz-api: build eventhive first (cargo build --bin eventhive)" >&2; exit 2; }
+SCRIPT=fuzz-api
+source scripts/lib/dev-server.sh
 PORT="${EVENTHIVE_FUZZ_PORT:-18480}"
-WORK="$(mktemp -d)"
-SERVER=""
-stop_server() {
-    if [ -n "$SERVER" ]; then
-        kill "$SERVER" 2>/dev/null || true
-        wait "$SERVER" 2>/dev/null || true
-        SERVER=""
-    fi
-}
-trap 'stop_server; rm -rf "$WORK"' EXIT
 
 fuzz() {
     local mode="$1"

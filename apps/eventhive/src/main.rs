@@ -269,6 +269,7 @@ fn print_banner(system: &System, seeded: bool) -> anyhow::Result<()> {
     println!();
     println!("  EventHive is running.");
     println!();
+    println!("  Storefront    {url}/   (door check-in: {url}/door)");
     println!("  API           {url}");
     println!("  API docs      {url}/docs   (OpenAPI: {url}/openapi.json)");
     for entry in SERVICES.iter().filter(|entry| entry.name != eventhive_gateway::SERVICE) {
@@ -286,7 +287,7 @@ fn print_banner(system: &System, seeded: bool) -> anyhow::Result<()> {
     println!();
     println!("  Demo logins (password {:?}){}:", demo::PASSWORD, if seeded { "" } else { ", seeded before" });
     println!("    organizer  {}  (owner of Hive Live Productions)", demo::ORGANIZER);
-    println!("    door staff {}", demo::STAFF);
+    println!("    door staff {}  (checks tickets in at {url}/door)", demo::STAFF);
     println!("    buyer      {}", demo::BUYER);
     println!();
     println!("  Try: curl -s '{url}/v1/events?q=jazz'");

@@ -81,6 +81,29 @@ impl Money {
     }
 }
 
+/// Digits after the decimal point of a currency (ISO 4217); two unless listed.
+pub fn minor_digits(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// "45.00 EUR" from 4500 minor units: how people read an amount (emails, the web pages).
+/// Takes the code as a string because readers get it from the wire.
+pub fn format_minor(amount_minor: i64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    let sign = if amount_minor < 0 { "-" } else { "" };
+    let amount = amount_minor.unsigned_abs();
+    if digits == 0 {
+        return format!("{sign}{amount} {currency}");
+    }
+    let unit = 10u64.pow(digits);
+    format!("{sign}{}.{:0width$} {currency}", amount / unit, amount % unit, width = digits as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +123,14 @@ mod tests {
         assert_eq!(Money::new(1, eur).checked_add(Money::new(2, eur)).unwrap().amount_minor, 3);
         assert!(matches!(Money::new(1, eur).checked_add(Money::new(2, usd)), Err(MoneyError::CurrencyMismatch(..))));
         assert_eq!(Money::new(i64::MAX, eur).checked_mul(2), Err(MoneyError::Overflow));
+    }
+
+    #[test]
+    fn amounts_read_with_the_currency_s_minor_digits() {
+        assert_eq!(format_minor(4500, "EUR"), "45.00 EUR");
+        assert_eq!(format_minor(5, "EUR"), "0.05 EUR");
+        assert_eq!(format_minor(1200, "JPY"), "1200 JPY");
+        assert_eq!(format_minor(1234, "KWD"), "1.234 KWD");
+        assert_eq!(format_minor(-150, "USD"), "-1.50 USD");
     }
 }

@@ -2,7 +2,8 @@
 //! JWKS), rate-limits per client IP and per user, authorizes with the caller's current
 //! memberships, and routes to the services over gRPC with deadlines. Every error, its own and
 //! the services', answers as RFC 9457 problem+json. The whole API is published as OpenAPI 3.1
-//! at `/openapi.json`, browsable at `/docs`.
+//! at `/openapi.json`, browsable at `/docs`. The web storefront (`eventhive-web`) is served at
+//! `/`, a client of this same API.
 //!
 //! # Layout
 //! - [`routes`]: one module per area of API.md, each with its handlers and its wire types.
@@ -133,12 +134,17 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::authenticate_and_limit))
         .layer(from_fn_with_state(state.clone(), middleware::bound_time))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        // Plain errors become problems inside CORS and the request id, so that those headers
+        // are on every answer; the web pages, which answer in HTML, are outside it.
+        .layer(from_fn(middleware::problem_for_plain_errors));
+    // The storefront at `/`, a client of the API above (in-process, through every layer of
+    // it); what is not a page is the API's (ADR 0010).
+    let site =
+        eventhive_web::router(api.clone()).route_layer(from_fn(middleware::record_metrics)).fallback_service(api);
     let request_id = HeaderName::from_static(REQUEST_ID);
-    // Router::layer wraps: the last one added runs first. Plain errors become problems inside
-    // CORS and the request id, so that those headers are on every answer.
-    api.layer(from_fn(middleware::problem_for_plain_errors))
-        .layer(cors(&state.gateway))
+    // Router::layer wraps: the last one added runs first.
+    site.layer(cors(&state.gateway))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             let span =

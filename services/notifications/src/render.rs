@@ -249,26 +249,9 @@ fn when(starts_at: i64, ends_at: i64) -> String {
     }
 }
 
-/// Digits after the decimal point of a currency (ISO 4217); two unless listed.
-fn minor_digits(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
-        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
-
 /// "45.00 EUR" from 4500 minor units.
 fn money(amount_minor: i64, currency: &str) -> String {
-    let digits = minor_digits(currency);
-    let sign = if amount_minor < 0 { "-" } else { "" };
-    let amount = amount_minor.unsigned_abs();
-    if digits == 0 {
-        return format!("{sign}{amount} {currency}");
-    }
-    let unit = 10u64.pow(digits);
-    format!("{sign}{}.{:0width$} {currency}", amount / unit, amount % unit, width = digits as usize)
+    eventhive_domain::money::format_minor(amount_minor, currency)
 }
 
 #[cfg(test)]
@@ -356,14 +339,5 @@ mod tests {
         assert!(refunded.text.contains("45.00 EUR"), "{}", refunded.text);
         let expired = templates.hold_expired(None, &order()).unwrap();
         assert_eq!(expired.subject, "Your ticket hold has expired");
-    }
-
-    #[test]
-    fn money_has_the_currency_s_minor_digits() {
-        assert_eq!(money(4500, "EUR"), "45.00 EUR");
-        assert_eq!(money(5, "EUR"), "0.05 EUR");
-        assert_eq!(money(1200, "JPY"), "1200 JPY");
-        assert_eq!(money(1234, "KWD"), "1.234 KWD");
-        assert_eq!(money(-150, "USD"), "-1.50 USD");
     }
 }

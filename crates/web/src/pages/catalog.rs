@@ -1,0 +1,230 @@
+//! The events, searchable, and an event's page: its ticket types with price and availability,
+//! the form that holds tickets, and its waiting room when it has one.
+
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    response::Response,
+};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{Event, Page, PathId, Place, Room};
+use crate::{
+    Web,
+    api::ApiError,
+    layout::{Failure, alert, countdown, csrf, login_then, money, page, percent, respond, when},
+    session::{Visit, random_token},
+};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Search {
+    q: Option<String>,
+    city: Option<String>,
+    page_token: Option<String>,
+}
+
+/// `/`: the events on sale, searched by words and city.
+pub async fn events(State(web): State<Web>, visit: Visit, Query(search): Query<Search>) -> Result<Response, Failure> {
+    let q = search.q.as_deref().unwrap_or_default().trim();
+    let city = search.city.as_deref().unwrap_or_default().trim();
+    let mut query = vec![("page_size", "20")];
+    for (name, value) in [("q", q), ("city", city), ("page_token", search.page_token.as_deref().unwrap_or_default())] {
+        if !value.is_empty() {
+            query.push((name, value));
+        }
+    }
+    let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+    let found: Page<Event> =
+        web.api.get(&visit.caller, format!("/v1/events?{query}")).json().await.map_err(|e| visit.fail(e))?;
+    let searched = !q.is_empty() || !city.is_empty();
+    let main = html! {
+        h1 { "Events" }
+        form.search role="search" method="get" action="/" {
+            p {
+                label for="q" { "Search" }
+                input #q type="search" name="q" value=(q) placeholder="Artist, event, words";
+            }
+            p {
+                label for="city" { "City" }
+                input #city type="text" name="city" value=(city) autocomplete="address-level2";
+            }
+            button type="submit" { "Search" }
+        }
+        section aria-labelledby="results" {
+            h2 #results { @if searched { "Results" } @else { "On sale now" } }
+            @if found.items.is_empty() {
+                p { "No event on sale matches that. Try fewer words or another city." }
+            } @else {
+                ul.events {
+                    @for event in &found.items { li { (card(event)) } }
+                }
+            }
+            @if let Some(token) = &found.next_page_token {
+                p {
+                    a href={ "/?q=" (percent(q)) "&city=" (percent(city)) "&page_token=" (percent(token)) } { "More events" }
+                }
+            }
+        }
+    };
+    Ok(respond(StatusCode::OK, page(Some(&visit), "Events", main)))
+}
+
+fn card(event: &Event) -> Markup {
+    let cheapest = event.ticket_types.iter().map(|t| &t.price).min_by_key(|p| p.amount_minor);
+    let left: i64 = event.ticket_types.iter().map(|t| t.available).sum();
+    html! {
+        article.card {
+            h3 { a href={ "/events/" (event.id) } { (event.title) } }
+            p { (when(&event.starts_at)) " · " (event.venue.name) ", " (event.venue.city) }
+            p {
+                @if left == 0 { strong { "Sold out" } }
+                @else if let Some(price) = cheapest { "From " (money(price)) }
+            }
+        }
+    }
+}
+
+/// `/events/{id}`.
+pub async fn event(State(web): State<Web>, visit: Visit, PathId(event_id): PathId) -> Result<Response, Failure> {
+    event_page(&web, &visit, &event_id, None).await
+}
+
+/// The event's page, with `notice` (why the last try to hold failed) above the form.
+pub async fn event_page(
+    web: &Web,
+    visit: &Visit,
+    event_id: &str,
+    notice: Option<(StatusCode, String)>,
+) -> Result<Response, Failure> {
+    let event: Event =
+        web.api.get(&visit.caller, format!("/v1/events/{event_id}")).json().await.map_err(|e| visit.fail(e))?;
+    let room = room(web, visit, event_id).await?;
+    let place = match &room {
+        Some(_) if visit.signed_in() => place(web, visit, event_id).await?,
+        _ => None,
+    };
+    let admitted = place.as_ref().and_then(|p| p.admission.as_ref()).filter(|_| place_is(&place, "admitted"));
+    let (status, notice) = match notice {
+        Some((status, words)) => (status, Some(words)),
+        None => (StatusCode::OK, None),
+    };
+    let main = html! {
+        article.event {
+            h1 { (event.title) }
+            p.when { (when(&event.starts_at)) }
+            p { (event.venue.name) ", " (event.venue.city) }
+            p { (event.description) }
+        }
+        @if let Some(words) = notice { (alert(&words)) }
+        @if let Some(room) = &room {
+            @if let Some(admission) = admitted {
+                p.notice {
+                    "It's your turn: choose your tickets within "
+                    (countdown(&admission.expires_at, "Your turn ends in"))
+                }
+                (tickets(visit, &event, true))
+            } @else {
+                (room_section(visit, &event, room, place.as_ref()))
+                (tickets(visit, &event, false))
+            }
+        } @else {
+            (tickets(visit, &event, visit.signed_in()))
+        }
+    };
+    Ok(respond(status, page(Some(visit), &event.title, main)))
+}
+
+fn place_is(place: &Option<Place>, status: &str) -> bool {
+    place.as_ref().is_some_and(|p| p.status == status)
+}
+
+/// The ticket types; with `buy`, as a form that holds the quantities chosen.
+fn tickets(visit: &Visit, event: &Event, buy: bool) -> Markup {
+    let table = html! {
+        table.tickets {
+            caption { "Tickets" }
+            thead { tr { th scope="col" { "Ticket" } th scope="col" { "Price" } th scope="col" { "Availability" } @if buy { th scope="col" { "Quantity" } } } }
+            tbody {
+                @for ticket_type in &event.ticket_types {
+                    tr {
+                        th scope="row" { (ticket_type.name) }
+                        td { (money(&ticket_type.price)) }
+                        td { @if ticket_type.available > 0 { (ticket_type.available) " left" } @else { strong { "Sold out" } } }
+                        @if buy {
+                            td {
+                                @let field = format!("qty-{}", ticket_type.id);
+                                label.visually-hidden for=(field) { "Quantity of " (ticket_type.name) }
+                                input id=(field) name=(field) type="number" inputmode="numeric" min="0" value="0"
+                                    max=(ticket_type.available.min(event.max_tickets_per_order))
+                                    disabled[ticket_type.available == 0];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html! {
+        @if buy {
+            form.buy method="post" action={ "/events/" (event.id) "/hold" } {
+                (csrf(visit))
+                // A fresh key per page: sending the form twice holds once.
+                input type="hidden" name="key" value=(random_token());
+                (table)
+                p.hint { "At most " (event.max_tickets_per_order) " tickets per order. They are held for you while you pay." }
+                button type="submit" { "Hold tickets" }
+            }
+        } @else {
+            (table)
+            @if !visit.signed_in() {
+                p {
+                    a href=(login_then(&format!("/events/{}", event.id))) { "Log in" } " or "
+                    a href={ "/register?next=" (percent(&format!("/events/{}", event.id))) } { "register" }
+                    " to buy tickets."
+                }
+            }
+        }
+    }
+}
+
+fn room_section(visit: &Visit, event: &Event, room: &Room, place: Option<&Place>) -> Markup {
+    html! {
+        section.room aria-labelledby="room" {
+            h2 #room { "Waiting room" }
+            @match room.status.as_str() {
+                "scheduled" => p { "The sale opens " (when(&room.opens_at)) ". Join the queue before then: everyone who joined early gets a place drawn at random, so there is no need to rush." },
+                "sold_out" => p { "Everything is sold or held right now. If held tickets come back, the queue moves again." },
+                _ => p { "The sale is open and buyers are let in turn by turn. Join the queue to get your place." },
+            }
+            @if !visit.signed_in() {
+                p { a href=(login_then(&format!("/events/{}", event.id))) { "Log in" } " to join the queue." }
+            } @else if place.is_some_and(|p| p.status == "waiting" || p.status == "sold_out") {
+                p { a href={ "/events/" (event.id) "/queue" } { "See your place in the queue" } }
+            } @else {
+                form method="post" action={ "/events/" (event.id) "/queue" } {
+                    (csrf(visit))
+                    button type="submit" { "Join the waiting room" }
+                }
+            }
+        }
+    }
+}
+
+/// The event's waiting room, if it has one.
+pub async fn room(web: &Web, visit: &Visit, event_id: &str) -> Result<Option<Room>, Failure> {
+    absent_if_404(web.api.get(&visit.caller, format!("/v1/events/{event_id}/waiting-room")).json().await, visit)
+}
+
+/// The visitor's place in the event's waiting room, if they joined.
+pub async fn place(web: &Web, visit: &Visit, event_id: &str) -> Result<Option<Place>, Failure> {
+    absent_if_404(web.api.get(&visit.caller, format!("/v1/events/{event_id}/queue")).json().await, visit)
+}
+
+fn absent_if_404<T>(answer: Result<T, ApiError>, visit: &Visit) -> Result<Option<T>, Failure> {
+    match answer {
+        Ok(found) => Ok(Some(found)),
+        Err(ApiError::Problem(problem)) if problem.status == 404 => Ok(None),
+        Err(error) => Err(visit.fail(error)),
+    }
+}

@@ -121,7 +121,8 @@ pub async fn run(binary: &std::path::Path, options: &Chaos) -> anyhow::Result<Ou
     };
     let (race, fault) = race_with(&api, &sale, &load, fault).await;
     let bus = eventhive_platform::bus::connect(&settings).await?;
-    let sources = truth::Sources { settings: &settings, api: &api, smtp: None, bus: bus.as_ref() };
+    let sources =
+        truth::Sources { settings: &settings, api: &api, smtp: None, bus: bus.as_ref(), resends_allowed: true };
     let settling = Instant::now();
     let mut checks = truth::converge(&sources, &sale, &race).await;
     let settled = settling.elapsed();

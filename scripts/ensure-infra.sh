@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL, RabbitMQ and Redis answer on loopback, starting the ones that do not
+# Makes sure PostgreSQL, RabbitMQ and Redis answer on loopback (and that HAProxy is installed), starting the ones that do not
 # with the commands in DEVELOPERS.md. Used by .ci/run; handy before running the tests locally.
 # On Debian/Ubuntu it offers to install the ones that are missing (`--yes` installs without
 # asking). Elsewhere: `docker compose -f deploy/test-infra.compose.yaml up -d`.
@@ -13,6 +13,8 @@ missing_packages=()
 command -v pg_ctlcluster >/dev/null 2>&1 || missing_packages+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing_packages+=(redis-server)
 command -v rabbitmq-server >/dev/null 2>&1 || missing_packages+=(rabbitmq-server)
+# The load balancer in front of the replicas of `eventhive chaos`.
+command -v haproxy >/dev/null 2>&1 || missing_packages+=(haproxy)
 if ((${#missing_packages[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "ensure-infra: not installed: ${missing_packages[*]}; install them, or run" >&2

@@ -5,7 +5,9 @@
 //! - `dead-letters list|replay`: bus messages parked in a queue's dead letters, on either bus;
 //! - `notifications dead-letters|replay`: emails that failed every attempt;
 //! - `analytics rebuild [--offline]`: the sales figures recomputed from the stored events;
-//! - `bench flash-sale`: the on-sale of a hit event, timed and then verified.
+//! - `bench flash-sale`: the on-sale of a hit event, timed and then verified;
+//! - `chaos`: faults injected from outside the processes under that load, then every invariant
+//!   checked from the databases and the broker.
 //!
 //! Every command reads the same settings (see `eventhive_platform::config`); the services come
 //! from the one list in `eventhive_system::SERVICES`.
@@ -16,6 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod chaos;
 mod dead_letters;
 use eventhive_platform::{Settings, config::LogFormat, shutdown, telemetry};
 use eventhive_system::{SERVICES, System, demo};
@@ -81,6 +84,11 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Fault injection: the production topology as processes (two replicas of the gateway and
+    /// of ticketing behind HAProxy, PostgreSQL and RabbitMQ of its own) under the flash-sale
+    /// load; services killed, the broker and the database restarted, payments slowed, the mail
+    /// server down; then every invariant checked from the databases and the broker.
+    Chaos(chaos::Chaos),
 }
 
 #[derive(Subcommand)]
@@ -196,6 +204,7 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { command: BenchCommand::FlashSale(options) } => bench::flash_sale(options, settings).await,
+        Command::Chaos(options) => chaos::run(options).await,
         Command::Analytics { command: AnalyticsCommand::Rebuild { offline } } => {
             let replayed = if offline {
                 eventhive_analytics::rebuild(&settings).await?

@@ -1,4 +1,4 @@
-//! Issue 16 on the production topology: every service its own `eventhive serve` process, on
+//! Issues 16 and 11 on the production topology: every service its own `eventhive serve` process, on
 //! PostgreSQL, RabbitMQ and Redis. There the cancellation's domain event takes a real trip
 //! through the broker, so if the cancel relied on it, an order placed right after the answer
 //! would still be taken; the same for an update that lowers a cap. Run only when the
@@ -138,5 +138,39 @@ async fn across_processes_a_cancelled_event_takes_no_order_and_no_payment() {
         let body = json!({"event_id": event_id, "items": [{"ticket_type_id": ticket_type_id, "quantity": 2}]});
         let two = api.post("/v1/orders", Some(&buyer), Some(&uuid::Uuid::new_v4().to_string()), &body).await;
         assert_eq!(two.status(), 422, "round {round}: {}", two.text().await.unwrap_or_default());
+    }
+}
+
+/// A service down (killed, as `eventhive chaos` does) leaves the gateway ready — its readiness
+/// is its own, so a load balancer keeps it in rotation — and a route that needs the service
+/// answers 503 `unavailable` with `Retry-After` at once instead of hanging; once the service is
+/// back, the route works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_down_leaves_the_gateway_ready_and_its_routes_answer_503_with_retry_after() {
+    if !infra::run_infra_test() {
+        return;
+    }
+    let mut topology = Topology::start(Path::new(env!("CARGO_BIN_EXE_eventhive")), &[]).await;
+    let client = Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
+    topology.kill("catalog");
+
+    let ready = client.get(topology.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "readiness: {}", ready.text().await.unwrap_or_default());
+    let events = client.get(topology.url("/v1/events")).send().await.unwrap();
+    assert_eq!(events.status(), 503);
+    assert!(events.headers().contains_key("retry-after"), "503 without Retry-After");
+    let problem: Value = events.json().await.unwrap();
+    assert!(problem["type"].as_str().unwrap_or_default().ends_with("/unavailable"), "{problem}");
+
+    topology.start_instance("catalog", &[]);
+    assert!(topology.wait_ready("catalog", std::time::Duration::from_secs(60)).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = client.get(topology.url("/v1/events")).send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status} after catalog came back");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -42,6 +42,13 @@ pub async fn wait(settings: &Settings, patience: Duration) -> Result<(), Vec<&'s
     }
 }
 
+/// Whether the one service `name` answers ready at the port `settings` give it: a replica
+/// behind a load balancer is checked with its own port set, not the balancer's.
+pub async fn is_ready_now(settings: &Settings, name: &str) -> bool {
+    let Ok(entry) = crate::service(name) else { return false };
+    tokio::time::timeout(CHECK_TIMEOUT, is_ready(settings, entry.name, entry.health)).await.unwrap_or(false)
+}
+
 async fn is_ready(settings: &Settings, name: &str, health: Health) -> bool {
     let Ok(port) = settings.port(name) else { return false };
     match health {

@@ -10,12 +10,16 @@
 //! - [`api`]: helpers that speak API.md (sign-up, organizations, events).
 //! - [`problem`]: assertions on problem+json answers.
 //! - [`smtp`]: a real SMTP server that records what it is sent (and can refuse at first).
-//! - [`topology`]: the production topology instead, every service its own process.
+//! - [`topology`]: the production topology instead, every service its own process, replicas
+//!   behind [`balancer`] (HAProxy).
+//! - [`private`]: PostgreSQL and RabbitMQ servers of one's own, for a harness that restarts them.
 
 // Test helpers fail by panicking, exactly like the assertions around them.
 #![allow(clippy::panic)]
 
 pub mod api;
+pub mod balancer;
+pub mod private;
 pub mod problem;
 pub mod smtp;
 pub mod topology;

@@ -78,6 +78,20 @@ impl SmtpServer {
         self.state.messages.lock().await.clone()
     }
 
+    /// The server goes down: it stops listening and drops every open session, as a crashed
+    /// mail server would; what it received is kept.
+    pub fn stop(&mut self) {
+        self.accepting.abort();
+    }
+
+    /// Listens again on the same address, after [`Self::stop`].
+    pub async fn start_again(&mut self) -> std::io::Result<()> {
+        self.accepting.abort();
+        let listener = TcpListener::bind(self.address).await?;
+        self.accepting = tokio::spawn(accept(listener, self.state.clone()));
+        Ok(())
+    }
+
     /// Transactions attempted so far (MAIL FROM commands), refused ones included.
     pub fn attempts(&self) -> usize {
         self.state.attempts.load(Ordering::SeqCst)

@@ -151,6 +151,10 @@ impl ErrorKind {
             Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => Self::Conflict,
             Code::ResourceExhausted => Self::RateLimited,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Self::Unavailable,
+            // No service of ours answers UNKNOWN (each answers with its error's kind); tonic
+            // does when the connection breaks before the answer, as when the callee dies
+            // mid-call. The caller may try again, so 503 with Retry-After, not 500.
+            Code::Unknown => Self::Unavailable,
             _ => Self::Internal,
         }
     }
@@ -358,6 +362,18 @@ mod tests {
         let problem = Problem::from_status(&Status::internal("password of db is hunter2"));
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("hunter2"));
+    }
+
+    /// What tonic reports when the connection breaks before the answer (the callee killed
+    /// mid-call, found by `eventhive chaos`): the buyer should be told to try again, not 500.
+    #[test]
+    fn a_call_cut_mid_way_is_503_with_retry_after() {
+        let problem = Problem::from_status(&Status::unknown("transport error"));
+        assert_eq!(problem.status, 503);
+        assert_eq!(problem.retry_after_secs, Some(1));
+        // A service's own answer keeps its kind, whatever its code.
+        let answered = Problem::from_status(&status(ErrorKind::Internal, "bug", &[]));
+        assert_eq!(answered.status, 500);
     }
 
     #[test]

@@ -190,6 +190,25 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|e| e.is_unique_violation())
 }
 
+/// Whether `error` says the database could not be reached (down, restarting, refusing
+/// connections), rather than what a statement did: the caller should try again later, so a
+/// service answers it as unavailable, not as an internal error.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // SQLSTATE class 08 (connection exception), 57P01..57P03 (shutting down, starting up).
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&&*code))
+        }
+        _ => false,
+    }
+}
+
+/// Whether anywhere in `error`'s chain is a database that could not be reached.
+pub fn is_unavailable_in(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable))
+}
+
 /// Milliseconds since the Unix epoch, the portable time column type.
 pub fn now_ms() -> i64 {
     to_ms(time::OffsetDateTime::now_utc())

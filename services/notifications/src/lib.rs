@@ -69,6 +69,9 @@ pub struct NotificationsSettings {
     pub smtp_max_attempts: u32,
     /// The first retry's delay; it doubles per attempt (at most 5 minutes).
     pub smtp_retry_base_ms: u64,
+    /// How long a delivery being sent is left alone by other senders: longer than a send can
+    /// take. It is also how long the emails a sender had in hand wait after it crashes.
+    pub smtp_lease_ms: u64,
 }
 
 impl Default for NotificationsSettings {
@@ -78,6 +81,7 @@ impl Default for NotificationsSettings {
             smtp_from: "EventHive <tickets@eventhive.dev>".into(),
             smtp_max_attempts: 12,
             smtp_retry_base_ms: 1_000,
+            smtp_lease_ms: 120_000,
         }
     }
 }
@@ -88,6 +92,9 @@ impl Section for NotificationsSettings {
             && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
         {
             return Err(ConfigError::new("smtp_url", "expected an smtp:// or smtps:// URL"));
+        }
+        if self.smtp_lease_ms < 1_000 {
+            return Err(ConfigError::new("smtp_lease_ms", "must be at least 1000"));
         }
         if self.smtp_max_attempts == 0 {
             return Err(ConfigError::new("smtp_max_attempts", "must be at least 1"));

@@ -32,8 +32,9 @@ pub const TICK: Duration = Duration::from_millis(250);
 const BATCH: i64 = 64;
 /// SMTP sends at once; lettre's pool keeps that many connections open.
 const CONCURRENCY: usize = 8;
-/// How long a claimed delivery is left alone by other passes; longer than a send can take.
-const LEASE_MS: i64 = 120_000;
+/// How long recording a sent email is retried, as a share of the lease: well inside it, so
+/// that no other pass sends it meanwhile.
+const RECORD_SENT_SHARE_OF_LEASE: f64 = 0.5;
 /// The longest wait between two attempts.
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// Bound on each SMTP command, so a stuck server cannot hold a send for ever.
@@ -96,6 +97,8 @@ struct Inner {
     domain: String,
     max_attempts: i64,
     retry_base_ms: i64,
+    /// How long a claimed delivery is left alone by other passes (`smtp_lease_ms`).
+    lease_ms: i64,
     wake: Notify,
 }
 
@@ -122,6 +125,7 @@ impl Sender {
                 domain,
                 max_attempts: i64::from(settings.smtp_max_attempts.max(1)),
                 retry_base_ms: i64::try_from(settings.smtp_retry_base_ms).unwrap_or(MAX_BACKOFF_MS).max(1),
+                lease_ms: i64::try_from(settings.smtp_lease_ms).unwrap_or(i64::MAX / 2),
                 wake: Notify::new(),
             }),
         })
@@ -213,7 +217,7 @@ impl Sender {
 
     /// Leases up to [`BATCH`] due deliveries to this pass.
     async fn claim(&self, now_ms: i64) -> anyhow::Result<Vec<String>> {
-        store::lease_due(&self.inner.db, now_ms, now_ms + LEASE_MS, BATCH).await
+        store::lease_due(&self.inner.db, now_ms, now_ms + self.inner.lease_ms, BATCH).await
     }
 
     /// Sends one claimed delivery and records how it went.
@@ -239,7 +243,7 @@ impl Sender {
         };
         match transport.send(message).await {
             Ok(_) => {
-                store::mark_sent(db, id, attempts, now_ms).await?;
+                self.record_sent(id, attempts, now_ms).await?;
                 tracing::info!(recipient = row.recipient, kind = row.kind, "email sent");
                 Ok(Outcome::Sent)
             }
@@ -247,6 +251,31 @@ impl Sender {
                 // A permanent refusal (5xx: no such mailbox) will not change by retrying.
                 let permanent = error.is_permanent();
                 self.failed(id, attempts, &error.to_string(), permanent, now_ms).await
+            }
+        }
+    }
+
+    /// Records that the SMTP server took the email. The server has it: if the record failed
+    /// (the database restarting), the lease would run out and the email go out a second time,
+    /// so the record is tried again, with backoff, for most of the lease (found by `eventhive
+    /// chaos`, database-restart: three confirmations sent twice).
+    async fn record_sent(&self, id: &str, attempts: i64, now_ms: i64) -> anyhow::Result<()> {
+        let lease = Duration::from_millis(u64::try_from(self.inner.lease_ms).unwrap_or_default());
+        let give_up = tokio::time::Instant::now() + lease.mul_f64(RECORD_SENT_SHARE_OF_LEASE);
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match store::mark_sent(&self.inner.db, id, attempts, now_ms).await {
+                Ok(()) => return Ok(()),
+                Err(error) if tokio::time::Instant::now() + wait < give_up => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        delivery_id = id,
+                        "recording a sent email; trying again"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(error),
             }
         }
     }

@@ -90,6 +90,9 @@ impl TicketingError {
             Self::AdmissionRequired(_) => ErrorKind::AdmissionRequired,
             Self::Unavailable(_) | Self::Fault(_) => ErrorKind::Unavailable,
             Self::Upstream(status) => eventhive_platform::Problem::from_status(status).kind(),
+            // The database down or restarting: try again (found by eventhive chaos,
+            // database-restart, where purchases answered 500 for it).
+            Self::Unexpected(error) if eventhive_platform::storage::is_unavailable_in(error) => ErrorKind::Unavailable,
             Self::Unexpected(_) => ErrorKind::Internal,
         }
     }
@@ -106,8 +109,27 @@ impl From<TicketingError> for Status {
                 eventhive_platform::problem::status_with(ErrorKind::Conflict, message, &[], extensions)
             }
             TicketingError::Upstream(status) => status,
+            TicketingError::Unexpected(error) if eventhive_platform::storage::is_unavailable_in(&error) => {
+                tracing::warn!(error = format!("{error:#}"), "the database is unavailable");
+                status(ErrorKind::Unavailable, "the database is unavailable; try again", &[])
+            }
             TicketingError::Unexpected(error) => internal_status(&error),
             other => status(other.kind(), message, &[]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_unavailable_not_internal() {
+        let error = TicketingError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        assert_eq!(Status::from(error).code(), tonic::Code::Unavailable);
+        let wrapped = TicketingError::Unexpected(anyhow::Error::new(sqlx::Error::PoolClosed).context("holding"));
+        assert_eq!(wrapped.kind(), ErrorKind::Unavailable);
+        assert_eq!(TicketingError::from(sqlx::Error::RowNotFound).kind(), ErrorKind::Internal);
     }
 }

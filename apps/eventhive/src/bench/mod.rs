@@ -102,12 +102,28 @@ pub async fn flash_sale(options: FlashSale, mut settings: Settings) -> anyhow::R
     Ok(())
 }
 
+pub(crate) use race::Race;
+pub(crate) use setup::{Api, Sale};
+pub(crate) use verify::inventory;
+
+/// A client of the public API at `url`, as the buyers use it.
+pub(crate) fn api(url: &str) -> anyhow::Result<Api> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(30)).build()?;
+    Ok(Api { client, url: url.trim_end_matches('/').to_owned() })
+}
+
+/// The organizer, the event on sale and the signed-in buyers `options` ask for.
+pub(crate) async fn sale(api: &Api, options: &FlashSale) -> anyhow::Result<Sale> {
+    setup::sale(api, options).await
+}
+
+/// The buyers race for the sale's tickets, without a waiting room.
+pub(crate) async fn race(api: &Api, sale: &Sale, options: &FlashSale) -> Race {
+    race::run(api, sale, options, None).await
+}
+
 async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Figures> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.buyers * 2)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let api = setup::Api { client, url: target.url.clone() };
+    let api = api(&target.url)?;
     eprintln!("bench: setting up {} tickets for {} buyers", options.tickets, options.buyers);
     let sale = setup::sale(&api, options).await?;
     let gate = if options.waiting_room {

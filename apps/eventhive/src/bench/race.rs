@@ -103,10 +103,12 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale, gate: Option<Arc<G
                             sold_out[pick].store(true, Ordering::Relaxed);
                         }
                         *shared.lock().await.errors.entry(format!("order: {kind}")).or_default() += 1;
+                        back_off(&kind).await;
                         continue;
                     }
                     Err(error) => {
                         *shared.lock().await.errors.entry(format!("order: {}", transport(&error))).or_default() += 1;
+                        back_off("transport").await;
                         continue;
                     }
                 };
@@ -126,10 +128,13 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale, gate: Option<Arc<G
                         }
                     }
                     Ok((status, answer)) => {
-                        *shared.lock().await.errors.entry(format!("payment: {}", problem(status, &answer))).or_default() += 1;
+                        let kind = problem(status, &answer);
+                        *shared.lock().await.errors.entry(format!("payment: {kind}")).or_default() += 1;
+                        back_off(&kind).await;
                     }
                     Err(error) => {
                         *shared.lock().await.errors.entry(format!("payment: {}", transport(&error))).or_default() += 1;
+                        back_off("transport").await;
                     }
                 }
             }
@@ -153,6 +158,15 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale, gate: Option<Arc<G
         payment,
         purchase,
         errors: shared.errors,
+    }
+}
+
+/// A buyer told the platform is unavailable (503 with `Retry-After`, a proxy's 502, a refused
+/// connection) waits before trying again, as a browser honouring `Retry-After` would, instead of
+/// spending its attempts in a burst while a service restarts.
+async fn back_off(kind: &str) {
+    if kind == "unavailable" || kind == "transport" || kind.starts_with("http-5") {
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -110,13 +110,7 @@ async fn databases(verdict: &mut Verdict, settings: &Settings, sale: &Sale, race
     let paid: BTreeSet<&str> = race.paid.iter().map(|(_, order)| order.as_str()).collect();
     let ticketing = Database::connect(settings, "ticketing").await?;
     for (ticket_type, capacity) in &sale.ticket_types {
-        let (available, held, sold): (i64, i64, i64) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(available), 0) AS BIGINT), CAST(COALESCE(SUM(held), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(sold), 0) AS BIGINT) FROM inventory_shards WHERE ticket_type_id = $1",
-        )
-        .bind(ticket_type)
-        .fetch_one(ticketing.pool())
-        .await?;
+        let (available, held, sold) = inventory(&ticketing, ticket_type).await?;
         verdict.check(
             format!("ticketing {ticket_type}: available {available} + held {held} + sold {sold} = capacity {capacity}"),
             available + held + sold == *capacity,
@@ -178,6 +172,17 @@ async fn databases(verdict: &mut Verdict, settings: &Settings, sale: &Sale, race
     );
     notifications.close().await;
     Ok(())
+}
+
+/// A ticket type's (available, held, sold), summed over its inventory shards.
+pub async fn inventory(ticketing: &Database, ticket_type: &str) -> anyhow::Result<(i64, i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(available), 0) AS BIGINT), CAST(COALESCE(SUM(held), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(sold), 0) AS BIGINT) FROM inventory_shards WHERE ticket_type_id = $1",
+    )
+    .bind(ticket_type)
+    .fetch_one(ticketing.pool())
+    .await?)
 }
 
 /// Polls `probe` until it answers, for at most [`CATCH_UP`].

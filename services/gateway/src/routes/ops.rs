@@ -6,7 +6,7 @@ use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use eventhive_platform::{ErrorKind, Problem, grpc};
+use eventhive_platform::{ErrorKind, Problem};
 use eventhive_proto::identity::GetJwksRequest;
 
 use serde::Serialize;
@@ -19,34 +19,16 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Ready: every service this gateway routes to, and Redis if used, answers.
+/// Ready: this process's own dependencies answer — Redis, when its rate limits live there.
+/// Not the services it calls: each reports its own readiness, and a load balancer that took
+/// every gateway out of rotation because one service behind them was down would turn a partial
+/// outage into a total one (a route that needs the missing service answers 503 `unavailable`
+/// with `Retry-After` instead).
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let (identity, catalog, ticketing, analytics, notifications, waiting_room, limiter) = tokio::join!(
-        grpc::is_serving(state.identity_channel.clone()),
-        grpc::is_serving(state.catalog_channel.clone()),
-        grpc::is_serving(state.ticketing_channel.clone()),
-        grpc::is_serving(state.analytics_channel.clone()),
-        grpc::is_serving(state.notifications_channel.clone()),
-        grpc::is_serving(state.waiting_room_channel.clone()),
-        state.limiter.is_healthy(),
-    );
-    let down: Vec<&str> = [
-        ("identity", identity),
-        ("catalog", catalog),
-        ("ticketing", ticketing),
-        ("analytics", analytics),
-        ("notifications", notifications),
-        ("waiting_room", waiting_room),
-        ("redis", limiter),
-    ]
-    .into_iter()
-    .filter(|(_, up)| !up)
-    .map(|(name, _)| name)
-    .collect();
-    if down.is_empty() {
+    if state.limiter.is_healthy().await {
         Ok(Json(Health { status: "ready".into() }))
     } else {
-        Err(Problem::new(ErrorKind::Unavailable, format!("not ready: {} unavailable", down.join(", "))))
+        Err(Problem::new(ErrorKind::Unavailable, "not ready: redis unavailable"))
     }
 }
 

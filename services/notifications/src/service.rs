@@ -48,7 +48,10 @@ impl NotificationsService {
         let to = to.trim();
         // No address has control characters, and PostgreSQL refuses a NUL in text outright.
         if to.chars().any(char::is_control) {
-            return Err(NotificationsError::Invalid(vec![FieldError::new("to", "must not contain control characters")]));
+            return Err(NotificationsError::Invalid(vec![FieldError::new(
+                "to",
+                "must not contain control characters",
+            )]));
         }
         let mut conn = self.db.pool().acquire().await?;
         let rows = store::dev_inbox(&mut conn, to, limit).await?;

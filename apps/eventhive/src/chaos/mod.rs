@@ -133,6 +133,7 @@ fn load(options: &Chaos, url: &str) -> bench::FlashSale {
         attempts: 400,
         waiting_room: false,
         admit_per_minute: None,
+        analytics_streams: 0,
         json: None,
     }
 }

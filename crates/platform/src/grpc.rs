@@ -35,8 +35,9 @@ use crate::{
 /// Header and metadata key of the request id, from the gateway through every gRPC call.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// A channel to another service of the deployment: every call presents the service token.
-pub type Channel = InterceptedService<transport::Channel, ServiceToken>;
+/// A channel to another service of the deployment: every call presents the service token,
+/// and a read that could not reach its server is tried again ([`RetryReads`]).
+pub type Channel = RetryReads<InterceptedService<transport::Channel, ServiceToken>>;
 
 /// Adds the service token to every call made through a [`Channel`].
 #[derive(Clone)]
@@ -59,7 +60,7 @@ pub fn channel(url: &str, deadline: Duration, secrets: &Secrets) -> anyhow::Resu
 
 /// `channel`, presenting the service token on every call.
 pub fn authenticated(channel: transport::Channel, secrets: &Secrets) -> Channel {
-    InterceptedService::new(channel, ServiceToken(secrets.clone()))
+    RetryReads(InterceptedService::new(channel, ServiceToken(secrets.clone())))
 }
 
 /// Like [`channel`], without a per-call deadline: for server streams that last as long as
@@ -70,7 +71,7 @@ pub fn streaming_channel(url: &str, secrets: &Secrets) -> anyhow::Result<Channel
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(InterceptedService::new(endpoint.connect_lazy(), ServiceToken(secrets.clone())))
+    Ok(authenticated(endpoint.connect_lazy(), secrets))
 }
 
 /// A channel without the service token, for the health checks readiness makes (open to
@@ -194,6 +195,86 @@ where
     }
 }
 
+/// Tries a read again when the call failed in the transport — the connection refused or cut,
+/// as when the replica it reached was killed — twice at most, 50 ms and 100 ms later. Only
+/// reads (`Get…`, `List…`, `Search…`, `Find…`): a read asked twice answers the same, while a
+/// write cut mid-call may have been applied, so it is left to its caller and its idempotency
+/// key. An answer from the server, even an error, is never retried here.
+#[derive(Debug, Clone)]
+pub struct RetryReads<S>(pub S);
+
+/// Attempts after the first for a read.
+const READ_RETRIES: u32 = 2;
+
+/// Whether the method a request path names only reads.
+fn is_read(path: &str) -> bool {
+    let (_, method) = split_path(path);
+    ["Get", "List", "Search", "Find"].iter().any(|verb| method.starts_with(verb))
+}
+
+impl<S, B> Service<HttpRequest<Body>> for RetryReads<S>
+where
+    S: Service<HttpRequest<Body>, Response = HttpResponse<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError> + Send,
+    B: Send,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest<Body>) -> Self::Future {
+        if !is_read(request.uri().path()) {
+            return Box::pin(self.0.call(request));
+        }
+        // The service polled ready is the one to call first; the clone serves the retries.
+        let clone = self.0.clone();
+        let mut ready = std::mem::replace(&mut self.0, clone);
+        let mut retries = self.0.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            // A unary request is one small message: kept, so it can be sent again.
+            let body = match http_body_util::BodyExt::collect(body).await {
+                Ok(collected) => collected.to_bytes(),
+                // Encoding into memory does not fail; were it to, the server refuses the empty
+                // call with a status of its own rather than this one being lost.
+                Err(_) => return ready.call(HttpRequest::from_parts(parts, Body::empty())).await,
+            };
+            let again = |parts: &http::request::Parts| {
+                let mut request = HttpRequest::new(Body::new(http_body_util::Full::new(body.clone())));
+                *request.method_mut() = parts.method.clone();
+                *request.uri_mut() = parts.uri.clone();
+                *request.version_mut() = parts.version;
+                *request.headers_mut() = parts.headers.clone();
+                request
+            };
+            let mut attempt = 0;
+            loop {
+                let answer = if attempt == 0 {
+                    ready.call(again(&parts)).await
+                } else {
+                    match tower::ServiceExt::ready(&mut retries).await {
+                        Ok(service) => service.call(again(&parts)).await,
+                        Err(error) => Err(error),
+                    }
+                };
+                if answer.is_ok() || attempt == READ_RETRIES {
+                    return answer;
+                }
+                // Not kept across the pause: the failure is replaced by the next attempt's.
+                drop(answer);
+                attempt += 1;
+                tracing::debug!(method = %parts.uri.path(), attempt, "read retried after a transport failure");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+        })
+    }
+}
+
 /// Whether the service at `channel` reports SERVING, for readiness probes.
 pub async fn is_serving(channel: transport::Channel) -> bool {
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
@@ -279,5 +360,15 @@ mod tests {
         );
         assert_eq!(split_path("/nonsense"), ("unknown".to_owned(), "unknown".to_owned()));
         assert_eq!(split_path("/a/b/c"), ("unknown".to_owned(), "unknown".to_owned()));
+    }
+
+    #[test]
+    fn only_reads_are_retried() {
+        assert!(is_read("/eventhive.catalog.v1.Catalog/GetEvent"));
+        assert!(is_read("/eventhive.catalog.v1.Catalog/SearchEvents"));
+        assert!(is_read("/eventhive.identity.v1.Identity/FindUserByEmail"));
+        assert!(!is_read("/eventhive.ticketing.v1.Ticketing/PayOrder"));
+        assert!(!is_read("/eventhive.payments.v1.Payments/Charge"));
+        assert!(!is_read("/eventhive.ticketing.v1.Ticketing/RequireAdmission"));
     }
 }

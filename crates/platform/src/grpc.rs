@@ -350,6 +350,11 @@ fn split_path(path: &str) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
     use super::*;
 
     #[test]
@@ -360,6 +365,58 @@ mod tests {
         );
         assert_eq!(split_path("/nonsense"), ("unknown".to_owned(), "unknown".to_owned()));
         assert_eq!(split_path("/a/b/c"), ("unknown".to_owned(), "unknown".to_owned()));
+    }
+
+    /// A server reached through a transport that fails the first `failures` calls; counts calls.
+    fn flaky(
+        failures: usize,
+    ) -> (
+        Arc<AtomicUsize>,
+        impl Service<HttpRequest<Body>, Response = HttpResponse<Body>, Error = tower::BoxError, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+    ) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let service = tower::service_fn(move |request: HttpRequest<Body>| {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let body = http_body_util::BodyExt::collect(request.into_body()).await?.to_bytes();
+                if call < failures {
+                    return Err::<HttpResponse<Body>, tower::BoxError>("connection refused".into());
+                }
+                // The server echoes what it was sent: a retry must send the same message again.
+                Ok(HttpResponse::new(Body::new(http_body_util::Full::new(body))))
+            }
+        });
+        (calls, service)
+    }
+
+    fn call_to(path: &str) -> HttpRequest<Body> {
+        let mut request =
+            HttpRequest::new(Body::new(http_body_util::Full::new(tonic::codegen::Bytes::from_static(b"message"))));
+        *request.uri_mut() = path.parse().unwrap();
+        request
+    }
+
+    #[tokio::test]
+    async fn a_read_is_sent_again_after_a_transport_failure_with_the_same_message() {
+        let (calls, server) = flaky(2);
+        let answer = RetryReads(server).call(call_to("/eventhive.catalog.v1.Catalog/GetEvent")).await.unwrap();
+        let echoed = http_body_util::BodyExt::collect(answer.into_body()).await.unwrap().to_bytes();
+        assert_eq!(&echoed[..], b"message");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_read_gives_up_after_its_retries_and_a_write_is_sent_once() {
+        let (calls, server) = flaky(usize::MAX);
+        assert!(RetryReads(server).call(call_to("/eventhive.catalog.v1.Catalog/GetEvent")).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1 + READ_RETRIES as usize);
+        let (calls, server) = flaky(1);
+        assert!(RetryReads(server).call(call_to("/eventhive.ticketing.v1.Ticketing/PayOrder")).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -244,13 +244,9 @@ where
                 // call with a status of its own rather than this one being lost.
                 Err(_) => return ready.call(HttpRequest::from_parts(parts, Body::empty())).await,
             };
+            // Every attempt is the request as it came, extensions included, with the kept body.
             let again = |parts: &http::request::Parts| {
-                let mut request = HttpRequest::new(Body::new(http_body_util::Full::new(body.clone())));
-                *request.method_mut() = parts.method.clone();
-                *request.uri_mut() = parts.uri.clone();
-                *request.version_mut() = parts.version;
-                *request.headers_mut() = parts.headers.clone();
-                request
+                HttpRequest::from_parts(parts.clone(), Body::new(http_body_util::Full::new(body.clone())))
             };
             let mut attempt = 0;
             loop {

@@ -15,14 +15,13 @@ use std::{
 
 use http::{Request as HttpRequest, Response as HttpResponse};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     body::Body,
     metadata::MetadataValue,
     server::NamedService,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{self, Endpoint, Server},
+    transport::{self, Endpoint, Server, server::TcpIncoming},
 };
 use tonic_health::server::HealthReporter;
 use tower::Service;
@@ -158,7 +157,10 @@ where
         }))
         .add_service(health_service)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+        // Nagle off on every accepted connection: a response's HEADERS, DATA and trailers leave
+        // as separate writes, and with Nagle a later one waits for the caller's delayed ACK —
+        // 40 ms added to a call that took one.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stopping)
         .await?;
     Ok(())
 }

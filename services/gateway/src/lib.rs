@@ -30,6 +30,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, header},
     middleware::{from_fn, from_fn_with_state},
     routing::{get, post},
+    serve::ListenerExt as _,
 };
 use eventhive_platform::{
     Context, ErrorKind, Problem, Section, Service, async_trait::async_trait, config::ConfigError, grpc::REQUEST_ID,
@@ -198,7 +199,14 @@ impl Service for Application {
 
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "HTTP listening");
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        // Nagle off, as on the gRPC servers: a response written in pieces must not wait for
+        // the client's delayed ACK (40 ms) between them.
+        let listener = self.listener.tap_io(|connection| {
+            if let Err(error) = connection.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set on a connection");
+            }
+        });
+        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
         Ok(())

@@ -95,6 +95,9 @@ enum Command {
 enum BenchCommand {
     /// C buyers race for Q tickets (order + payment each), then every invariant is checked.
     FlashSale(bench::FlashSale),
+    /// Times `GET /v1/events/{id}/analytics` as one event grows to 1,000, 10,000 and 100,000
+    /// paid orders (published on the platform's bus, as ticketing announces them).
+    Analytics(bench::AnalyticsReads),
 }
 
 #[derive(Subcommand)]
@@ -204,6 +207,7 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { command: BenchCommand::FlashSale(options) } => bench::flash_sale(options, settings).await,
+        Command::Bench { command: BenchCommand::Analytics(options) } => bench::analytics_reads(options, settings).await,
         Command::Chaos(options) => chaos::run(options).await,
         Command::Analytics { command: AnalyticsCommand::Rebuild { offline } } => {
             let replayed = if offline {

@@ -13,19 +13,23 @@
 //! - [`report`]: one screen, and `--json`.
 //! - [`waiting`]: `--waiting-room`, the same sale behind a waiting room.
 //! - [`watchers`]: `--analytics-streams`, the sale watched live by its organizers.
+//!
+//! `eventhive bench analytics` ([`reads`]) times the read of an event's figures as the event
+//! grows to 1,000, 10,000 and 100,000 paid orders.
 
 mod race;
+mod reads;
 mod report;
 mod setup;
 mod verify;
 mod waiting;
 mod watchers;
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
-use eventhive_platform::{Settings, shutdown::CancellationToken};
+use eventhive_platform::{Settings, bus::MessageBus, shutdown::CancellationToken};
 use eventhive_system::System;
 
 /// `eventhive bench flash-sale`.
@@ -67,11 +71,21 @@ pub struct FlashSale {
     pub json: Option<PathBuf>,
 }
 
+pub use reads::{AnalyticsReads, analytics_reads};
+
+impl FlashSale {
+    fn shape(&self) -> setup::Shape {
+        setup::Shape { tickets: self.tickets, ticket_types: self.ticket_types, buyers: self.buyers }
+    }
+}
+
 /// What the benchmark talks to: a running platform's URL, or one it started itself.
 struct Target {
     url: String,
     /// The platform in this process, with its settings, for database checks; `None` with --url.
     system: Option<(Settings, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    /// The bus of the platform in this process.
+    bus: Option<Arc<dyn MessageBus>>,
     /// The bus queues the platform in this process declared, removed after an --infra run.
     queues: Vec<String>,
     _data_dir: Option<tempfile::TempDir>,
@@ -79,15 +93,9 @@ struct Target {
 
 pub async fn flash_sale(options: FlashSale, mut settings: Settings) -> anyhow::Result<()> {
     anyhow::ensure!(options.tickets > 0 && options.buyers > 0 && options.ticket_types > 0, "nothing to race for");
-    let target = start(&options, &mut settings).await?;
+    let target = start(options.url.as_deref(), options.infra, &mut settings).await?;
     let outcome = run(&options, &target).await;
-    if let Some((settings, stop, running)) = target.system {
-        stop.cancel();
-        let _ = running.await;
-        if options.infra {
-            clean_up(&settings, &target.queues).await;
-        }
-    }
+    stop(target, options.infra).await;
     let figures = outcome?;
     report::print(&options, &figures);
     if let Some(path) = &options.json {
@@ -114,7 +122,7 @@ pub(crate) fn api(url: &str) -> anyhow::Result<Api> {
 
 /// The organizer, the event on sale and the signed-in buyers `options` ask for.
 pub(crate) async fn sale(api: &Api, options: &FlashSale) -> anyhow::Result<Sale> {
-    setup::sale(api, options).await
+    setup::sale(api, options.shape()).await
 }
 
 /// The buyers race for the sale's tickets, without a waiting room.
@@ -125,7 +133,7 @@ pub(crate) async fn race(api: &Api, sale: &Sale, options: &FlashSale) -> Race {
 async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Figures> {
     let api = api(&target.url)?;
     eprintln!("bench: setting up {} tickets for {} buyers", options.tickets, options.buyers);
-    let sale = setup::sale(&api, options).await?;
+    let sale = setup::sale(&api, options.shape()).await?;
     let gate = if options.waiting_room {
         eprintln!("bench: {} buyers join the waiting room before it opens", options.buyers);
         Some(waiting::open(&api, &sale, options).await?)
@@ -162,11 +170,13 @@ async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Fig
     Ok(report::Figures { race, verdict, queue, watched })
 }
 
-async fn start(options: &FlashSale, settings: &mut Settings) -> anyhow::Result<Target> {
-    if let Some(url) = &options.url {
+/// The platform at `url`, or one started in this process (on real infrastructure with `infra`).
+async fn start(url: Option<&str>, infra: bool, settings: &mut Settings) -> anyhow::Result<Target> {
+    if let Some(url) = url {
         return Ok(Target {
             url: url.trim_end_matches('/').to_owned(),
             system: None,
+            bus: None,
             queues: Vec::new(),
             _data_dir: None,
         });
@@ -177,11 +187,17 @@ async fn start(options: &FlashSale, settings: &mut Settings) -> anyhow::Result<T
     settings.metrics_enabled = false;
     settings.set("rate_limit_ip_per_sec", 0);
     settings.set("rate_limit_user_per_sec", 0);
+    // The setup registers and logs in every buyer, up to 100,000 with --waiting-room: cheap
+    // password hashing keeps that to minutes (no login is timed), and an hour-long access
+    // token outlasts the setup and the race.
+    settings.set("password_hash_memory_kib", 64);
+    settings.set("password_hash_iterations", 1);
+    settings.set("access_token_ttl_secs", 3600);
     for name in eventhive_system::names() {
         settings.set(&format!("{name}_port"), 0);
     }
     let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    if options.infra {
+    if infra {
         let or = |value: &Option<String>, default: &str| value.clone().or_else(|| Some(default.to_owned()));
         settings.database_url = or(&settings.database_url, "postgres://postgres@127.0.0.1:5432");
         settings.amqp_url = or(&settings.amqp_url, "amqp://guest:guest@127.0.0.1:5672/%2f");
@@ -198,12 +214,24 @@ async fn start(options: &FlashSale, settings: &mut Settings) -> anyhow::Result<T
     let url = system.gateway_url();
     let settings = system.settings.clone();
     let queues = system.bus.declared_queues();
+    let bus = system.bus.clone();
     eventhive_system::readiness::wait(&settings, Duration::from_secs(30))
         .await
         .map_err(|down| anyhow::anyhow!("not ready: {}", down.join(", ")))?;
     let stop = CancellationToken::new();
     let running = tokio::spawn(system.run_until(stop.clone()));
-    Ok(Target { url, system: Some((settings, stop, running)), queues, _data_dir: Some(data_dir) })
+    Ok(Target { url, system: Some((settings, stop, running)), bus: Some(bus), queues, _data_dir: Some(data_dir) })
+}
+
+/// Stops the platform the benchmark started, if it did, and removes what an --infra run made.
+async fn stop(target: Target, infra: bool) {
+    if let Some((settings, stop, running)) = target.system {
+        stop.cancel();
+        let _ = running.await;
+        if infra {
+            clean_up(&settings, &target.queues).await;
+        }
+    }
 }
 
 /// Removes what an --infra run made: its databases, its exchange and queues.

@@ -44,7 +44,7 @@ struct Shared {
     last_purchase: Option<Duration>,
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     // 1 µs to 10 min, 3 significant digits; a longer latency is clamped by `saturating_record`.
     #[expect(clippy::expect_used, reason = "the bounds are constants that hdrhistogram accepts")]
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")

@@ -5,8 +5,6 @@ use anyhow::Context;
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use super::FlashSale;
-
 /// The public API of the platform under test.
 #[derive(Clone)]
 pub struct Api {
@@ -108,12 +106,28 @@ async fn account(api: &Api, run: &str, who: &str) -> anyhow::Result<Buyer> {
     let email = format!("{who}-{run}@bench.eventhive.dev");
     let body = json!({"email": email, "password": PASSWORD, "display_name": who});
     api.expect("/v1/auth/register", None, &body, 201).await?;
-    let tokens = api.expect("/v1/auth/login", None, &json!({"email": email, "password": PASSWORD}), 200).await?;
-    let token = tokens["access_token"].as_str().context("login gave no access token")?.to_owned();
-    Ok(Buyer { email, token })
+    sign_in(api, &email).await
 }
 
-pub async fn sale(api: &Api, options: &FlashSale) -> anyhow::Result<Sale> {
+/// Logs an account the benchmark registered in again: a fresh access token for a long run.
+pub async fn sign_in(api: &Api, email: &str) -> anyhow::Result<Buyer> {
+    let tokens = api.expect("/v1/auth/login", None, &json!({"email": email, "password": PASSWORD}), 200).await?;
+    let token = tokens["access_token"].as_str().context("login gave no access token")?.to_owned();
+    Ok(Buyer { email: email.to_owned(), token })
+}
+
+/// How many tickets, over how many types, for how many buyers.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub tickets: i64,
+    pub ticket_types: usize,
+    pub buyers: usize,
+}
+
+/// The price of every ticket the benchmark sells, in minor units.
+pub const PRICE_MINOR: i64 = 4500;
+
+pub async fn sale(api: &Api, options: Shape) -> anyhow::Result<Sale> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let organizer = account(api, &run, "organizer").await?;
     let token = Some(organizer.token.as_str());
@@ -128,7 +142,7 @@ pub async fn sale(api: &Api, options: &FlashSale) -> anyhow::Result<Sale> {
         "ends_at": "2030-06-01T23:00:00Z",
         "currency": "EUR",
         "max_tickets_per_order": 1,
-        "max_tickets_per_buyer": options.tickets.max(1),
+        "max_tickets_per_buyer": options.tickets.clamp(1, 1000),
     });
     let event = api.expect("/v1/events", token, &event, 201).await?;
     let event_id = event["id"].as_str().context("event without id")?.to_owned();
@@ -137,18 +151,19 @@ pub async fn sale(api: &Api, options: &FlashSale) -> anyhow::Result<Sale> {
     for index in 0..types {
         // The remainder goes to the first types, so the capacities add up to exactly Q.
         let capacity = options.tickets / types + i64::from(index < options.tickets % types);
-        let body = json!({"name": format!("Tier {}", index + 1), "price_minor": 4500, "capacity": capacity});
+        let body = json!({"name": format!("Tier {}", index + 1), "price_minor": PRICE_MINOR, "capacity": capacity});
         let added = api.expect(&format!("/v1/events/{event_id}/ticket-types"), token, &body, 201).await?;
         ticket_types.push((added["id"].as_str().context("ticket type without id")?.to_owned(), capacity));
     }
     api.expect(&format!("/v1/events/{event_id}/publish"), token, &json!({}), 200).await?;
-    // Registration hashes a password; a few at a time keeps the setup from timing out.
+    // Registration hashes a password: a few at a time keeps a platform with production hashing
+    // (--url) from timing out; `start` makes it cheap for the platform the benchmark runs.
     let buyers: Vec<anyhow::Result<Buyer>> = stream::iter(0..options.buyers)
         .map(|i| {
             let run = run.clone();
             async move { account(api, &run, &format!("buyer{i}")).await }
         })
-        .buffer_unordered(8)
+        .buffer_unordered(16)
         .collect()
         .await;
     let buyers = buyers.into_iter().collect::<anyhow::Result<Vec<_>>>()?;

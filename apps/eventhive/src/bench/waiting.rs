@@ -42,7 +42,13 @@ pub struct Gate {
     opened: Instant,
     waited: Mutex<Vec<Waited>>,
     polls: AtomicU64,
+    /// Polls in flight at once. 100,000 simulated buyers told to poll in the same second would
+    /// otherwise open as many connections from one process; real ones come through many.
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// At most this many polls in flight from the load driver.
+const POLLS_IN_FLIGHT: usize = 256;
 
 /// What the queue measured.
 pub struct QueueFigures {
@@ -109,6 +115,7 @@ pub async fn open(api: &Api, sale: &Sale, options: &FlashSale) -> anyhow::Result
         opened: Instant::now() + Duration::from_secs(2),
         waited: Mutex::new(waited),
         polls: AtomicU64::new(0),
+        in_flight: tokio::sync::Semaphore::new(POLLS_IN_FLIGHT),
     }))
 }
 
@@ -118,7 +125,11 @@ impl Gate {
         let path = format!("/v1/events/{}/queue", self.event_id);
         loop {
             self.polls.fetch_add(1, Ordering::Relaxed);
-            let Ok((200, place)) = self.api.get(&path, Some(&buyer.token)).await else {
+            let polled = match self.in_flight.acquire().await {
+                Ok(_permit) => self.api.get(&path, Some(&buyer.token)).await,
+                Err(closed) => Err(closed.into()),
+            };
+            let Ok((200, place)) = polled else {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };

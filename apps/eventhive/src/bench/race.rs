@@ -78,12 +78,17 @@ pub async fn run(api: &Api, sale: &Sale, options: &FlashSale, gate: Option<Arc<G
         );
         let tries = options.attempts;
         buyers.spawn(async move {
-            let mut local = (histogram(), histogram(), histogram());
             let admission = match &gate {
                 Some(gate) => gate.wait(index, &buyer).await,
                 None => None,
             };
-            let tries = if gate.is_some() && admission.is_none() { 0 } else { tries };
+            if gate.is_some() && admission.is_none() {
+                // Told sold out (or expired) in the queue: nothing to buy, nothing to record.
+                return;
+            }
+            // Made only by a buyer who buys: three histograms are tens of kilobytes, and a
+            // waiting-room crowd is 100,000 buyers.
+            let mut local = (histogram(), histogram(), histogram());
             for attempt in 0..tries {
                 let open: Vec<usize> = (0..sold_out.len()).filter(|&t| !sold_out[t].load(Ordering::Relaxed)).collect();
                 let Some(&pick) = open.get((index + attempt) % open.len().max(1)) else { break };

@@ -13,7 +13,7 @@
 //! - [`qr`]: ticket codes drawn as SVG QR codes.
 //! - [`pages`]: one module per area: catalog, account, checkout, waiting room, mine, door,
 //!   dashboard.
-//! - `assets/`: the one CSS file and the one script, compiled into the binary.
+//! - `assets/`: the CSS file and the scripts (every page's, the door's), compiled into the binary.
 
 mod api;
 mod cache;
@@ -69,6 +69,7 @@ pub fn router(api: axum::Router) -> Router {
         // Assets need no session: they are the same for everyone.
         .route("/static/style.css", get(|| asset("text/css; charset=utf-8", include_str!("../assets/style.css"))))
         .route("/static/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../assets/app.js"))))
+        .route("/static/door.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../assets/door.js"))))
         .with_state(web)
 }
 

@@ -28,6 +28,22 @@ if [ "$(installed selenium)" != "$SELENIUM_VERSION" ] || [ "$(installed pytest)"
     "$TOOLS/bin/pip" install --quiet --disable-pip-version-check "selenium==$SELENIUM_VERSION" "pytest==$PYTEST_VERSION"
 fi
 
+# axe-core, for the accessibility check, at the exact version of tests/browser/package-lock.json
+# (npm ci checks its integrity), installed beside the Python tools when the lock file changed.
+AXE_TOOLS="$TOOLS/npm"
+if ! cmp -s tests/browser/package-lock.json "$AXE_TOOLS/package-lock.json" ||
+    [ ! -f "$AXE_TOOLS/node_modules/axe-core/axe.min.js" ]; then
+    if ! command -v npm >/dev/null; then
+        echo "== installing Debian's nodejs and npm"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    echo "== installing axe-core (tests/browser/package-lock.json) into $AXE_TOOLS"
+    mkdir -p "$AXE_TOOLS"
+    cp tests/browser/package.json tests/browser/package-lock.json "$AXE_TOOLS/"
+    (cd "$AXE_TOOLS" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 SCRIPT=browser-tests
 source scripts/lib/dev-server.sh
 PORT="${EVENTHIVE_BROWSER_PORT:-18580}"
@@ -62,7 +78,7 @@ done
 
 echo "== browser journeys against $URL (Chromium $(chromium --version 2>/dev/null | awk '{print $2}'))"
 status=0
-EVENTHIVE_WEB_URL="$URL" "$TOOLS/bin/python" -m pytest -p no:cacheprovider -q tests/browser "$@" || status=$?
+EVENTHIVE_WEB_URL="$URL" EVENTHIVE_AXE_JS="$AXE_TOOLS/node_modules/axe-core/axe.min.js" "$TOOLS/bin/python" -m pytest -p no:cacheprovider -q tests/browser "$@" || status=$?
 if [ "$status" -ne 0 ]; then
     echo "browser-tests: failed; the server's errors:" >&2
     grep -E "ERROR|panicked" "$WORK/eventhive.log" | tail -40 >&2 || true

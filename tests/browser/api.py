@@ -1,6 +1,7 @@
 """The public API, for what a journey needs set up beforehand (a ticket to check in), through
 the same JSON routes any client uses."""
 
+import datetime
 import json
 import time
 import urllib.parse
@@ -52,3 +53,55 @@ def wait_for_mail(base_url, to):
             return mails
         time.sleep(0.2)
     raise AssertionError(f"no email to {to} in the dev inbox")
+
+
+def register(base_url, email, password, display_name):
+    """A new account; its access token."""
+    call(base_url, "POST", "/v1/auth/register", {"email": email, "password": password, "display_name": display_name})
+    return login(base_url, email, password)
+
+
+def rfc3339(moment):
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def seconds_from_now(seconds):
+    return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+
+
+def on_sale_event(base_url, organizer_token, title, capacity=100, price_minor=3000):
+    """A new event of the organizer's first organization, with one ticket type ("Standing"),
+    published; its id."""
+    organization = call(base_url, "GET", "/v1/me", token=organizer_token)["organizations"][0]["id"]
+    # Long after the demo events, so that the list of events (and its screenshot) shows them first.
+    starts_at = seconds_from_now(200 * 24 * 3600)
+    body = {
+        "organization_id": organization,
+        "title": title,
+        "description": "Set up by the browser journeys.",
+        "venue": {"name": "Paradiso", "city": "Amsterdam", "country": "NL"},
+        "starts_at": rfc3339(starts_at),
+        "ends_at": rfc3339(starts_at + datetime.timedelta(hours=3)),
+        "currency": "EUR",
+        "max_tickets_per_order": 4,
+    }
+    event = call(base_url, "POST", "/v1/events", body, organizer_token)
+    ticket_type = {"name": "Standing", "price_minor": price_minor, "capacity": capacity}
+    call(base_url, "POST", f"/v1/events/{event['id']}/ticket-types", ticket_type, organizer_token)
+    call(base_url, "POST", f"/v1/events/{event['id']}/publish", None, organizer_token)
+    return event["id"]
+
+
+def waiting_room(base_url, organizer_token, event_id, opens_at, admit_per_minute):
+    body = {"opens_at": rfc3339(opens_at), "admit_per_minute": admit_per_minute}
+    return call(base_url, "PUT", f"/v1/events/{event_id}/waiting-room", body, organizer_token)
+
+
+def join_queue(base_url, token, event_id):
+    return call(base_url, "POST", f"/v1/events/{event_id}/queue", {}, token)
+
+
+def ticket_status(base_url, token, code):
+    """The status of the caller's ticket with this code (`valid`, `checked_in`, ...)."""
+    tickets = call(base_url, "GET", "/v1/me/tickets?page_size=100", token=token)["items"]
+    return next(t["status"] for t in tickets if t["code"] == code)

@@ -9,6 +9,7 @@ Every step waits for what the page must show (WebDriverWait), never for a fixed 
 import re
 import uuid
 
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -39,7 +40,21 @@ def submit(browser, form_css):
     """Clicks the form's submit button and waits for the page it leads to."""
     button = browser.find_element(By.CSS_SELECTOR, f"{form_css} button[type=submit]")
     button.click()
-    wait(browser).until(EC.staleness_of(button))
+    wait(browser).until(lambda _: gone(button))
+
+
+def gone(element):
+    """Whether the element left the page. Chromium's driver says so in two ways: stale, or,
+    asked while the next page replaces the document, "does not belong to the document"."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
 
 
 def labelled(browser, label_text):

@@ -10,14 +10,18 @@ function startCountdowns() {
     var label = el.getAttribute("data-label") || "Time left";
     var announce = el.nextElementSibling;
     if (isNaN(until)) return;
+    var first = true;
     function tick() {
       var left = Math.max(0, Math.round((until - Date.now()) / 1000));
       var text = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
       el.textContent = left > 0 ? text : "0:00 (time is up)";
+      // The ticking element is hidden from screen readers: this region is what they read, so
+      // it says the time left from the start.
       if (announce && announce.hasAttribute("data-countdown-announce") &&
-          (left % 60 === 0 || left === 30 || left === 10)) {
+          (first || left % 60 === 0 || left === 30 || left === 10)) {
         announce.textContent = left > 0 ? label + " " + text : label + ": time is up.";
       }
+      first = false;
       if (left > 0) setTimeout(tick, 1000);
     }
     tick();

@@ -102,10 +102,12 @@ pub fn when(rfc3339: &str) -> String {
 }
 
 /// A time the script counts down to: the element shows the time left, and a live region beside
-/// it announces it now and then (every second would drown a screen reader).
+/// it announces it now and then (every second would drown a screen reader). The ticking element
+/// itself is hidden from screen readers, since a countdown inside a live region (the waiting
+/// room's place) would otherwise be read out every second.
 pub fn countdown(until: &str, label: &str) -> Markup {
     html! {
-        span.countdown data-countdown=(until) data-label=(label) {
+        span.countdown data-countdown=(until) data-label=(label) aria-hidden="true" {
             time datetime=(until) { "until " (when(until)) }
         }
         span.visually-hidden aria-live="polite" data-countdown-announce {}

@@ -7,18 +7,22 @@
 //!
 //! # Layout
 //! - [`api`]: the in-process client of the public API and its errors.
+//! - [`cache`]: on-sale events' page data, kept a second for the crowd of an on-sale.
 //! - [`session`]: cookies holding the tokens, CSRF, security headers (one middleware).
 //! - [`layout`]: the page shell and the small pieces every page uses.
 //! - [`qr`]: ticket codes drawn as SVG QR codes.
 //! - [`pages`]: one module per area: catalog, account, checkout, waiting room, mine, door,
 //!   dashboard.
-//! - `assets/`: the one CSS file and the one script, compiled into the binary.
+//! - `assets/`: the CSS file and the scripts (every page's, the door's), compiled into the binary.
 
 mod api;
+mod cache;
 mod layout;
 mod pages;
 mod qr;
 mod session;
+
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -29,17 +33,19 @@ use axum::{
 };
 
 pub use api::Api;
+pub use cache::EVENT_TTL;
 
 /// What every page handler shares.
 #[derive(Clone)]
 pub struct Web {
     pub(crate) api: Api,
+    pub(crate) events: Arc<cache::EventCache>,
 }
 
 /// The storefront's routes. `api` is the gateway's API router, with its authentication and
 /// rate limits, which the pages call in-process.
 pub fn router(api: axum::Router) -> Router {
-    let web = Web { api: Api::new(api) };
+    let web = Web { api: Api::new(api), events: Arc::new(cache::EventCache::new(cache::EVENT_TTL)) };
     Router::new()
         .route("/", get(pages::catalog::events))
         .route("/events/{id}", get(pages::catalog::event))
@@ -63,6 +69,7 @@ pub fn router(api: axum::Router) -> Router {
         // Assets need no session: they are the same for everyone.
         .route("/static/style.css", get(|| asset("text/css; charset=utf-8", include_str!("../assets/style.css"))))
         .route("/static/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../assets/app.js"))))
+        .route("/static/door.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../assets/door.js"))))
         .with_state(web)
 }
 

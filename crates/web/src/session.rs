@@ -4,7 +4,8 @@
 //!   has run out is renewed with the refresh token before the page is made;
 //! - every POST carries the CSRF token of the browser's own cookie in a form field (double
 //!   submit), and a cross-site `Origin` is refused before the form is read;
-//! - pages are never cached and may not be framed, and run only the site's own script.
+//! - pages are never cached (but for an event's page as a visitor who is not signed in sees
+//!   it, see `cache`), may not be framed, and run only the site's own scripts.
 
 use std::net::SocketAddr;
 
@@ -93,11 +94,12 @@ pub async fn middleware(State(web): State<Web>, request: Request, next: Next) ->
     let cookie = |name| cookie(&parts.headers, &cookie_name(name, secure));
     let (access, refresh, csrf) = (cookie(ACCESS), cookie(REFRESH), cookie(CSRF));
     let mut set_cookies = Vec::new();
+    let mut new_csrf = None;
     let csrf = match csrf {
         Some(token) => token,
         None => {
             let token = random_token();
-            set_cookies.push(set_cookie(CSRF, &token, None, secure));
+            new_csrf = Some(set_cookie(CSRF, &token, None, secure));
             token
         }
     };
@@ -148,6 +150,16 @@ pub async fn middleware(State(web): State<Web>, request: Request, next: Next) ->
     parts.extensions.insert(visit);
     let mut response = next.run(Request::from_parts(parts, body)).await;
     let headers = response.headers_mut();
+    // A page every visitor sees alike (`public`) has no form, so it needs no CSRF cookie, and
+    // must not hand out one visitor's cookie from a shared cache; a session's cookies make it
+    // that visitor's own.
+    let shared = headers.get(header::CACHE_CONTROL).is_some_and(|value| value.as_bytes().starts_with(b"public"));
+    if shared && !set_cookies.is_empty() {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if !shared {
+        set_cookies.extend(new_csrf);
+    }
     for value in set_cookies {
         headers.append(header::SET_COOKIE, value);
     }

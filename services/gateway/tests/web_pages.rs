@@ -189,7 +189,7 @@ async fn a_buyer_waits_in_the_room_then_holds_with_the_admission() {
 
     let (status, html) = page(&app, &event, &cookie).await;
     assert_eq!(status, 200);
-    assert!(html.contains("Join the waiting room") && !html.contains("Hold tickets"), "{html}");
+    assert!(html.contains("Go to the waiting room") && !html.contains("Hold tickets"), "{html}");
     let hold = [("csrf", "ours"), ("key", "k1")];
     let quantity = format!("qty-{}", sale.ticket_type_id);
     let hold = [&hold[..], &[(quantity.as_str(), "2")]].concat();

@@ -51,6 +51,9 @@ pub struct Event {
     pub organization_id: String,
     pub title: String,
     pub description: String,
+    /// `on_sale`, `draft` or `cancelled`: only an on-sale event's page may be shared.
+    #[serde(default)]
+    pub status: String,
     pub venue: Venue,
     pub starts_at: String,
     pub max_tickets_per_order: i64,

@@ -9,8 +9,9 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{Event, PathId, Place, Room, catalog, no_such_page};
+use super::{PathId, Place, Room, catalog, no_such_page};
 use crate::{
     Web,
     layout::{Failure, countdown, csrf, login_then, page, respond, when},
@@ -25,8 +26,7 @@ async fn queue_page(web: &Web, visit: &Visit, event_id: &str) -> Result<Response
     if !visit.signed_in() {
         return Ok(Redirect::to(&login_then(&format!("/events/{event_id}/queue"))).into_response());
     }
-    let event: Event =
-        web.api.get(&visit.caller, format!("/v1/events/{event_id}")).json().await.map_err(|e| visit.fail(e))?;
+    let (event, _) = catalog::event_data(web, visit, event_id).await?;
     let Some(room) = catalog::room(web, visit, event_id).await? else {
         return Ok(Redirect::to(&format!("/events/{event_id}")).into_response());
     };
@@ -79,9 +79,20 @@ pub async fn join(State(web): State<Web>, visit: Visit, PathId(event_id): PathId
 fn place_fragment(visit: &Visit, event_id: &str, room: &Room, place: Option<&Place>) -> Markup {
     let Some(place) = place else {
         return html! {
-            div.place {
-                p { "You are not in the queue yet." }
-                (join_form(visit, event_id, "Join the waiting room"))
+            @if room.status == "scheduled" {
+                // Looked at again when the sale opens, so the page says so by itself.
+                div.place data-status="not_joined" data-poll-after=(secs_until(&room.opens_at).clamp(1, 60)) {
+                    p {
+                        "You are not in the queue yet. The sale opens in " (countdown(&room.opens_at, "The sale opens in")) ". "
+                        "Everyone who joins before then gets a place drawn at random, so there is no need to rush."
+                    }
+                    (join_form(visit, event_id, "Join the waiting room"))
+                }
+            } @else {
+                div.place data-status="not_joined" {
+                    p { "The sale is open: join the queue to get your place. Buyers are let in turn by turn." }
+                    (join_form(visit, event_id, "Join the waiting room"))
+                }
             }
         };
     };
@@ -130,6 +141,13 @@ fn join_form(visit: &Visit, event_id: &str, label: &str) -> Markup {
             button type="submit" { (label) }
         }
     }
+}
+
+/// Seconds from now until an RFC 3339 time (0 once it has passed, or if it does not parse).
+fn secs_until(rfc3339: &str) -> i64 {
+    OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .map(|t| (t - OffsetDateTime::now_utc()).whole_seconds().max(0))
+        .unwrap_or(0)
 }
 
 fn people_ahead(ahead: i64) -> String {

@@ -44,7 +44,7 @@ pub async fn event_orders(
     PathId(event_id): PathId<EventId>,
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, Problem> {
-    let actor = state.actor(user, rid.as_deref()).await?;
+    let lists = Lists { state: &state, rid: &rid, actor: state.actor(user, rid.as_deref()).await?, event_id };
     let mut buyers = Buyers::default();
     if params.format == Some(ExportFormat::Csv) {
         let mut csv = Csv::new(&[
@@ -61,7 +61,7 @@ pub async fn event_orders(
         ]);
         let mut token = String::new();
         loop {
-            let page = orders_page(&state, &rid, &actor, event_id, PageSize::MAX, token).await?;
+            let page = lists.orders(PageSize::MAX, token).await?;
             for order in page.items {
                 let buyer = buyers.of(&state, &rid, &order.buyer_id).await?;
                 let total = order.total.clone().unwrap_or_default();
@@ -89,7 +89,7 @@ pub async fn event_orders(
         return Ok(csv.file(&format!("orders-{event_id}.csv")));
     }
     let size = page_size(params.page_size)?.get();
-    let page = orders_page(&state, &rid, &actor, event_id, size, params.page_token.unwrap_or_default()).await?;
+    let page = lists.orders(size, params.page_token.unwrap_or_default()).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for order in page.items {
         let buyer = buyers.of(&state, &rid, &order.buyer_id).await?;
@@ -114,14 +114,14 @@ pub async fn event_attendees(
     PathId(event_id): PathId<EventId>,
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, Problem> {
-    let actor = state.actor(user, rid.as_deref()).await?;
+    let lists = Lists { state: &state, rid: &rid, actor: state.actor(user, rid.as_deref()).await?, event_id };
     let mut buyers = Buyers::default();
     if params.format == Some(ExportFormat::Csv) {
         let mut csv =
             Csv::new(&["ticket_id", "ticket_type", "status", "checked_in_at", "buyer_email", "buyer_name", "order_id"]);
         let mut token = String::new();
         loop {
-            let page = tickets_page(&state, &rid, &actor, event_id, PageSize::MAX, token).await?;
+            let page = lists.tickets(PageSize::MAX, token).await?;
             for ticket in page.items {
                 let buyer = buyers.of(&state, &rid, &ticket.buyer_id).await?;
                 csv.row(&[
@@ -142,7 +142,7 @@ pub async fn event_attendees(
         return Ok(csv.file(&format!("attendees-{event_id}.csv")));
     }
     let size = page_size(params.page_size)?.get();
-    let page = tickets_page(&state, &rid, &actor, event_id, size, params.page_token.unwrap_or_default()).await?;
+    let page = lists.tickets(size, params.page_token.unwrap_or_default()).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for ticket in page.items {
         let buyer = buyers.of(&state, &rid, &ticket.buyer_id).await?;
@@ -159,32 +159,36 @@ pub async fn event_attendees(
     Ok(Json(AttendeePage { items, next_page_token: page.next_page_token }).into_response())
 }
 
-async fn orders_page(
-    state: &AppState,
-    rid: &RequestId,
-    actor: &Actor,
+/// One export's call to ticketing: who asks, for which event.
+struct Lists<'a> {
+    state: &'a AppState,
+    rid: &'a RequestId,
+    actor: Actor,
     event_id: EventId,
-    page_size: i64,
-    page_token: String,
-) -> Result<ListOrdersResponse, Problem> {
-    let message =
-        ListEventOrdersRequest { actor: Some(actor.clone()), event_id: event_id.to_string(), page_size, page_token };
-    let page = state.ticketing.clone().list_event_orders(request(message, rid.as_deref())).await;
-    Ok(page.map_err(Problem::from)?.into_inner())
 }
 
-async fn tickets_page(
-    state: &AppState,
-    rid: &RequestId,
-    actor: &Actor,
-    event_id: EventId,
-    page_size: i64,
-    page_token: String,
-) -> Result<ListTicketsResponse, Problem> {
-    let message =
-        ListEventTicketsRequest { actor: Some(actor.clone()), event_id: event_id.to_string(), page_size, page_token };
-    let page = state.ticketing.clone().list_event_tickets(request(message, rid.as_deref())).await;
-    Ok(page.map_err(Problem::from)?.into_inner())
+impl Lists<'_> {
+    async fn orders(&self, page_size: i64, page_token: String) -> Result<ListOrdersResponse, Problem> {
+        let message = ListEventOrdersRequest {
+            actor: Some(self.actor.clone()),
+            event_id: self.event_id.to_string(),
+            page_size,
+            page_token,
+        };
+        let page = self.state.ticketing.clone().list_event_orders(request(message, self.rid.as_deref())).await;
+        Ok(page.map_err(Problem::from)?.into_inner())
+    }
+
+    async fn tickets(&self, page_size: i64, page_token: String) -> Result<ListTicketsResponse, Problem> {
+        let message = ListEventTicketsRequest {
+            actor: Some(self.actor.clone()),
+            event_id: self.event_id.to_string(),
+            page_size,
+            page_token,
+        };
+        let page = self.state.ticketing.clone().list_event_tickets(request(message, self.rid.as_deref())).await;
+        Ok(page.map_err(Problem::from)?.into_inner())
+    }
 }
 
 /// Buyers already asked of identity, so a list asks once per buyer however many rows are theirs.

@@ -29,7 +29,13 @@ def login(base_url, email, password=DEMO_PASSWORD):
 
 def buy_ticket_code(base_url, token, search):
     """Buys one ticket of the first ticket type of the event found by `search`; its code."""
-    event = call(base_url, "GET", f"/v1/events?q={search}")["items"][0]
+    return buy_ticket(base_url, token, search)[1]
+
+
+def buy_ticket(base_url, token, search):
+    """Buys one ticket of the first ticket type of the event found by `search`: the order's id
+    and the ticket's code."""
+    event = call(base_url, "GET", "/v1/events?" + urllib.parse.urlencode({"q": search}))["items"][0]
     items = [{"ticket_type_id": event["ticket_types"][0]["id"], "quantity": 1}]
     order = call(base_url, "POST", "/v1/orders", {"event_id": event["id"], "items": items}, token, str(uuid.uuid4()))
     card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
@@ -39,7 +45,7 @@ def buy_ticket_code(base_url, token, search):
     while time.monotonic() < deadline:
         tickets = call(base_url, "GET", f"/v1/orders/{order['id']}", token=token)["tickets"]
         if tickets:
-            return tickets[0]["code"]
+            return order["id"], tickets[0]["code"]
         time.sleep(0.2)
     raise AssertionError("the paid order's ticket was never issued")
 

@@ -98,7 +98,19 @@ impl Api {
     }
 
     pub fn post<'a>(&'a self, caller: &'a Caller, path: impl Into<String>, body: serde_json::Value) -> Call<'a> {
-        let mut call = self.call(caller, Method::POST, path.into());
+        self.with_body(caller, Method::POST, path.into(), body)
+    }
+
+    pub fn patch<'a>(&'a self, caller: &'a Caller, path: impl Into<String>, body: serde_json::Value) -> Call<'a> {
+        self.with_body(caller, Method::PATCH, path.into(), body)
+    }
+
+    pub fn put<'a>(&'a self, caller: &'a Caller, path: impl Into<String>, body: serde_json::Value) -> Call<'a> {
+        self.with_body(caller, Method::PUT, path.into(), body)
+    }
+
+    fn with_body<'a>(&'a self, caller: &'a Caller, method: Method, path: String, body: serde_json::Value) -> Call<'a> {
+        let mut call = self.call(caller, method, path);
         call.body = Some(body);
         call
     }

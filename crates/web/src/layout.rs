@@ -35,6 +35,7 @@ pub fn page(visit: Option<&Visit>, title: &str, main: Markup) -> Markup {
                             @if let Some(visit) = visit.filter(|v| v.signed_in()) {
                                 li { a href="/my/orders" { "My orders" } }
                                 li { a href="/my/tickets" { "My tickets" } }
+                                li { a href="/manage" { "Organize" } }
                                 li {
                                     form method="post" action="/logout" {
                                         (csrf(visit))

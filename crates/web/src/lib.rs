@@ -12,7 +12,7 @@
 //! - [`layout`]: the page shell and the small pieces every page uses.
 //! - [`qr`]: ticket codes drawn as SVG QR codes.
 //! - [`pages`]: one module per area: catalog, account, checkout, waiting room, mine, door,
-//!   dashboard.
+//!   dashboard, and the organizer's console (`manage`).
 //! - `assets/`: the CSS file and the scripts (every page's, the door's), compiled into the binary.
 
 mod api;
@@ -62,6 +62,7 @@ pub fn router(api: axum::Router) -> Router {
         .route("/manage/events/{id}", get(pages::dashboard::show))
         .route("/manage/events/{id}/figures", get(pages::dashboard::figures))
         .route("/manage/events/{id}/live", get(pages::dashboard::live))
+        .merge(pages::manage::routes())
         .route("/login", get(pages::account::login_form).post(pages::account::login))
         .route("/register", get(pages::account::register_form).post(pages::account::register))
         .route("/logout", post(pages::account::logout))

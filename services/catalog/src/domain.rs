@@ -5,7 +5,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use eventhive_domain::{Currency, iso};
 use eventhive_platform::FieldError;
 use eventhive_proto::{
-    catalog::{AddTicketTypeRequest, CreateEventRequest, SearchEventsRequest, UpdateEventRequest},
+    catalog::{
+        AddTicketTypeRequest, CreateEventRequest, ListOrganizationEventsRequest, SearchEventsRequest,
+        UpdateEventRequest,
+    },
     common::Actor,
 };
 use serde::{Deserialize, Serialize};
@@ -263,8 +266,7 @@ impl TryFrom<&SearchEventsRequest> for SearchQuery {
 
     fn try_from(request: &SearchEventsRequest) -> Result<Self, Self::Error> {
         let mut checks = Checks::default();
-        let page_size = if request.page_size == 0 { DEFAULT_PAGE_SIZE } else { request.page_size };
-        let page_size = checks.check(in_range("page_size", page_size, 1, MAX_PAGE_SIZE)).unwrap_or(DEFAULT_PAGE_SIZE);
+        let page_size = checks.check(page_size(request.page_size)).unwrap_or(DEFAULT_PAGE_SIZE);
         let from = if request.from.is_empty() { None } else { checks.check(instant("from", &request.from)) };
         let to = if request.to.is_empty() { None } else { checks.check(instant("to", &request.to)) };
         let after =
@@ -279,6 +281,33 @@ impl TryFrom<&SearchEventsRequest> for SearchQuery {
             page_size,
         })
     }
+}
+
+/// A page of one organization's events, whatever their status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationQuery {
+    pub organization_id: String,
+    /// The end of the previous page.
+    pub after: Option<PageToken>,
+    pub page_size: i64,
+}
+
+impl TryFrom<&ListOrganizationEventsRequest> for OrganizationQuery {
+    type Error = Vec<FieldError>;
+
+    fn try_from(request: &ListOrganizationEventsRequest) -> Result<Self, Self::Error> {
+        let mut checks = Checks::default();
+        let page_size = checks.check(page_size(request.page_size)).unwrap_or(DEFAULT_PAGE_SIZE);
+        let after =
+            if request.page_token.is_empty() { None } else { checks.check(PageToken::decode(&request.page_token)) };
+        checks.finish()?;
+        Ok(Self { organization_id: request.organization_id.clone(), after, page_size })
+    }
+}
+
+/// A page size asked for; 0 (not given) is the default.
+fn page_size(requested: i64) -> Result<i64, FieldError> {
+    in_range("page_size", if requested == 0 { DEFAULT_PAGE_SIZE } else { requested }, 1, MAX_PAGE_SIZE)
 }
 
 // The bounds of each field an organizer sets, named once for creating and for changing.

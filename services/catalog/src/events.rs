@@ -18,13 +18,13 @@ use sqlx::AnyConnection;
 
 use crate::{
     SERVICE,
-    domain::{
-        Access, Checks, EventPatch, EventStatus, NewEvent, NewTicketType, PageToken, SearchQuery, ends_after_start,
-    },
+    domain::{Access, Checks, EventPatch, EventStatus, NewEvent, NewTicketType, ends_after_start},
     error::CatalogError,
     repository::{EventRow, Repository, TicketTypeRow},
     sales::Sales,
 };
+
+mod listing;
 
 type Result<T> = std::result::Result<T, CatalogError>;
 
@@ -35,7 +35,7 @@ pub struct EventWithTypes {
     pub ticket_types: Vec<TicketTypeRow>,
 }
 
-/// One page of search results.
+/// One page of events: of a search, or of an organization.
 pub struct SearchPage {
     pub items: Vec<EventWithTypes>,
     /// Where the next page starts; none on the last page.
@@ -307,29 +307,6 @@ impl Events {
             return Err(CatalogError::EventNotFound);
         }
         self.with_ticket_types(&mut conn, event).await
-    }
-
-    /// One page of on-sale events, by start time.
-    #[tracing::instrument(skip_all)]
-    pub async fn search(&self, query: SearchQuery) -> Result<SearchPage> {
-        let mut conn = self.repository.connection().await?;
-        // One more than a page tells whether another page follows.
-        let mut rows = self.repository.search(&mut conn, &query, query.page_size + 1).await?;
-        let next_page_token = if rows.len() as i64 > query.page_size {
-            rows.truncate(usize::try_from(query.page_size).unwrap_or(0));
-            rows.last().map(|last| PageToken { starts_at: last.starts_at, id: last.id.clone() }.encode())
-        } else {
-            None
-        };
-        let types = self.repository.ticket_types_of(&mut conn, &rows).await?;
-        let items = rows
-            .into_iter()
-            .map(|event| {
-                let ticket_types = types.iter().filter(|t| t.event_id == event.id).cloned().collect();
-                EventWithTypes { event, ticket_types }
-            })
-            .collect();
-        Ok(SearchPage { items, next_page_token })
     }
 
     /// Loads an event the actor manages, locked for a change: invisible is 404, visible but not

@@ -10,7 +10,7 @@ use eventhive_platform::{
 use sqlx::{Any, AnyConnection, Transaction, any::AnyArguments, pool::PoolConnection, query::Query};
 
 use crate::{
-    domain::{EventStatus, SearchQuery, contains_pattern},
+    domain::{EventStatus, OrganizationQuery, SearchQuery, contains_pattern},
     error::CatalogError,
 };
 
@@ -231,6 +231,30 @@ impl Repository {
             };
         }
         Ok(statement.fetch_all(&mut *conn).await?)
+    }
+
+    /// The organization's events of every status, by (starts_at, id) after the query's page
+    /// token, at most `limit`.
+    pub async fn of_organization(
+        &self,
+        conn: &mut AnyConnection,
+        query: &OrganizationQuery,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        // The first page starts before every event.
+        let (starts_at, id) = query.after.as_ref().map_or((i64::MIN, ""), |after| (after.starts_at, after.id.as_str()));
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE organization_id = $1 \
+             AND (starts_at > $2 OR (starts_at = $3 AND id > $4)) ORDER BY starts_at, id LIMIT $5"
+        );
+        Ok(sqlx::query_as::<_, EventRow>(&sql)
+            .bind(&query.organization_id)
+            .bind(starts_at)
+            .bind(starts_at)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?)
     }
 }
 

@@ -5,15 +5,16 @@ use eventhive_domain::{EventId, OrganizationId};
 use eventhive_platform::{Database, grpc, outbox::OutboxRelay, storage::ms_to_rfc3339};
 use eventhive_proto::{
     catalog::{
-        AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, Event, GetEventRequest, PublishEventRequest,
-        SearchEventsRequest, SearchEventsResponse, TicketType, UpdateEventRequest, Venue, catalog_server,
+        AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, Event, GetEventRequest,
+        ListOrganizationEventsRequest, ListOrganizationEventsResponse, PublishEventRequest, SearchEventsRequest,
+        SearchEventsResponse, TicketType, UpdateEventRequest, Venue, catalog_server,
     },
     common::Money,
 };
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{EventPatch, NewEvent, NewTicketType, SearchQuery, cancel_reason},
+    domain::{EventPatch, NewEvent, NewTicketType, OrganizationQuery, SearchQuery, cancel_reason},
     error::CatalogError,
     events::{EventWithTypes, Events},
     repository::{Repository, TicketTypeRow},
@@ -94,6 +95,19 @@ impl catalog_server::Catalog for CatalogService {
         let query = SearchQuery::try_from(&request.into_inner()).map_err(CatalogError::Invalid)?;
         let page = self.events.search(query).await?;
         Ok(Response::new(SearchEventsResponse {
+            items: page.items.iter().map(event_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn list_organization_events(
+        &self,
+        request: Request<ListOrganizationEventsRequest>,
+    ) -> Answer<ListOrganizationEventsResponse> {
+        let request = request.into_inner();
+        let query = OrganizationQuery::try_from(&request).map_err(CatalogError::Invalid)?;
+        let page = self.events.of_organization(request.actor.as_ref(), query).await?;
+        Ok(Response::new(ListOrganizationEventsResponse {
             items: page.items.iter().map(event_to_proto).collect(),
             next_page_token: page.next_page_token,
         }))

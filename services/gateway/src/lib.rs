@@ -106,7 +106,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/logout", post(routes::auth::logout))
         .route("/v1/me", get(routes::auth::me))
         .route("/v1/organizations", post(routes::organizations::create))
-        .route("/v1/organizations/{id}/members", post(routes::organizations::add_member))
+        .route(
+            "/v1/organizations/{id}/members",
+            post(routes::organizations::add_member).get(routes::organizations::members),
+        )
+        .route("/v1/organizations/{id}/events", get(routes::organizations::events))
         .route("/v1/events", post(routes::events::create).get(routes::events::search))
         .route("/v1/events/{id}", get(routes::events::get).patch(routes::events::update))
         .route("/v1/events/{id}/ticket-types", post(routes::events::add_ticket_type))
@@ -114,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}/cancel", post(routes::events::cancel))
         .route("/v1/events/{id}/checkins", post(routes::checkins::check_in))
         .route("/v1/events/{id}/checkin-key", get(routes::checkins::checkin_key))
+        .route("/v1/events/{id}/orders", get(routes::exports::event_orders))
+        .route("/v1/events/{id}/attendees", get(routes::exports::event_attendees))
         .route("/v1/orders", post(routes::orders::place))
         .route("/v1/orders/{id}", get(routes::orders::get))
         .route("/v1/orders/{id}/payment", post(routes::orders::pay))

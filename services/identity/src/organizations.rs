@@ -7,7 +7,7 @@ use eventhive_platform::{FieldError, storage::now_ms};
 use crate::{
     domain::{NewMember, OrganizationName, Role},
     error::IdentityError,
-    repository::{MembershipRow, Repository, UserRow},
+    repository::{MemberRow, MembershipRow, Repository, UserRow},
 };
 
 type Result<T> = std::result::Result<T, IdentityError>;
@@ -69,6 +69,14 @@ impl Organizations {
             return Err(IdentityError::AlreadyMember(user.email));
         }
         Ok(AddedMember { organization_id, user, role })
+    }
+
+    /// The organization's members, for a member: an organization one is not in is not there
+    /// for them.
+    #[tracing::instrument(skip_all, fields(%organization_id))]
+    pub async fn members(&self, actor: UserId, organization_id: OrganizationId) -> Result<Vec<MemberRow>> {
+        self.repository.role_in(organization_id, actor).await?.ok_or(IdentityError::OrganizationNotFound)?;
+        self.repository.members_of(organization_id).await
     }
 
     #[tracing::instrument(skip_all, fields(%user_id))]

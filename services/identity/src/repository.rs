@@ -31,6 +31,15 @@ pub struct MembershipRow {
     pub role: String,
 }
 
+/// A member of an organization, with their account's email and name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+}
+
 /// A stored refresh token, found by its hash.
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRow {
@@ -245,6 +254,17 @@ impl Repository {
              JOIN organizations o ON o.id = m.organization_id WHERE m.user_id = $1 ORDER BY m.created_at, o.id",
         )
         .bind(user_id.to_string())
+        .fetch_all(self.db.pool())
+        .await?)
+    }
+
+    /// The organization's members, oldest first.
+    pub async fn members_of(&self, organization_id: OrganizationId) -> Result<Vec<MemberRow>> {
+        Ok(sqlx::query_as(
+            "SELECT u.id AS user_id, u.email, u.display_name, m.role FROM memberships m \
+             JOIN users u ON u.id = m.user_id WHERE m.organization_id = $1 ORDER BY m.created_at, u.id",
+        )
+        .bind(organization_id.to_string())
         .fetch_all(self.db.pool())
         .await?)
     }

@@ -8,8 +8,9 @@ use eventhive_domain::{OrganizationId, UserId};
 use eventhive_platform::Database;
 use eventhive_proto::identity::{
     AddMemberRequest, CreateOrganizationRequest, FindUserByEmailRequest, GetJwksRequest, GetUserRequest, Jwks,
-    ListMembershipsRequest, ListMembershipsResponse, LoginRequest, LogoutRequest, LogoutResponse, Member, Organization,
-    OrganizationMembership, RefreshRequest, RegisterRequest, TokenPair, User, UserProfile, identity_server,
+    ListMembersRequest, ListMembersResponse, ListMembershipsRequest, ListMembershipsResponse, LoginRequest,
+    LogoutRequest, LogoutResponse, Member, Organization, OrganizationMembership, RefreshRequest, RegisterRequest,
+    TokenPair, User, UserProfile, identity_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -112,11 +113,7 @@ impl identity_server::Identity for IdentityService {
 
     async fn add_member(&self, request: Request<AddMemberRequest>) -> Answer<Member> {
         let request = request.into_inner();
-        // Ids that are not ours name no organization one is in.
-        let ids = UserId::parse(&request.actor_user_id).and_then(|actor| {
-            OrganizationId::parse(&request.organization_id).map(|organization_id| (actor, organization_id))
-        });
-        let (actor, organization_id) = ids.map_err(|_| IdentityError::OrganizationNotFound)?;
+        let (actor, organization_id) = actor_and_organization(&request.actor_user_id, &request.organization_id)?;
         let member = NewMember::try_from(&request);
         let added = self.organizations.add_member(actor, organization_id, member).await?;
         Ok(Response::new(Member {
@@ -124,12 +121,40 @@ impl identity_server::Identity for IdentityService {
             user_id: added.user.id.to_string(),
             email: added.user.email,
             role: added.role.as_str().to_owned(),
+            display_name: added.user.display_name,
+        }))
+    }
+
+    async fn list_members(&self, request: Request<ListMembersRequest>) -> Answer<ListMembersResponse> {
+        let request = request.into_inner();
+        let (actor, organization_id) = actor_and_organization(&request.actor_user_id, &request.organization_id)?;
+        let members = self.organizations.members(actor, organization_id).await?;
+        let organization_id = organization_id.to_string();
+        Ok(Response::new(ListMembersResponse {
+            members: members
+                .into_iter()
+                .map(|m| Member {
+                    organization_id: organization_id.clone(),
+                    user_id: m.user_id,
+                    email: m.email,
+                    role: m.role,
+                    display_name: m.display_name,
+                })
+                .collect(),
         }))
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Answer<Jwks> {
         Ok(Response::new(Jwks { json: self.tokens.jwks_json() }))
     }
+}
+
+/// The actor and the organization named by a request: ids that are not ours name no
+/// organization one is in.
+fn actor_and_organization(actor: &str, organization: &str) -> Result<(UserId, OrganizationId), IdentityError> {
+    let actor = UserId::parse(actor).map_err(|_| IdentityError::OrganizationNotFound)?;
+    let organization = OrganizationId::parse(organization).map_err(|_| IdentityError::OrganizationNotFound)?;
+    Ok((actor, organization))
 }
 
 fn user_to_proto(user: UserRow) -> User {

@@ -12,7 +12,8 @@
 //!   - [`tickets`]: signed codes, issuance, check-in, the buyer's tickets;
 //!   - [`sweeper`]: the background pass that keeps orders moving;
 //!   - [`sales`]: closing an event's sales at once, when catalog cancels it;
-//!   - [`admissions`]: the waiting room's admission an order needs for an event with a room.
+//!   - [`admissions`]: the waiting room's admission an order needs for an event with a room;
+//!   - [`event_lists`]: an event's orders and tickets, for its organization's exports.
 //! - [`saga`]: the order state machine.
 //! - [`repository`]: the SQL, one owner per table: [`repository::orders`],
 //!   [`repository::tickets`], [`repository::catalog`]; and
@@ -28,6 +29,7 @@ mod admissions;
 mod catalog_sync;
 mod engine;
 mod error;
+mod event_lists;
 mod faults;
 mod idempotency;
 mod inventory;

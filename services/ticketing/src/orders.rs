@@ -232,11 +232,7 @@ impl Engine {
         let mut conn = self.db.pool().acquire().await?;
         let rows = orders::page_of_buyer(&mut conn, buyer_id, &page.after, page.probe()).await?;
         let (rows, next_page_token) = page.split(rows, |o| o.id.to_string());
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            items.push(views::order(&mut conn, row).await?);
-        }
-        Ok(ListOrdersResponse { items, next_page_token })
+        Ok(ListOrdersResponse { items: views::orders(&mut conn, &rows).await?, next_page_token })
     }
 
     /// Buyer's cancel: a pending order releases its hold; a paid one is refunded until the

@@ -12,9 +12,10 @@ use eventhive_platform::{FieldError, grpc, storage::ms_to_rfc3339};
 use eventhive_proto::ticketing::{
     Availability, CancelOrderRequest, CheckInRequest, CheckInResponse, CheckinKey, CloseSalesRequest,
     CloseSalesResponse, GetAvailabilitiesRequest, GetAvailabilitiesResponse, GetAvailabilityRequest,
-    GetCheckinKeyRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse, ListTicketsRequest,
-    ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest, RequireAdmissionRequest, RequireAdmissionResponse,
-    RestrictSalesRequest, RestrictSalesResponse, TicketTypeAvailability, ticketing_server,
+    GetCheckinKeyRequest, GetOrderRequest, ListEventOrdersRequest, ListEventTicketsRequest, ListOrdersRequest,
+    ListOrdersResponse, ListTicketsRequest, ListTicketsResponse, Order, PayOrderRequest, PlaceOrderRequest,
+    RequireAdmissionRequest, RequireAdmissionResponse, RestrictSalesRequest, RestrictSalesResponse,
+    TicketTypeAvailability, ticketing_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -53,7 +54,7 @@ fn order_id(text: &str) -> Result<OrderId, TicketingError> {
     OrderId::parse(text).map_err(|_| TicketingError::NotFound("no such order".into()))
 }
 
-/// The event of a door request; one that cannot exist is simply not found.
+/// The event of a door or export request; one that cannot exist is simply not found.
 fn door_event_id(text: &str) -> Result<EventId, TicketingError> {
     EventId::parse(text).map_err(|_| TicketingError::NotFound("no such event".into()))
 }
@@ -174,6 +175,20 @@ impl ticketing_server::Ticketing for TicketingService {
         let request = request.into_inner();
         let page = Page::from_wire(request.page_size, &request.page_token)?;
         Ok(Response::new(self.engine.list_tickets(buyer_id(&request.buyer_id)?, page).await?))
+    }
+
+    async fn list_event_orders(&self, request: Request<ListEventOrdersRequest>) -> Answer<ListOrdersResponse> {
+        let request = request.into_inner();
+        let page = Page::from_wire(request.page_size, &request.page_token)?;
+        let event_id = door_event_id(&request.event_id)?;
+        Ok(Response::new(self.engine.list_event_orders(request.actor.as_ref(), event_id, page).await?))
+    }
+
+    async fn list_event_tickets(&self, request: Request<ListEventTicketsRequest>) -> Answer<ListTicketsResponse> {
+        let request = request.into_inner();
+        let page = Page::from_wire(request.page_size, &request.page_token)?;
+        let event_id = door_event_id(&request.event_id)?;
+        Ok(Response::new(self.engine.list_event_tickets(request.actor.as_ref(), event_id, page).await?))
     }
 
     async fn check_in(&self, request: Request<CheckInRequest>) -> Answer<CheckInResponse> {

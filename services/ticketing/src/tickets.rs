@@ -133,8 +133,8 @@ fn works_door(actor: Option<&Actor>, event: &EventRecord) -> bool {
 }
 
 impl Engine {
-    /// The event as door staff may act on it: unknown is 404, not theirs is 403.
-    async fn door_event(&self, actor: Option<&Actor>, event_id: EventId) -> Result<EventRecord> {
+    /// The event, read from catalog if it was not heard of yet: unknown is 404.
+    pub(crate) async fn known_event(&self, event_id: EventId) -> Result<EventRecord> {
         let mut conn = self.db.pool().acquire().await?;
         let mut event = catalog::event(&mut conn, event_id).await?;
         drop(conn);
@@ -142,7 +142,12 @@ impl Engine {
             let mut conn = self.db.pool().acquire().await?;
             event = catalog::event(&mut conn, event_id).await?;
         }
-        let event = event.ok_or_else(|| TicketingError::NotFound("no such event".into()))?;
+        event.ok_or_else(|| TicketingError::NotFound("no such event".into()))
+    }
+
+    /// The event as door staff may act on it: unknown is 404, not theirs is 403.
+    async fn door_event(&self, actor: Option<&Actor>, event_id: EventId) -> Result<EventRecord> {
+        let event = self.known_event(event_id).await?;
         if !works_door(actor, &event) {
             return Err(TicketingError::Forbidden(
                 "only the organization's owner, admins and staff check tickets in".into(),

@@ -53,6 +53,7 @@ pub(crate) fn ticket(record: &TicketRecord) -> Ticket {
         status: record.status.clone(),
         checked_in_at: record.checked_in_at.map(ms_to_rfc3339),
         created_at: ms_to_rfc3339(record.created_at),
+        buyer_id: record.buyer_id.to_string(),
     }
 }
 
@@ -81,4 +82,13 @@ pub(crate) async fn order(conn: &mut AnyConnection, order: &OrderRecord) -> Resu
         created_at: ms_to_rfc3339(order.created_at),
         paid_at: order.paid_at.map(ms_to_rfc3339),
     })
+}
+
+/// The public forms of several orders, in their order.
+pub(crate) async fn orders(conn: &mut AnyConnection, records: &[OrderRecord]) -> Result<Vec<Order>, TicketingError> {
+    let mut items = Vec::with_capacity(records.len());
+    for record in records {
+        items.push(order(conn, record).await?);
+    }
+    Ok(items)
 }

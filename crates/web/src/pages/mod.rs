@@ -9,12 +9,14 @@
 //! - [`mine`]: my orders, my tickets.
 //! - [`door`]: checking tickets in at the door.
 //! - [`dashboard`]: an event's live figures, for its organization.
+//! - [`manage`]: the organizer's console: organizations, members, events, the waiting room.
 
 pub mod account;
 pub mod catalog;
 pub mod checkout;
 pub mod dashboard;
 pub mod door;
+pub mod manage;
 pub mod mine;
 pub mod queue;
 

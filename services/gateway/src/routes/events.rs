@@ -196,9 +196,18 @@ pub async fn search(
         .await
         .map_err(Problem::from)?
         .into_inner();
-    let mut items: Vec<EventDto> = page.items.into_iter().map(EventDto::from).collect();
+    let items = with_availabilities(&state, &rid, page.items).await?;
+    Ok(Json(EventPage { items, next_page_token: page.next_page_token }))
+}
+
+/// A page of events with what is still for sale, from ticketing in one call for the page.
+pub(super) async fn with_availabilities(
+    state: &AppState,
+    rid: &RequestId,
+    events: Vec<catalog::Event>,
+) -> Result<Vec<EventDto>, Problem> {
+    let mut items: Vec<EventDto> = events.into_iter().map(EventDto::from).collect();
     if !items.is_empty() {
-        // One call for the whole page.
         let message = GetAvailabilitiesRequest { event_ids: items.iter().map(|e| e.id.clone()).collect() };
         let stock = state
             .ticketing
@@ -211,7 +220,7 @@ pub async fn search(
             fill_availability(event, availability);
         }
     }
-    Ok(Json(EventPage { items, next_page_token: page.next_page_token }))
+    Ok(items)
 }
 
 /// One event with its ticket types. Drafts are visible to their organization's members only.

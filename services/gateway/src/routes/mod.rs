@@ -9,6 +9,7 @@
 //! - [`events`]: events and ticket types.
 //! - [`orders`]: orders, payment and tickets.
 //! - [`checkins`]: checking tickets in at the door.
+//! - [`exports`]: an event's orders and attendees, as JSON pages or CSV files.
 //! - [`analytics`]: sales figures for organizers, also live.
 //! - [`waiting_room`]: an on-sale's waiting room and its queue.
 //! - [`dev`]: the dev inbox.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod checkins;
 pub mod dev;
 pub mod events;
+pub mod exports;
 pub mod ops;
 pub mod orders;
 pub mod organizations;

@@ -3,14 +3,22 @@
 use axum::{Json, extract::State, http::StatusCode};
 use eventhive_domain::OrganizationId;
 use eventhive_platform::{Problem, grpc::request};
-use eventhive_proto::identity::{self, AddMemberRequest, CreateOrganizationRequest};
+use eventhive_proto::{
+    catalog::ListOrganizationEventsRequest,
+    identity::{self, AddMemberRequest, CreateOrganizationRequest, ListMembersRequest},
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{RequestId, answers};
+use super::{
+    RequestId, answers,
+    events::{EventPage, with_availabilities},
+    orders::PageParams,
+    shared::page_size,
+};
 use crate::{
     auth::AuthUser,
-    extract::{ApiJson, PathId},
+    extract::{ApiJson, ApiQuery, PathId},
     state::AppState,
 };
 
@@ -62,7 +70,63 @@ pub async fn add_member(
     Ok((StatusCode::CREATED, Json(member.into())))
 }
 
+/// The organization's members, oldest first (the owner first). Members of the organization
+/// only; an organization the caller is not in answers 404.
+#[utoipa::path(get, path = "/v1/organizations/{id}/members", tag = "organizations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "organization id")),
+    responses((status = 200, body = MemberList), answers::Always, answers::SignedIn,
+              (status = 404, description = "not-found: no such organization, or the caller is not in it", body = Problem, content_type = "application/problem+json")))]
+pub async fn members(
+    State(state): State<AppState>,
+    rid: RequestId,
+    AuthUser(user): AuthUser,
+    PathId(organization_id): PathId<OrganizationId>,
+) -> Result<Json<MemberList>, Problem> {
+    let message = ListMembersRequest { actor_user_id: user.to_string(), organization_id: organization_id.to_string() };
+    let members = state.identity.clone().list_members(request(message, rid.as_deref())).await.map_err(Problem::from)?;
+    Ok(Json(MemberList { items: members.into_inner().members.into_iter().map(MemberDto::from).collect() }))
+}
+
+/// Every event of the organization, drafts and cancelled ones too, soonest first, a page at a
+/// time (as `GET /v1/events` pages). Members of the organization only; an organization the
+/// caller is not in answers 404.
+#[utoipa::path(get, path = "/v1/organizations/{id}/events", tag = "organizations", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "organization id"), PageParams),
+    responses((status = 200, body = EventPage), answers::Always, answers::SignedIn,
+              (status = 404, description = "not-found: no such organization, or the caller is not in it", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "validation: `page_size` out of range, or not a page token this API gave out", body = Problem, content_type = "application/problem+json")))]
+pub async fn events(
+    State(state): State<AppState>,
+    rid: RequestId,
+    AuthUser(user): AuthUser,
+    PathId(organization_id): PathId<OrganizationId>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<EventPage>, Problem> {
+    let page_size = page_size(params.page_size)?;
+    let actor = state.actor(user, rid.as_deref()).await?;
+    let message = ListOrganizationEventsRequest {
+        actor: Some(actor),
+        organization_id: organization_id.to_string(),
+        page_size: page_size.get(),
+        page_token: params.page_token.unwrap_or_default(),
+    };
+    let page = state
+        .catalog
+        .clone()
+        .list_organization_events(request(message, rid.as_deref()))
+        .await
+        .map_err(Problem::from)?
+        .into_inner();
+    let items = with_availabilities(&state, &rid, page.items).await?;
+    Ok(Json(EventPage { items, next_page_token: page.next_page_token }))
+}
+
 // Wire types.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberList {
+    pub items: Vec<MemberDto>,
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrganizationBody {
@@ -112,7 +176,9 @@ pub struct MemberDto {
     pub organization_id: String,
     pub user_id: String,
     pub email: String,
-    #[schema(value_type = GrantableRole)]
+    pub display_name: String,
+    /// `owner`, `admin` or `staff`.
+    #[schema(example = "staff")]
     pub role: String,
 }
 
@@ -122,6 +188,7 @@ impl From<identity::Member> for MemberDto {
             organization_id: member.organization_id,
             user_id: member.user_id,
             email: member.email,
+            display_name: member.display_name,
             role: member.role,
         }
     }

@@ -193,10 +193,32 @@ pub(crate) async fn page_of_buyer(
     after: &str,
     limit: i64,
 ) -> Result<Vec<OrderRecord>> {
+    page_where(conn, "buyer_id", buyer_id.to_string(), after, limit).await
+}
+
+/// A page of the event's orders below the id `after`, newest first.
+pub(crate) async fn page_of_event(
+    conn: &mut AnyConnection,
+    event_id: EventId,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<OrderRecord>> {
+    page_where(conn, "event_id", event_id.to_string(), after, limit).await
+}
+
+/// The orders whose `column` (named here, never by a caller) is `value`, below the id
+/// `after`, newest first.
+async fn page_where(
+    conn: &mut AnyConnection,
+    column: &str,
+    value: String,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<OrderRecord>> {
     let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM orders WHERE buyer_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        "SELECT {COLUMNS} FROM orders WHERE {column} = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
     ))
-    .bind(buyer_id.to_string())
+    .bind(value)
     .bind(after)
     .bind(limit)
     .fetch_all(&mut *conn)

@@ -18,6 +18,7 @@ pub(crate) struct TicketRecord {
     pub status: String,
     pub checked_in_at: Option<i64>,
     pub created_at: i64,
+    pub buyer_id: UserId,
 }
 
 #[derive(sqlx::FromRow)]
@@ -31,6 +32,7 @@ struct TicketRow {
     status: String,
     checked_in_at: Option<i64>,
     created_at: i64,
+    buyer_id: String,
 }
 
 impl TryFrom<TicketRow> for TicketRecord {
@@ -47,6 +49,7 @@ impl TryFrom<TicketRow> for TicketRecord {
             status: row.status,
             checked_in_at: row.checked_in_at,
             created_at: row.created_at,
+            buyer_id: UserId::parse(&row.buyer_id).context("stored buyer id")?,
         })
     }
 }
@@ -56,7 +59,7 @@ fn records(rows: Vec<TicketRow>) -> anyhow::Result<Vec<TicketRecord>> {
 }
 
 const SELECT: &str = "SELECT k.id, k.order_id, k.event_id, k.ticket_type_id, t.name AS ticket_type_name, k.code, \
-    k.status, k.checked_in_at, k.created_at FROM tickets k JOIN ticket_types t ON t.id = k.ticket_type_id";
+    k.status, k.checked_in_at, k.created_at, k.buyer_id FROM tickets k JOIN ticket_types t ON t.id = k.ticket_type_id";
 
 /// A ticket to issue: the admission at `position` of its order.
 pub(crate) struct NewTicket<'a> {
@@ -121,9 +124,31 @@ pub(crate) async fn page_of_buyer(
     after: &str,
     limit: i64,
 ) -> anyhow::Result<Vec<TicketRecord>> {
+    page_where(conn, "buyer_id", buyer_id.to_string(), after, limit).await
+}
+
+/// A page of the event's tickets below the id `after`, newest first.
+pub(crate) async fn page_of_event(
+    conn: &mut AnyConnection,
+    event_id: EventId,
+    after: &str,
+    limit: i64,
+) -> anyhow::Result<Vec<TicketRecord>> {
+    page_where(conn, "event_id", event_id.to_string(), after, limit).await
+}
+
+/// The tickets whose `column` (named here, never by a caller) is `value`, below the id
+/// `after`, newest first.
+async fn page_where(
+    conn: &mut AnyConnection,
+    column: &str,
+    value: String,
+    after: &str,
+    limit: i64,
+) -> anyhow::Result<Vec<TicketRecord>> {
     records(
-        sqlx::query_as(&format!("{SELECT} WHERE k.buyer_id = $1 AND k.id < $2 ORDER BY k.id DESC LIMIT $3"))
-            .bind(buyer_id.to_string())
+        sqlx::query_as(&format!("{SELECT} WHERE k.{column} = $1 AND k.id < $2 ORDER BY k.id DESC LIMIT $3"))
+            .bind(value)
             .bind(after)
             .bind(limit)
             .fetch_all(&mut *conn)

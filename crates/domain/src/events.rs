@@ -294,7 +294,8 @@ impl DomainEvent for WaitingRoomOpened {
     const VERSION: u32 = 1;
 }
 
-/// Buyers were admitted from an event's waiting room (one event per admission step).
+/// Buyers were admitted from an event's waiting room (one event per admission step), or the
+/// queue's length changed while none were (`admitted` 0), so that its readers see it live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuyersAdmitted {
     pub event_id: EventId,
@@ -325,6 +326,24 @@ pub struct WaitingRoomSoldOut {
 
 impl DomainEvent for WaitingRoomSoldOut {
     const TYPE: &'static str = "waiting_room.sold_out";
+    const VERSION: u32 = 1;
+}
+
+/// Admissions of an event's waiting room ran out unused: their buyers never ordered with them,
+/// so the room let them in for nothing (one event per admission step that counted some).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionsExpired {
+    pub event_id: EventId,
+    /// Counted in this step.
+    pub expired: i64,
+    /// Counted since the room opened, by every replica: it only grows.
+    pub expired_total: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl DomainEvent for AdmissionsExpired {
+    const TYPE: &'static str = "waiting_room.admissions_expired";
     const VERSION: u32 = 1;
 }
 

@@ -10,6 +10,8 @@ use eventhive_domain::{
 };
 use eventhive_platform::storage::to_ms;
 
+use crate::waiting_rooms::RoomFact;
+
 /// An order's status as analytics counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderStatus {
@@ -63,6 +65,8 @@ pub enum Fact {
     Order { order: OrderSummary, status: OrderStatus, paid_at: Option<i64> },
     /// A ticket was scanned in.
     CheckIn(TicketCheckedIn),
+    /// The event's waiting room opened, admitted, sold out or counted expired admissions.
+    Room(RoomFact),
 }
 
 impl Fact {
@@ -89,7 +93,7 @@ impl Fact {
         } else if envelope.is::<TicketCheckedIn>() {
             Some(Self::CheckIn(envelope.decode::<TicketCheckedIn>()?))
         } else {
-            None
+            RoomFact::decode(envelope)?.map(Self::Room)
         })
     }
 
@@ -99,6 +103,7 @@ impl Fact {
             Self::Snapshot(snapshot) => snapshot.event_id,
             Self::Order { order, .. } => order.event_id,
             Self::CheckIn(checked_in) => checked_in.event_id,
+            Self::Room(room) => room.event_id(),
         }
     }
 }

@@ -8,7 +8,7 @@ use eventhive_domain::EventId;
 use eventhive_platform::{Database, storage::ms_to_rfc3339};
 use eventhive_proto::{analytics as pb, common::Money};
 
-use crate::repository;
+use crate::{repository, waiting_rooms::RoomFigures};
 
 /// What an event's organizers see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub struct Figures {
     /// When the newest event applied to these figures occurred (Unix ms). Taken from the events,
     /// not the clock, so that a rebuild gives the very same figures.
     pub as_of_ms: Option<i64>,
+    /// The event's waiting room: queue, admissions, expiries; `None` if it has none.
+    pub waiting_room: Option<RoomFigures>,
 }
 
 /// One ticket type's share of the figures, counted like the event's.
@@ -130,6 +132,7 @@ pub async fn load(db: &Database, event_id: EventId) -> anyhow::Result<Option<Fig
         by_ticket_type: types,
         sales_per_minute: kept.sales_per_minute,
         as_of_ms: kept.as_of_ms,
+        waiting_room: kept.waiting_room,
     }))
 }
 
@@ -190,6 +193,7 @@ impl From<Figures> for pb::EventAnalytics {
                 })
                 .collect(),
             as_of: figures.as_of_ms.map(ms_to_rfc3339).unwrap_or_default(),
+            waiting_room: figures.waiting_room.as_ref().map(Into::into),
         }
     }
 }
@@ -222,6 +226,7 @@ mod tests {
             }],
             sales_per_minute: vec![MinuteFigures { minute_ms: 120_000, tickets: 3, revenue_minor: 7500 }],
             as_of_ms: Some(150_000),
+            waiting_room: None,
         };
         assert_eq!(figures.capacity(), 10);
         let wire = pb::EventAnalytics::from(figures);

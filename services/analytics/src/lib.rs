@@ -1,6 +1,7 @@
 //! analytics: each event's sales figures for its organizers — tickets sold, held and
-//! available, revenue, check-ins, per ticket type and per minute — as a read model built from
-//! catalog's and ticketing's domain events, served once or as a live stream, and rebuilt from
+//! available, revenue, check-ins, per ticket type and per minute, and its waiting room's queue
+//! and admissions — as a read model built from catalog's, ticketing's and the waiting room's
+//! domain events, served once or as a live stream, and rebuilt from
 //! the stored events on demand.
 //!
 //! Each event is applied once however often it is delivered and in any order: the read model
@@ -20,8 +21,8 @@
 //! - [`access`]: who may read them.
 //! - [`repository`]: every statement on analytics' tables: the event log, the read model, the
 //!   kept figures and the versions live streams look at.
-//! - [`waiting_rooms`]: the waiting rooms' figures, from the waiting room's events (kept, not
-//!   yet served).
+//! - [`waiting_rooms`]: the waiting rooms' figures, from the waiting room's events, applied by
+//!   the projection like the sales' and served with them.
 //! - [`error`]: analytics' errors and their gRPC statuses.
 
 mod access;
@@ -163,8 +164,7 @@ impl Service for Application {
         let projection = Projection::new(db.clone());
         let consuming = CancellationToken::new();
         context.bus.subscribe(subscription(), Arc::new(projection.clone()), consuming.clone()).await?;
-        let rooms = Arc::new(waiting_rooms::WaitingRooms::new(db.clone()));
-        context.bus.subscribe(waiting_rooms::subscription(), rooms, consuming.clone()).await?;
+        context.bus.subscribe(waiting_rooms::subscription(), Arc::new(projection.clone()), consuming.clone()).await?;
         Ok(Self { listener: context.listener, secrets, projection, memberships, live, db, consuming })
     }
 

@@ -4,7 +4,8 @@
 //! the newest snapshot), and the kept figures change by the difference between what a fact
 //! counted for before and after ([`crate::tally`]), in the same transaction. The same code
 //! applies an event fresh from the bus and when a rebuild replays the event log, so a rebuild
-//! gives exactly the figures the consumer kept.
+//! gives exactly the figures the consumer kept. The waiting rooms' events (their own queue,
+//! [`crate::waiting_rooms`]) go through the same consumer: logged, claimed, replayed.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +22,7 @@ use eventhive_platform::{Database, bus::MessageHandler, inbox, storage::to_ms};
 use sqlx::AnyConnection;
 use tokio::sync::broadcast;
 
-use crate::{facts::Fact, repository, tally::Delta};
+use crate::{facts::Fact, repository, tally::Delta, waiting_rooms};
 
 /// The inbox name of the read model's consumer.
 const CONSUMER: &str = "analytics.read-model";
@@ -155,6 +156,10 @@ async fn apply(tx: &mut AnyConnection, db: &Database, fact: &Fact, occurred_at: 
             repository::apply_order(tx, db, order, *status, *paid_at, occurred_at).await?
         }
         Fact::CheckIn(checked_in) => repository::apply_check_in(tx, checked_in).await?,
+        Fact::Room(room) => {
+            waiting_rooms::apply(tx, room).await?;
+            Delta::default()
+        }
     };
     // Also for a fact that changes no count: it moves the figures' "as of".
     repository::add_to_figures(tx, fact.event_id(), &delta, occurred_at).await

@@ -62,6 +62,8 @@ async fn the_figures_follow_a_sale(backend: Backend) {
     assert_eq!(now["revenue"], json!({"amount_minor": 13500, "currency": "EUR"}));
     assert_eq!(now["orders_paid"], 1);
     assert_eq!(now["checkins"], 1);
+    assert!(now["waiting_room"].is_null(), "no waiting room: null, present: {now}");
+    assert!(now.as_object().unwrap().contains_key("waiting_room"));
     let by_type = &now["by_ticket_type"][0];
     assert_eq!(by_type["ticket_type_id"], sale.ticket_type_id.as_str());
     assert_eq!(by_type["capacity"], 10);

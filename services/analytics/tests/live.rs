@@ -27,6 +27,7 @@ use tonic::Code;
 on_both_backends!(
     the_stream_sends_figures_at_once_and_within_a_second_of_a_change,
     the_stream_sees_changes_another_replica_applied,
+    the_stream_carries_the_waiting_rooms_changes,
     a_quiet_stream_is_kept_alive,
     every_stream_of_an_event_gets_each_change,
     streams_are_capped_per_user_and_per_event,
@@ -68,6 +69,30 @@ async fn the_stream_sends_figures_at_once_and_within_a_second_of_a_change(backen
     assert_eq!(third.tickets_sold, 4);
     let quiet = tokio::time::timeout(Duration::from_millis(600), futures::StreamExt::next(&mut stream)).await;
     assert!(quiet.is_err(), "nothing changed, yet the stream sent {quiet:?}");
+    app.close().await;
+}
+
+/// The room's queue and admissions reach open streams as the sales figures do: one refresh per
+/// change, shared, no poll per stream.
+async fn the_stream_carries_the_waiting_rooms_changes(backend: Backend) {
+    let app = Harness::new(backend).await;
+    let sale = Sale::new();
+    app.deliver(&sale.published()).await;
+    let mut stream = watch(&app, &sale).await;
+    let first = next_within(&mut stream, SECOND).await.unwrap().unwrap();
+    assert_eq!(first.waiting_room, None);
+
+    app.deliver(&sale.room_opened(datetime!(2027-05-01 12:00 UTC), 12)).await;
+    let opened = next_within(&mut stream, SECOND).await.unwrap().unwrap();
+    assert_eq!(opened.waiting_room.map(|r| (r.status, r.early_arrivals)), Some(("open".into(), Some(12))));
+
+    app.deliver(&sale.room_admitted(datetime!(2027-05-01 12:00:05 UTC), 3, 3, 9)).await;
+    let admitted = next_within(&mut stream, SECOND).await.unwrap().unwrap().waiting_room.unwrap();
+    assert_eq!((admitted.queued, admitted.admitted, admitted.admitted_per_minute), (9, 3, 3));
+
+    app.deliver(&sale.room_expired(datetime!(2027-05-01 12:10:05 UTC), 1, 1)).await;
+    let expired = next_within(&mut stream, SECOND).await.unwrap().unwrap().waiting_room.unwrap();
+    assert_eq!(expired.expired, 1);
     app.close().await;
 }
 

@@ -248,6 +248,8 @@ struct Expected {
     checkins: i64,
     /// Per minute (Unix ms): tickets, revenue.
     minutes: std::collections::BTreeMap<i64, (i64, i64)>,
+    /// The waiting room: status, queued, admitted, admitted in the last minute, expired.
+    room: (String, i64, i64, i64, i64),
 }
 
 /// A sale of many orders, each of them taking one of the paths an order takes — held, paid,
@@ -290,6 +292,30 @@ fn mixed_sale(sale: &Sale, orders: usize) -> (Vec<Envelope>, Expected) {
             }
         }
     }
+    // The waiting room: opened with 40 early arrivals, an admission step every 7 s (some
+    // admitting none), sold out at 12:03:20 and back at 12:03:50, five expiries.
+    envelopes.push(sale.room_opened(base, 40));
+    let (mut admitted_total, mut last_step) = (0, 0);
+    for step in 0..40_i64 {
+        let admitted = step % 3;
+        admitted_total += admitted;
+        last_step = step * 7;
+        envelopes.push(sale.room_admitted(
+            base + time::Duration::seconds(last_step),
+            admitted,
+            admitted_total,
+            400 - step,
+        ));
+    }
+    envelopes.push(sale.room_sold_out(base + time::Duration::seconds(200), true));
+    envelopes.push(sale.room_sold_out(base + time::Duration::seconds(230), false));
+    for k in 0..5 {
+        envelopes.push(sale.room_expired(base + time::Duration::seconds(100 + 10 * k), 1, k + 1));
+    }
+    // The last minute, to 10 s: the steps in the six buckets ending with the newest one's.
+    let newest_bucket = last_step / 10 * 10;
+    let last_minute = (0..40_i64).filter(|s| s * 7 >= newest_bucket - 50).map(|s| s % 3).sum();
+    expected.room = ("open".into(), 361, admitted_total, last_minute, 5);
     // Scrambled deterministically: a stride through the list that is coprime with its length.
     let n = envelopes.len();
     let stride = (1..n).rev().find(|s| gcd(*s, n) == 1 && *s > n / 3).unwrap_or(1);
@@ -319,6 +345,15 @@ async fn kept_rows(app: &Harness, sale: &Sale) -> Vec<String> {
             "minute",
             "SELECT minute_ms, tickets, revenue_minor FROM minute_figures \
              WHERE event_id = $1 AND (tickets <> 0 OR revenue_minor <> 0) ORDER BY minute_ms",
+        ),
+        (
+            "room",
+            "SELECT opened_at, early_arrivals, admitted_total, queued, counted_at, sold_out, \
+             sold_out_changed_at, expired_total FROM waiting_rooms WHERE event_id = $1",
+        ),
+        (
+            "admissions",
+            "SELECT bucket_ms, admitted FROM waiting_room_admissions WHERE event_id = $1 ORDER BY bucket_ms",
         ),
     ] {
         for row in sqlx::query(query).bind(&id).fetch_all(app.db.pool()).await.unwrap() {
@@ -350,6 +385,7 @@ async fn a_rebuild_recomputes_exactly_the_incrementally_kept_figures(backend: Ba
             (storage::to_ms(at), (m.tickets, m.revenue.as_ref().unwrap().amount_minor))
         })
         .collect();
+    let room = kept.waiting_room.clone().expect("the event has a waiting room");
     let got = Expected {
         sold: kept.tickets_sold,
         held: kept.tickets_held,
@@ -357,6 +393,7 @@ async fn a_rebuild_recomputes_exactly_the_incrementally_kept_figures(backend: Ba
         orders_paid: kept.orders_paid,
         checkins: kept.checkins,
         minutes,
+        room: (room.status, room.queued, room.admitted, room.admitted_per_minute, room.expired),
     };
     assert_eq!(got, expected, "the kept figures are what the sale adds up to");
     let rows = kept_rows(&app, &sale).await;

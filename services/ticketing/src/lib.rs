@@ -12,6 +12,7 @@
 //!   - [`tickets`]: signed codes, issuance, check-in, the buyer's tickets;
 //!   - [`sweeper`]: the background pass that keeps orders moving;
 //!   - [`sales`]: closing an event's sales at once, when catalog cancels it;
+//!   - [`purchase_latency`]: the rolling window of purchase latencies the waiting room paces on;
 //!   - [`admissions`]: the waiting room's admission an order needs for an event with a room;
 //!   - [`event_lists`]: an event's orders and tickets, for its organization's exports.
 //! - [`saga`]: the order state machine.
@@ -36,6 +37,7 @@ mod inventory;
 mod orders;
 mod paging;
 mod purchase;
+mod purchase_latency;
 mod repository;
 mod saga;
 mod sales;

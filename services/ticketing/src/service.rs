@@ -1,8 +1,10 @@
 //! The ticketing gRPC service: glue from the contract to the engine. It parses each request
 //! into domain types at the edge (ids, quantities, page sizes, idempotency keys), calls the
 //! operation, and answers in the contract's types; errors become a `Status` in [`crate::error`].
+//! It also times the purchase calls (placing and paying) into [`PurchaseWindow`], which
+//! `GetAvailability` reports to the waiting room.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Instant};
 
 use eventhive_domain::{
     EventId, OrderId, TicketTypeId, UserId,
@@ -26,16 +28,19 @@ use crate::{
     orders::{Line, NewOrder},
     paging::Page,
     purchase::Payment,
+    purchase_latency::PurchaseWindow,
     repository::catalog::Restriction,
 };
 
 pub struct TicketingService {
     engine: Engine,
+    /// How long this replica's recent purchases took, for the waiting room's automatic rate.
+    purchases: PurchaseWindow,
 }
 
 impl TicketingService {
     pub fn new(engine: Engine) -> Self {
-        Self { engine }
+        Self { engine, purchases: PurchaseWindow::new() }
     }
 }
 
@@ -122,7 +127,7 @@ impl TicketingService {
             .map(|(event_id, parsed)| {
                 let ticket_types =
                     stock.iter().filter(|(of, _)| Some(*of) == parsed).map(|(_, stock)| availability(stock)).collect();
-                Availability { event_id, ticket_types }
+                Availability { event_id, ticket_types, purchases: None }
             })
             .collect())
     }
@@ -137,7 +142,10 @@ impl ticketing_server::Ticketing for TicketingService {
         let key = IdempotencyKey::parse(&request.idempotency_key).map_err(TicketingError::from)?;
         let buyer_id = buyer_id(&request.buyer_id)?;
         let token = Some(request.admission_token.as_str()).filter(|t| !t.is_empty());
-        Ok(Response::new(self.engine.place_order(buyer_id, order, key, token, request_id.as_deref()).await?))
+        let started = Instant::now();
+        let placed = self.engine.place_order(buyer_id, order, key, token, request_id.as_deref()).await;
+        self.purchases.record(started.elapsed(), false);
+        Ok(Response::new(placed?))
     }
 
     async fn pay_order(&self, request: Request<PayOrderRequest>) -> Answer<Order> {
@@ -149,7 +157,10 @@ impl ticketing_server::Ticketing for TicketingService {
             order_id: order_id(&request.order_id)?,
             card: request.card,
         };
-        Ok(Response::new(self.engine.pay_order(payment, request_id.as_deref()).await?))
+        let started = Instant::now();
+        let paid = self.engine.pay_order(payment, request_id.as_deref()).await;
+        self.purchases.record(started.elapsed(), paid.as_ref().is_ok_and(|order| order.status == "paid"));
+        Ok(Response::new(paid?))
     }
 
     async fn get_order(&self, request: Request<GetOrderRequest>) -> Answer<Order> {
@@ -218,7 +229,10 @@ impl ticketing_server::Ticketing for TicketingService {
     async fn get_availability(&self, request: Request<GetAvailabilityRequest>) -> Answer<Availability> {
         let event_id = request.into_inner().event_id;
         let mut events = self.availabilities(vec![event_id.clone()]).await?;
-        Ok(Response::new(events.pop().unwrap_or(Availability { event_id, ticket_types: Vec::new() })))
+        let mut availability =
+            events.pop().unwrap_or(Availability { event_id, ticket_types: Vec::new(), purchases: None });
+        availability.purchases = Some(self.purchases.report());
+        Ok(Response::new(availability))
     }
 
     async fn close_sales(&self, request: Request<CloseSalesRequest>) -> Answer<CloseSalesResponse> {

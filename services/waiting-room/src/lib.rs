@@ -2,14 +2,15 @@
 //! opens, how fast it admits, how long an admission lasts); buyers join its queue; at the
 //! opening a recorded random draw orders everyone who came early, later arrivals queue first
 //! come first served; an admission loop lets buyers through at a fixed rate, or automatically
-//! as what is left to buy allows, each with an Ed25519-signed admission that ticketing checks
+//! as the purchase p99 and what is left to buy allow, each with an Ed25519-signed admission that ticketing checks
 //! on its own before it holds tickets.
 //!
 //! # Layout
 //! - `service`: the gRPC glue: decodes a request, runs an operation, encodes the answer.
 //! - `rooms`: the operations: put and read a room, join the queue, read one's place.
 //! - `admission`: the background loop: the draw at the opening, sold out and resumed, admitting.
-//! - `pace`: the automatic rate's step, paced by how fast the sale answers.
+//! - `pace`: the automatic rate's step, paced by the purchase p99 against its target.
+//! - `signals`: the purchase latency ticketing's replicas report, combined.
 //! - `draw`: the seeded, replayable shuffle of the early arrivals.
 //! - `queue`: [`queue::QueueStore`], the queue behind one trait: Redis, or memory for dev.
 //! - `repository`: every SQL statement on `rooms`.
@@ -27,6 +28,7 @@ pub mod queue;
 mod repository;
 mod rooms;
 mod service;
+mod signals;
 mod uses;
 
 use std::{sync::Arc, time::Duration};
@@ -43,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
-pub use admission::{AdmissionLoop, Step};
+pub use admission::{AdmissionLoop, EXPIRY_GRACE_MS, Step};
 pub use draw::draw;
 
 /// The name of this service: its database, its logs, its gRPC health entry, its events' source.
@@ -81,14 +83,18 @@ pub struct WaitingRoomSettings {
     /// The automatic rate's ceiling: at most this many buyers admitted a second; the step
     /// starts at one and grows while the sale keeps up.
     pub waiting_room_auto_admit_per_sec: i64,
-    /// How long ticketing may take to answer the admission loop before the automatic step
-    /// halves: the purchase path's latency target, as the loop observes it.
-    pub waiting_room_latency_target_ms: u64,
+    /// The p99 of placing and paying orders (as ticketing measures it) above which the
+    /// automatic step halves: the latency buyers are promised while the room admits.
+    pub waiting_room_purchase_p99_target_ms: u64,
 }
 
 impl Default for WaitingRoomSettings {
     fn default() -> Self {
-        Self { waiting_room_tick_ms: 1000, waiting_room_auto_admit_per_sec: 20, waiting_room_latency_target_ms: 250 }
+        Self {
+            waiting_room_tick_ms: 1000,
+            waiting_room_auto_admit_per_sec: 20,
+            waiting_room_purchase_p99_target_ms: 500,
+        }
     }
 }
 
@@ -100,8 +106,8 @@ impl Section for WaitingRoomSettings {
         if !(1..=100_000).contains(&self.waiting_room_auto_admit_per_sec) {
             return Err(ConfigError::new("waiting_room_auto_admit_per_sec", "must be 1 to 100000"));
         }
-        if self.waiting_room_latency_target_ms == 0 {
-            return Err(ConfigError::new("waiting_room_latency_target_ms", "must be positive"));
+        if self.waiting_room_purchase_p99_target_ms == 0 {
+            return Err(ConfigError::new("waiting_room_purchase_p99_target_ms", "must be positive"));
         }
         Ok(())
     }
@@ -164,7 +170,7 @@ impl Service for Application {
         }
         let rooms = repository::Rooms::new(db.clone());
         let auto = settings.waiting_room_auto_admit_per_sec;
-        let pace = pace::Pace::new(auto, Duration::from_millis(settings.waiting_room_latency_target_ms));
+        let pace = pace::Pace::new(auto, Duration::from_millis(settings.waiting_room_purchase_p99_target_ms));
         let admission = AdmissionLoop::new(rooms.clone(), queue.clone(), ticketing.clone(), relay.clone(), pace);
         let service = service::WaitingRoomService::new(rooms::WaitingRooms::new(
             rooms,

@@ -77,6 +77,7 @@ fn room_to_proto(room: RoomView) -> Room {
         admission_ttl_secs: room.row.admission_ttl_secs,
         queued: room.counts.queued,
         admitted: room.counts.admitted_total,
+        expired: room.counts.expired_total,
     }
 }
 

@@ -24,6 +24,7 @@ on_both_backends!(
     early_arrivals_are_drawn_later_ones_queue_and_admission_is_a_signed_token,
     a_token_is_refused_once_expired_and_for_another_event,
     automatic_admission_follows_what_is_left_and_sold_out_reverses,
+    the_automatic_rate_backs_off_when_purchases_are_slow,
     a_restart_keeps_everyones_place,
 );
 
@@ -209,6 +210,10 @@ async fn a_token_is_refused_once_expired_and_for_another_event(backend: Backend)
     join(&app, &latecomer, &sale).await;
     let (status, again) = join(&app, &buyer, &sale).await;
     assert_eq!((status, again["status"].as_str(), again["position"].as_i64()), (201, Some("waiting"), Some(3)));
+    // The admission ran out unused: counted once, as the room shows.
+    let shown: Value = app.get(&room_path(&sale), None).await.json().await.unwrap();
+    assert_eq!(shown["expired"], 1);
+    assert_eq!(app.admit(Duration::from_secs(60)).await.expired, 0, "counted already");
     app.shutdown().await;
 }
 
@@ -272,23 +277,57 @@ async fn automatic_admission_follows_what_is_left_and_sold_out_reverses(backend:
     assert_eq!(count("waiting_room.buyers_admitted.v1"), 2);
     assert_eq!(count("waiting_room.sold_out.v1"), 2, "sold out, then resumed");
 
-    // Analytics keeps the room's figures from those events.
-    let analytics = app.database("analytics").await;
-    let mut kept = (0, 1);
+    // Analytics serves the room's figures with the sales figures, from those events.
+    let analytics = format!("/v1/events/{}/analytics", sale.event_id);
+    let mut room = Value::Null;
     for _ in 0..100 {
-        kept = sqlx::query_as("SELECT admitted_total, sold_out FROM waiting_rooms WHERE event_id = $1")
-            .bind(&sale.event_id)
-            .fetch_optional(analytics.pool())
-            .await
-            .unwrap()
-            .unwrap_or((0, 1));
-        if kept == (3, 0) {
+        let figures: Value = app.get(&analytics, Some(&sale.organizer)).await.json().await.unwrap();
+        room = figures["waiting_room"].clone();
+        if room["admitted"] == 3 && room["status"] == "open" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    analytics.close().await;
-    assert_eq!(kept, (3, 0), "analytics: three admitted, and no longer sold out");
+    assert_eq!((room["status"].as_str(), room["admitted"].as_i64()), (Some("open"), Some(3)), "{room}");
+    assert_eq!((room["queued"].as_i64(), room["expired"].as_i64()), (Some(1), Some(0)), "{room}");
+    assert_eq!(room["early_arrivals"], 0);
+    app.shutdown().await;
+}
+
+/// The automatic rate follows the purchase p99 that ticketing reports: it grows while there is
+/// no purchase to judge by, and halves once purchases (here payments that take 300 ms) are
+/// slower than the target (100 ms).
+async fn the_automatic_rate_backs_off_when_purchases_are_slow(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.set("waiting_room_tick_ms", 3_600_000);
+        settings.set("waiting_room_purchase_p99_target_ms", 100);
+        settings.set("payment_latency_ms", 300);
+    })
+    .await;
+    let sale = on_sale(&app, 50).await;
+    room(&app, &sale, now_ms() - HOUR_MS, None, 600).await;
+    let people = buyers(&app, 12).await;
+    for buyer in &people {
+        join(&app, buyer, &sale).await;
+    }
+    let pace = |step: &eventhive_waiting_room::Step| step.paces.values().copied().next();
+    assert_eq!(pace(&app.admit(Duration::ZERO).await), Some(2), "no purchase yet: the step probes upwards");
+    assert_eq!(pace(&app.admit(Duration::from_secs(1)).await), Some(3));
+
+    let mut bought = 0;
+    for buyer in &people {
+        if place(&app, buyer, &sale).await["status"] != "admitted" || bought == 2 {
+            continue;
+        }
+        let token = token(&app, buyer, &sale).await;
+        let placed: Value = order(&app, buyer, &sale, Some(&token)).await.json().await.unwrap();
+        let id = placed["id"].as_str().unwrap().to_owned();
+        assert_eq!(app.pay(buyer, &id, cards::SUCCEEDS, &format!("pay-{id}")).await.status(), 200);
+        bought += 1;
+    }
+    assert_eq!(bought, 2);
+    assert_eq!(pace(&app.admit(Duration::from_secs(2)).await), Some(1), "purchases over the target: halved");
+    assert_eq!(pace(&app.admit(Duration::from_secs(3)).await), Some(1), "and kept down while they stay slow");
     app.shutdown().await;
 }
 

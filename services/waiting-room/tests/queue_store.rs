@@ -136,6 +136,27 @@ async fn the_cap_counts_valid_admissions_and_expiry_frees_them(store: &dyn Queue
     assert_eq!(standing, Standing::Waiting { position: 6, ahead: 0 });
 }
 
+/// An admission that runs out before its buyer ordered is counted once: by the sweep after
+/// its expiry, or when its buyer joins again first; a used one never.
+async fn admissions_that_run_out_unused_are_counted_once(store: &dyn QueueStore) {
+    let event = EventId::new();
+    let line = buyers(3);
+    for buyer in &line {
+        store.join(event, *buyer, OPENS_AT, 0).await.unwrap();
+    }
+    open(store, event, 2).await;
+    assert_eq!(store.admit(event, OPENS_AT, fast(None)).await.unwrap().len(), 3);
+    store.mark_used(event, line[0]).await.unwrap();
+    let runs_out = OPENS_AT + TTL_MS;
+    assert_eq!(store.count_expired(event, runs_out - 1).await.unwrap(), (0, 0), "all still valid");
+    // line[1] joins again once expired: counted then, and not by the sweep.
+    store.join(event, line[1], runs_out, 0).await.unwrap();
+    assert_eq!(store.counts(event, runs_out).await.unwrap().expired_total, 1);
+    assert_eq!(store.count_expired(event, runs_out).await.unwrap(), (1, 2), "line[2]; line[0] ordered");
+    assert_eq!(store.count_expired(event, runs_out + 1000).await.unwrap(), (0, 2), "each once");
+    assert_eq!(store.counts(event, runs_out).await.unwrap().expired_total, 2);
+}
+
 /// Two replicas admitting at the same moments, each with its own connection: every place is
 /// admitted once, and the total counts each once. Returns how many each admitted.
 async fn two_replicas_never_admit_the_same_place_twice(
@@ -185,6 +206,11 @@ async fn memory_the_cap_counts_valid_admissions_and_expiry_frees_them() {
 }
 
 #[tokio::test]
+async fn memory_admissions_that_run_out_unused_are_counted_once() {
+    admissions_that_run_out_unused_are_counted_once(&MemoryQueue::default()).await;
+}
+
+#[tokio::test]
 async fn memory_concurrent_admissions_never_admit_the_same_place_twice() {
     let store: Arc<dyn QueueStore> = Arc::new(MemoryQueue::default());
     two_replicas_never_admit_the_same_place_twice(store.clone(), store).await;
@@ -201,6 +227,13 @@ async fn redis_early_arrivals_are_drawn_and_later_ones_queue_in_order() {
 async fn redis_the_cap_counts_valid_admissions_and_expiry_frees_them() {
     let Some((store, prefix)) = redis_store().await else { return };
     the_cap_counts_valid_admissions_and_expiry_frees_them(&store).await;
+    clean(&prefix).await;
+}
+
+#[tokio::test]
+async fn redis_admissions_that_run_out_unused_are_counted_once() {
+    let Some((store, prefix)) = redis_store().await else { return };
+    admissions_that_run_out_unused_are_counted_once(&store).await;
     clean(&prefix).await;
 }
 

@@ -1,5 +1,6 @@
 //! The organizer's live dashboard of an event: tickets sold, held and left, revenue, paid
-//! orders, check-ins, per ticket type, and sales per minute as a chart. The figures are
+//! orders, check-ins, per ticket type, and sales per minute as a chart; and, when the event has
+//! a waiting room, its queue, how many it admits a minute and how many admissions ran out unused. The figures are
 //! rendered here; the page's script listens to the API's live stream (Server-Sent Events,
 //! passed through from `/v1/events/{id}/analytics/stream`) and, at each update, swaps in the
 //! freshly rendered figures: server push, no page reload, one place that draws them.
@@ -33,6 +34,18 @@ struct Figures {
     by_ticket_type: Vec<TypeFigures>,
     sales_per_minute: Vec<Minute>,
     as_of: String,
+    /// `null` (absent) when the event has no waiting room.
+    waiting_room: Option<Room>,
+}
+
+/// The event's waiting room, as analytics serves it.
+#[derive(Debug, Deserialize)]
+struct Room {
+    status: String,
+    queued: i64,
+    admitted: i64,
+    admitted_per_minute: i64,
+    expired: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +115,9 @@ fn figures_fragment(figures: &Figures) -> Markup {
             div { dt { "Paid orders" } dd data-figure="orders_paid" { (figures.orders_paid) } }
             div { dt { "Checked in" } dd data-figure="checkins" { (figures.checkins) } }
         }
+        @if let Some(room) = &figures.waiting_room {
+            (waiting_room(room))
+        }
         (chart(&figures.sales_per_minute))
         table {
             caption { "By ticket type" }
@@ -113,6 +129,26 @@ fn figures_fragment(figures: &Figures) -> Markup {
             }
         }
         p.hint { "As of " (when(&figures.as_of)) "; updates by itself." }
+    }
+}
+
+/// The waiting room's figures, beside the sale's.
+fn waiting_room(room: &Room) -> Markup {
+    let status = match room.status.as_str() {
+        "scheduled" => "not open yet",
+        "sold_out" => "sold out: the queue is told",
+        _ => "open",
+    };
+    html! {
+        section.waiting-room aria-labelledby="waiting-room" {
+            h2 #waiting-room { "Waiting room: " span data-figure="waiting_room_status" { (status) } }
+            dl.figures {
+                div { dt { "In the queue" } dd data-figure="waiting_room_queued" { (room.queued) } }
+                div { dt { "Admitted in the last minute" } dd data-figure="waiting_room_admitted_per_minute" { (room.admitted_per_minute) } }
+                div { dt { "Admitted in all" } dd data-figure="waiting_room_admitted" { (room.admitted) } }
+                div { dt { "Admissions expired unused" } dd data-figure="waiting_room_expired" { (room.expired) } }
+            }
+        }
     }
 }
 
@@ -135,5 +171,37 @@ fn chart(minutes: &[Minute]) -> Markup {
             }
             figcaption { (label) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(waiting_room: &str) -> Figures {
+        let json = format!(
+            r#"{{"tickets_sold": 1, "tickets_held": 0, "tickets_available": 9,
+                "revenue": {{"amount_minor": 2000, "currency": "EUR"}}, "orders_paid": 1, "checkins": 0,
+                "by_ticket_type": [], "sales_per_minute": [], "as_of": "2027-05-01T12:00:00Z",
+                "waiting_room": {waiting_room}}}"#
+        );
+        serde_json::from_str(&json).expect("the API's figures")
+    }
+
+    #[test]
+    fn the_waiting_room_is_shown_only_for_an_event_that_has_one() {
+        let room = r#"{"status": "open", "queued": 420, "admitted": 180, "admitted_per_minute": 60,
+                       "expired": 7, "opened_at": "2027-05-01T12:00:00Z", "early_arrivals": 300}"#;
+        let shown = figures_fragment(&figures(room)).into_string();
+        for expected in [
+            r#"data-figure="waiting_room_queued">420<"#,
+            r#"data-figure="waiting_room_admitted_per_minute">60<"#,
+            r#"data-figure="waiting_room_expired">7<"#,
+            r#"data-figure="waiting_room_status">open<"#,
+        ] {
+            assert!(shown.contains(expected), "{expected} in {shown}");
+        }
+        let without = figures_fragment(&figures("null")).into_string();
+        assert!(!without.contains("Waiting room"), "{without}");
     }
 }

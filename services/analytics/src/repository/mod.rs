@@ -1,5 +1,6 @@
 //! Analytics' storage: every statement on its tables — the event log, the read model (`events`,
-//! `ticket_types`, `orders`, `order_lines`, `checkins`) and `event_versions`. Writes are
+//! `ticket_types`, `orders`, `order_lines`, `checkins`) and `event_versions` — but the waiting
+//! rooms', which [`crate::waiting_rooms`] owns. Writes are
 //! idempotent upserts that converge whatever order the facts arrive in; reads of one event's
 //! figures share one snapshot.
 
@@ -18,6 +19,7 @@ use crate::{
     facts::OrderStatus,
     figures::MinuteFigures,
     tally::{Delta, Line, OrderState, StoredOrder},
+    waiting_rooms::{self, RoomFigures},
 };
 
 mod replay;
@@ -372,6 +374,8 @@ pub struct KeptFigures {
     pub sales_per_minute: Vec<MinuteFigures>,
     /// When the newest event applied to the event occurred (Unix ms).
     pub as_of_ms: Option<i64>,
+    /// Its waiting room, if it has one.
+    pub waiting_room: Option<RoomFigures>,
 }
 
 /// The kept figures of `event_id`; `None` if analytics has not heard of the event.
@@ -430,6 +434,7 @@ pub async fn kept_figures(db: &Database, event_id: EventId) -> anyhow::Result<Op
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let waiting_room = waiting_rooms::read(&mut tx, &id).await?;
     tx.commit().await?;
 
     Ok(Some(KeptFigures {
@@ -441,5 +446,6 @@ pub async fn kept_figures(db: &Database, event_id: EventId) -> anyhow::Result<Op
         revenue_minor: event.try_get::<Option<i64>, _>("revenue_minor")?.unwrap_or(0),
         sales_per_minute,
         as_of_ms: event.try_get("as_of")?,
+        waiting_room,
     }))
 }

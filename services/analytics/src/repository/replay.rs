@@ -19,7 +19,7 @@ pub async fn lock_log(tx: &mut AnyConnection, backend: Backend) -> anyhow::Resul
 
 /// Deletes the whole read model; the log, the inbox and the versions stay.
 pub async fn clear_read_model(tx: &mut AnyConnection) -> anyhow::Result<()> {
-    for table in [
+    for table in crate::waiting_rooms::TABLES.into_iter().chain([
         "minute_figures",
         "ticket_type_figures",
         "event_figures",
@@ -28,7 +28,7 @@ pub async fn clear_read_model(tx: &mut AnyConnection) -> anyhow::Result<()> {
         "orders",
         "ticket_types",
         "events",
-    ] {
+    ]) {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *tx)
             .await

@@ -17,8 +17,9 @@ use eventhive_analytics::{
 use eventhive_domain::{
     EventId, OrderId, OrganizationId, TicketId, TicketTypeId, UserId,
     events::{
-        DomainEvent, Envelope, EventChanged, EventPublished, EventSnapshot, OrderCancelled, OrderExpired, OrderLine,
-        OrderPaid, OrderPlaced, OrderRefunded, OrderSummary, TicketCheckedIn, TicketTypeSnapshot, VenueSnapshot,
+        AdmissionsExpired, BuyersAdmitted, DomainEvent, Envelope, EventChanged, EventPublished, EventSnapshot,
+        OrderCancelled, OrderExpired, OrderLine, OrderPaid, OrderPlaced, OrderRefunded, OrderSummary, TicketCheckedIn,
+        TicketTypeSnapshot, VenueSnapshot, WaitingRoomOpened, WaitingRoomSoldOut,
     },
 };
 use eventhive_platform::{Database, Settings, bus::MessageHandler, shutdown::CancellationToken, storage};
@@ -339,6 +340,26 @@ impl Sale {
             total_minor,
             currency: "EUR".into(),
         }
+    }
+
+    /// The event's waiting room opened at `at` with `early_arrivals` drawn.
+    pub fn room_opened(&self, at: OffsetDateTime, early_arrivals: i64) -> Envelope {
+        let opened =
+            WaitingRoomOpened { event_id: self.event_id, opened_at: at, early_arrivals, draw_seed: "seed".into() };
+        envelope("waiting_room", &opened)
+    }
+
+    /// An admission step at `at`: `admitted` let in, `admitted_total` in all, `queued` left.
+    pub fn room_admitted(&self, at: OffsetDateTime, admitted: i64, admitted_total: i64, queued: i64) -> Envelope {
+        envelope("waiting_room", &BuyersAdmitted { event_id: self.event_id, admitted, admitted_total, queued, at })
+    }
+
+    pub fn room_sold_out(&self, at: OffsetDateTime, sold_out: bool) -> Envelope {
+        envelope("waiting_room", &WaitingRoomSoldOut { event_id: self.event_id, sold_out, at })
+    }
+
+    pub fn room_expired(&self, at: OffsetDateTime, expired: i64, expired_total: i64) -> Envelope {
+        envelope("waiting_room", &AdmissionsExpired { event_id: self.event_id, expired, expired_total, at })
     }
 
     pub fn checked_in(&self, ticket_type: &TicketTypeSnapshot, ticket_id: TicketId) -> Envelope {

@@ -9,7 +9,7 @@ use axum::{
 };
 use eventhive_domain::EventId;
 use eventhive_platform::{Problem, grpc::request};
-use eventhive_proto::analytics::{EventAnalytics, GetEventAnalyticsRequest};
+use eventhive_proto::analytics::{EventAnalytics, GetEventAnalyticsRequest, WaitingRoomFigures};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -18,7 +18,8 @@ use super::{RequestId, answers, shared::MoneyDto};
 use crate::{auth::AuthUser, extract::PathId, state::AppState};
 
 /// Sold, held and available tickets, revenue, paid orders, check-ins, by ticket type and per
-/// minute. The organization's members only.
+/// minute, and the waiting room's queue and admissions (an extension). The organization's
+/// members only.
 #[utoipa::path(get, path = "/v1/events/{id}/analytics", tag = "analytics", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "event id")),
     responses((status = 200, body = EventAnalyticsDto), answers::Always, answers::SignedIn,
@@ -111,6 +112,43 @@ pub struct EventAnalyticsDto {
     /// When the figures last changed.
     #[schema(format = DateTime)]
     pub as_of: String,
+    /// Extension: the event's waiting room; `null` when it has none.
+    pub waiting_room: Option<WaitingRoomFiguresDto>,
+}
+
+/// An event's waiting room as its organizers watch it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaitingRoomFiguresDto {
+    /// `scheduled`, `open` or `sold_out`.
+    #[schema(example = "open")]
+    pub status: String,
+    /// Buyers waiting, at the newest admission step.
+    pub queued: i64,
+    /// Buyers admitted since the opening.
+    pub admitted: i64,
+    /// Buyers admitted in the last minute (to 10 s) up to the newest admission step.
+    pub admitted_per_minute: i64,
+    /// Admissions that ran out unused.
+    pub expired: i64,
+    /// `null` before the opening.
+    #[schema(format = DateTime)]
+    pub opened_at: Option<String>,
+    /// Buyers who joined before the opening and were drawn; `null` before it.
+    pub early_arrivals: Option<i64>,
+}
+
+impl From<WaitingRoomFigures> for WaitingRoomFiguresDto {
+    fn from(room: WaitingRoomFigures) -> Self {
+        Self {
+            status: room.status,
+            queued: room.queued,
+            admitted: room.admitted,
+            admitted_per_minute: room.admitted_per_minute,
+            expired: room.expired,
+            opened_at: Some(room.opened_at).filter(|at| !at.is_empty()),
+            early_arrivals: room.early_arrivals,
+        }
+    }
 }
 
 impl From<EventAnalytics> for EventAnalyticsDto {
@@ -143,6 +181,7 @@ impl From<EventAnalytics> for EventAnalyticsDto {
                 .map(|m| MinuteSalesDto { minute: m.minute, tickets: m.tickets, revenue: MoneyDto::or_zero(m.revenue) })
                 .collect(),
             as_of: a.as_of,
+            waiting_room: a.waiting_room.map(Into::into),
         }
     }
 }

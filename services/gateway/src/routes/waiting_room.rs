@@ -128,6 +128,9 @@ pub struct WaitingRoomDto {
     pub queued: i64,
     /// Buyers admitted so far.
     pub admitted: i64,
+    /// Extension: admissions that ran out unused (no order placed with them), counted 10 s
+    /// after they did.
+    pub expired: i64,
 }
 
 impl From<waiting_room::Room> for WaitingRoomDto {
@@ -140,6 +143,7 @@ impl From<waiting_room::Room> for WaitingRoomDto {
             admission_ttl_secs: room.admission_ttl_secs,
             queued: room.queued,
             admitted: room.admitted,
+            expired: room.expired,
         }
     }
 }

@@ -34,6 +34,8 @@ struct Room {
     /// Admitted buyers who have not ordered yet, and when their admission expires.
     unused: HashMap<UserId, i64>,
     admitted_total: i64,
+    /// Admissions that ran out unused, counted.
+    expired_total: i64,
     allowance: Allowance,
 }
 
@@ -107,7 +109,9 @@ impl QueueStore for MemoryQueue {
             match room.standing(buyer, now_ms) {
                 Some(Standing::Expired { .. }) => {
                     room.admitted.remove(&buyer);
-                    room.unused.remove(&buyer);
+                    if room.unused.remove(&buyer).is_some() {
+                        room.expired_total += 1;
+                    }
                 }
                 Some(standing) => return (false, standing),
                 None => {}
@@ -179,6 +183,17 @@ impl QueueStore for MemoryQueue {
             admitted_total: room.admitted_total,
             outstanding: i64::try_from(room.unused.values().filter(|&&expiry| expiry > now_ms).count())
                 .unwrap_or(i64::MAX),
+            expired_total: room.expired_total,
+        })
+    }
+
+    async fn count_expired(&self, event: EventId, before_ms: i64) -> anyhow::Result<(i64, i64)> {
+        self.with(event, |room| {
+            let unused = room.unused.len();
+            room.unused.retain(|_, expiry| *expiry > before_ms);
+            let counted = i64::try_from(unused - room.unused.len()).unwrap_or(i64::MAX);
+            room.expired_total += counted;
+            (counted, room.expired_total)
         })
     }
 

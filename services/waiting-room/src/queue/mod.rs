@@ -56,6 +56,8 @@ pub struct QueueCounts {
     pub admitted_total: i64,
     /// Admitted, not yet expired, and not yet ordered.
     pub outstanding: i64,
+    /// Admissions that ran out unused, counted so far (see [`QueueStore::count_expired`]).
+    pub expired_total: i64,
 }
 
 #[async_trait]
@@ -92,6 +94,11 @@ pub trait QueueStore: Send + Sync {
     /// The buyer ordered with their admission: it no longer counts as tickets they may still
     /// take. Idempotent; nothing for a buyer who is not admitted.
     async fn mark_used(&self, event: EventId, buyer: UserId) -> anyhow::Result<()>;
+
+    /// Counts the admissions that ran out unused (their buyers never ordered) by `before_ms`,
+    /// each once whoever calls; returns how many this call counted and the room's total. A
+    /// buyer who joins again after their admission ran out unused is counted then.
+    async fn count_expired(&self, event: EventId, before_ms: i64) -> anyhow::Result<(i64, i64)>;
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> anyhow::Result<()>;

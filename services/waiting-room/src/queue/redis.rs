@@ -9,7 +9,8 @@
 //!   the cap of automatic admission counts);
 //! - `pos`: hash, every buyer's position (kept after admission, for their place's answer);
 //! - `state`: hash, `draw` (absent, `closing`, `done`), `seq`, `last` (the last position
-//!   given), `admitted` (the total), and `credit`/`credit_at` (the rate's unspent allowance).
+//!   given), `admitted` (the total), `expired` (admissions that ran out unused, counted), and
+//!   `credit`/`credit_at` (the rate's unspent allowance).
 //!
 //! Every change is one Lua script, so it is atomic against every other replica: `ZPOPMIN`
 //! inside the admission script hands each place out once.
@@ -56,7 +57,7 @@ local s = standing(buyer, now)
 if s then
   if s[1] ~= 'expired' then return {0, s[1], s[2], s[3]} end
   redis.call('ZREM', KEYS[3], buyer)
-  redis.call('ZREM', KEYS[6], buyer)
+  if redis.call('ZREM', KEYS[6], buyer) == 1 then redis.call('HINCRBY', KEYS[4], 'expired', 1) end
 end
 if (not redis.call('HGET', KEYS[4], 'draw')) and now < opens then
   redis.call('ZADD', KEYS[1], redis.call('HINCRBY', KEYS[4], 'seq', 1), buyer)
@@ -118,12 +119,19 @@ if #admitted > 0 then redis.call('HINCRBY', KEYS[4], 'admitted', #admitted) end
 return admitted
 ";
 
+const COUNT_EXPIRED_LUA: &str = r"
+local counted = redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[1])
+if counted > 0 then return {counted, redis.call('HINCRBY', KEYS[4], 'expired', counted)} end
+return {0, tonumber(redis.call('HGET', KEYS[4], 'expired') or '0')}
+";
+
 struct Scripts {
     standing: Script,
     join: Script,
     close: Script,
     place_drawn: Script,
     admit: Script,
+    count_expired: Script,
 }
 
 pub struct RedisQueue {
@@ -164,6 +172,7 @@ impl RedisQueue {
                 close: with_standing(CLOSE_LUA),
                 place_drawn: Script::new(PLACE_DRAWN_LUA),
                 admit: Script::new(ADMIT_LUA),
+                count_expired: Script::new(COUNT_EXPIRED_LUA),
             },
         })
     }
@@ -247,14 +256,29 @@ impl QueueStore for RedisQueue {
 
     async fn counts(&self, event: EventId, now_ms: i64) -> anyhow::Result<QueueCounts> {
         let [early, waiting, _, state, _, unused] = self.keys(event);
-        let (early, waiting, total, outstanding): (i64, i64, Option<i64>, i64) = redis::pipe()
+        let (early, waiting, total, outstanding, expired): (i64, i64, Option<i64>, i64, Option<i64>) = redis::pipe()
             .zcard(&early)
             .zcard(&waiting)
             .hget(&state, "admitted")
             .zcount(&unused, format!("({now_ms}"), "+inf")
+            .hget(&state, "expired")
             .query_async(&mut self.connection.clone())
             .await?;
-        Ok(QueueCounts { queued: early + waiting, admitted_total: total.unwrap_or(0), outstanding })
+        Ok(QueueCounts {
+            queued: early + waiting,
+            admitted_total: total.unwrap_or(0),
+            outstanding,
+            expired_total: expired.unwrap_or(0),
+        })
+    }
+
+    async fn count_expired(&self, event: EventId, before_ms: i64) -> anyhow::Result<(i64, i64)> {
+        let (counted, total): (i64, i64) = self
+            .invocation(&self.scripts.count_expired, event)
+            .arg(before_ms)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok((counted, total))
     }
 
     async fn mark_used(&self, event: EventId, buyer: UserId) -> anyhow::Result<()> {

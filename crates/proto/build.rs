@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with `env!` at compile time: the compiled build script is shared by
+    // every checkout that uses the same target dir (cargo hashes path packages by their place in
+    // the workspace), and a path baked into it would read another checkout's contracts.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "eventhive/common/v1/common.proto",
         "eventhive/identity/v1/identity.proto",
@@ -17,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
-    println!("cargo:rerun-if-changed={}", root.display());
+    // Relative, so cargo looks in the checkout it is building, whichever ran this last.
+    println!("cargo:rerun-if-changed=../../proto");
     Ok(())
 }

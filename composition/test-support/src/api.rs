@@ -42,6 +42,10 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("PATCH {path}: {e}"))
     }
 
+    pub async fn put(&self, path: &str, session: Option<&Session>, body: &Value) -> Response {
+        self.request(Method::PUT, path, session).json(body).send().await.unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+    }
+
     /// Sends raw bytes with the given content type (malformed-input tests).
     pub async fn post_raw(&self, path: &str, session: Option<&Session>, content_type: &str, body: Vec<u8>) -> Response {
         self.request(Method::POST, path, session)

@@ -7,7 +7,7 @@ use eventhive_platform::FieldError;
 use eventhive_proto::{
     catalog::{
         AddTicketTypeRequest, CreateEventRequest, ListOrganizationEventsRequest, SearchEventsRequest,
-        UpdateEventRequest,
+        UpdateEventRequest, UpdateTicketTypeRequest,
     },
     common::Actor,
 };
@@ -229,10 +229,25 @@ impl TryFrom<&AddTicketTypeRequest> for NewTicketType {
     type Error = Vec<FieldError>;
 
     fn try_from(request: &AddTicketTypeRequest) -> Result<Self, Self::Error> {
+        Self::validated(&request.name, request.price_minor, request.capacity)
+    }
+}
+
+impl TryFrom<&UpdateTicketTypeRequest> for NewTicketType {
+    type Error = Vec<FieldError>;
+
+    fn try_from(request: &UpdateTicketTypeRequest) -> Result<Self, Self::Error> {
+        Self::validated(&request.name, request.price_minor, request.capacity)
+    }
+}
+
+impl NewTicketType {
+    /// The same rules for a ticket type added and one changed.
+    fn validated(name: &str, price_minor: i64, capacity: i64) -> Result<Self, Vec<FieldError>> {
         let mut checks = Checks::default();
-        let name = checks.check(text("name", &request.name, 1, 100, false));
-        let price_minor = checks.check(in_range("price_minor", request.price_minor, 0, MAX_PRICE_MINOR));
-        let capacity = checks.check(in_range("capacity", request.capacity, 1, MAX_CAPACITY));
+        let name = checks.check(text("name", name, 1, 100, false));
+        let price_minor = checks.check(in_range("price_minor", price_minor, 0, MAX_PRICE_MINOR));
+        let capacity = checks.check(in_range("capacity", capacity, 1, MAX_CAPACITY));
         checks.finish()?;
         let (Some(name), Some(price_minor), Some(capacity)) = (name, price_minor, capacity) else {
             return Err(vec![]);

@@ -16,6 +16,9 @@ pub enum CatalogError {
     /// An organization the caller is not in, named as a new event's (API.md: 404, not 422).
     #[error("no such organization")]
     OrganizationNotFound,
+    /// Not a ticket type of the event named with it.
+    #[error("no such ticket type")]
+    TicketTypeNotFound,
     #[error("only the organization's owner and admins manage its events")]
     NotAllowed,
     #[error("{0}")]
@@ -44,7 +47,7 @@ impl From<CatalogError> for Status {
         let message = error.to_string();
         match error {
             CatalogError::Invalid(fields) => validation_status(fields),
-            CatalogError::EventNotFound | CatalogError::OrganizationNotFound => {
+            CatalogError::EventNotFound | CatalogError::OrganizationNotFound | CatalogError::TicketTypeNotFound => {
                 status(ErrorKind::NotFound, message, &[])
             }
             CatalogError::NotAllowed => status(ErrorKind::Forbidden, message, &[]),

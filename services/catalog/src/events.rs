@@ -25,6 +25,7 @@ use crate::{
 };
 
 mod listing;
+mod ticket_types;
 
 type Result<T> = std::result::Result<T, CatalogError>;
 

@@ -57,6 +57,16 @@ impl EventRow {
     }
 }
 
+/// What became of a change to a stored row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Done,
+    /// No such row.
+    Missing,
+    /// Another row of the event has the name already.
+    NameTaken,
+}
+
 /// A ticket type as stored; its price is in its event's currency.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TicketTypeRow {
@@ -186,6 +196,27 @@ impl Repository {
         match inserted {
             Ok(_) => Ok(true),
             Err(error) if is_unique_violation(&error) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Changes a ticket type of `ticket_type.event_id` to `ticket_type`'s name, price and
+    /// capacity.
+    pub async fn update_ticket_type(&self, conn: &mut AnyConnection, ticket_type: &TicketTypeRow) -> Result<Stored> {
+        let updated = sqlx::query(
+            "UPDATE ticket_types SET name = $1, price_minor = $2, capacity = $3 WHERE id = $4 AND event_id = $5",
+        )
+        .bind(&ticket_type.name)
+        .bind(ticket_type.price_minor)
+        .bind(ticket_type.capacity)
+        .bind(&ticket_type.id)
+        .bind(&ticket_type.event_id)
+        .execute(&mut *conn)
+        .await;
+        match updated {
+            Ok(done) if done.rows_affected() == 0 => Ok(Stored::Missing),
+            Ok(_) => Ok(Stored::Done),
+            Err(error) if is_unique_violation(&error) => Ok(Stored::NameTaken),
             Err(error) => Err(error.into()),
         }
     }

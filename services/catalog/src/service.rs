@@ -1,13 +1,13 @@
 //! The catalog gRPC service: glue only. Each call decodes its request into domain types (ids
 //! and checked fields), runs one operation of `events`, and encodes the answer.
 
-use eventhive_domain::{EventId, OrganizationId};
+use eventhive_domain::{EventId, OrganizationId, TicketTypeId};
 use eventhive_platform::{Database, grpc, outbox::OutboxRelay, storage::ms_to_rfc3339};
 use eventhive_proto::{
     catalog::{
         AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, Event, GetEventRequest,
         ListOrganizationEventsRequest, ListOrganizationEventsResponse, PublishEventRequest, SearchEventsRequest,
-        SearchEventsResponse, TicketType, UpdateEventRequest, Venue, catalog_server,
+        SearchEventsResponse, TicketType, UpdateEventRequest, UpdateTicketTypeRequest, Venue, catalog_server,
     },
     common::Money,
 };
@@ -82,6 +82,16 @@ impl catalog_server::Catalog for CatalogService {
         let ticket_type = NewTicketType::try_from(&request);
         let added = self.events.add_ticket_type(request.actor.as_ref(), id, ticket_type, request_id).await?;
         Ok(Response::new(ticket_type_to_proto(&added.ticket_type, &added.currency)))
+    }
+
+    async fn update_ticket_type(&self, request: Request<UpdateTicketTypeRequest>) -> Answer<TicketType> {
+        let request = request.into_inner();
+        let id = event_id(&request.event_id)?;
+        let ticket_type_id =
+            TicketTypeId::parse(&request.ticket_type_id).map_err(|_| CatalogError::TicketTypeNotFound)?;
+        let ticket_type = NewTicketType::try_from(&request);
+        let changed = self.events.update_ticket_type(request.actor.as_ref(), id, ticket_type_id, ticket_type).await?;
+        Ok(Response::new(ticket_type_to_proto(&changed.ticket_type, &changed.currency)))
     }
 
     async fn get_event(&self, request: Request<GetEventRequest>) -> Answer<Event> {

@@ -104,6 +104,28 @@ impl<S: Send + Sync, T: FromStr<Err = uuid::Error>> FromRequestParts<S> for Path
     }
 }
 
+/// Two ids in the path (`PathIds<EventId, TicketTypeId>`), in their order there; as with
+/// [`PathId`], anything else names no resource: 404.
+pub struct PathIds<A, B>(pub A, pub B);
+
+impl<S, A, B> FromRequestParts<S> for PathIds<A, B>
+where
+    S: Send + Sync,
+    A: FromStr<Err = uuid::Error>,
+    B: FromStr<Err = uuid::Error>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((first, second)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| Problem::new(ErrorKind::NotFound, "no such resource"))?;
+        let not_ours = |raw: &str| Problem::new(ErrorKind::NotFound, format!("{raw:?} is not an id of ours"));
+        Ok(PathIds(first.parse().map_err(|_| not_ours(&first))?, second.parse().map_err(|_| not_ours(&second))?))
+    }
+}
+
 fn clean_serde_message(message: &str) -> String {
     // serde appends " at line 1 column 42", meaningless to a client who sent a JSON object.
     match message.find(" at line ") {

@@ -29,7 +29,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, header},
     middleware::{from_fn, from_fn_with_state},
-    routing::{get, post},
+    routing::{get, post, put},
     serve::ListenerExt as _,
 };
 use eventhive_platform::{
@@ -114,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(routes::events::create).get(routes::events::search))
         .route("/v1/events/{id}", get(routes::events::get).patch(routes::events::update))
         .route("/v1/events/{id}/ticket-types", post(routes::events::add_ticket_type))
+        .route("/v1/events/{id}/ticket-types/{ticket_type_id}", put(routes::events::update_ticket_type))
         .route("/v1/events/{id}/publish", post(routes::events::publish))
         .route("/v1/events/{id}/cancel", post(routes::events::cancel))
         .route("/v1/events/{id}/checkins", post(routes::checkins::check_in))

@@ -26,6 +26,7 @@ use crate::routes;
         routes::organizations::events,
         routes::events::create,
         routes::events::add_ticket_type,
+        routes::events::update_ticket_type,
         routes::events::update,
         routes::events::publish,
         routes::events::cancel,

@@ -1,12 +1,12 @@
 //! Events and ticket types: organizers manage them, everyone finds them.
 
 use axum::{Json, extract::State, http::StatusCode};
-use eventhive_domain::EventId;
+use eventhive_domain::{EventId, TicketTypeId};
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::{
     catalog::{
         self, AddTicketTypeRequest, CancelEventRequest, CreateEventRequest, GetEventRequest, PublishEventRequest,
-        SearchEventsRequest, UpdateEventRequest, Venue,
+        SearchEventsRequest, UpdateEventRequest, UpdateTicketTypeRequest, Venue,
     },
     ticketing::{Availability, GetAvailabilitiesRequest, GetAvailabilityRequest},
 };
@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     auth::{AuthUser, MaybeUser},
-    extract::{ApiJson, ApiQuery, PathId},
+    extract::{ApiJson, ApiQuery, PathId, PathIds},
     state::AppState,
 };
 
@@ -101,6 +101,35 @@ pub async fn add_ticket_type(
     let ticket_type =
         state.catalog.clone().add_ticket_type(request(message, rid.as_deref())).await.map_err(Problem::from)?;
     Ok((StatusCode::CREATED, Json(ticket_type.into_inner().into())))
+}
+
+/// Changes a draft's ticket type as a whole: name, price and capacity. Once the event is on sale
+/// its ticket types stay as they are (409); a new one can still be added.
+#[utoipa::path(put, path = "/v1/events/{id}/ticket-types/{ticket_type_id}", tag = "events", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "event id"),
+           ("ticket_type_id" = String, Path, format = Uuid, description = "ticket type id")),
+    request_body = CreateTicketTypeBody,
+    responses((status = 200, body = TicketTypeDto), answers::Always, answers::SignedIn, answers::JsonBody, answers::ManagedEvent,
+              (status = 409, description = "conflict: the event is on sale or cancelled, or has another ticket type of this name", body = Problem, content_type = "application/problem+json")))]
+pub async fn update_ticket_type(
+    State(state): State<AppState>,
+    rid: RequestId,
+    AuthUser(user): AuthUser,
+    PathIds(event_id, ticket_type_id): PathIds<EventId, TicketTypeId>,
+    ApiJson(body): ApiJson<CreateTicketTypeBody>,
+) -> Result<Json<TicketTypeDto>, Problem> {
+    let actor = state.actor(user, rid.as_deref()).await?;
+    let message = UpdateTicketTypeRequest {
+        actor: Some(actor),
+        event_id: event_id.to_string(),
+        ticket_type_id: ticket_type_id.to_string(),
+        name: body.name,
+        price_minor: body.price_minor,
+        capacity: body.capacity,
+    };
+    let ticket_type =
+        state.catalog.clone().update_ticket_type(request(message, rid.as_deref())).await.map_err(Problem::from)?;
+    Ok(Json(ticket_type.into_inner().into()))
 }
 
 /// Changes any of an event's fields. Ticket holders hear of a new time or venue.

@@ -124,12 +124,33 @@ async fn an_organizer_creates_edits_publishes_and_cancels_an_event_in_the_consol
     let (status, html) = console.post(&format!("{page}/ticket-types"), &ticket).await;
     assert_eq!(status, 409, "a name once per event: {html}");
 
+    // A draft's ticket type changes on a page of its own, checked as a new one is.
+    let draft = event_status(&app, &organizer, &event_id).await;
+    let change = format!("{page}/ticket-types/{}", draft["ticket_types"][0]["id"].as_str().unwrap());
+    let (_, html) = console.get(&format!("{page}/edit")).await;
+    assert!(html.contains(&format!(r#"href="{change}""#)), "{html}");
+    let (status, html) = console.get(&change).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"value="25.50""#) && html.contains(r#"value="40""#), "as it is: {html}");
+    let (status, html) =
+        console.post(&change, &[("ticket_name", "Standing"), ("price", "free"), ("capacity", "40")]).await;
+    assert_eq!(status, 422);
+    assert!(html.contains("Enter the price as an amount in EUR"), "{html}");
+    let changed = [("ticket_name", "Standing front"), ("price", "30"), ("capacity", "50")];
+    assert_eq!(console.post(&change, &changed).await.0, 303);
+
     let (status, _) = console.post(&format!("{page}/edit"), &details_with(&[("title", "Console Night II")])).await;
     assert_eq!(status, 303);
     assert_eq!(console.post(&format!("{page}/publish"), &[]).await.0, 303);
     let event = event_status(&app, &organizer, &event_id).await;
     assert_eq!((event["title"].as_str(), event["status"].as_str()), (Some("Console Night II"), Some("on_sale")));
-    assert_eq!(event["ticket_types"][0]["price"]["amount_minor"], 2550);
+    let standing = &event["ticket_types"][0];
+    assert_eq!((standing["name"].as_str(), standing["capacity"].as_i64()), (Some("Standing front"), Some(50)));
+    assert_eq!(standing["price"]["amount_minor"], 3000);
+    // On sale, it stays as it is, and the page says why.
+    let (status, html) = console.post(&change, &changed).await;
+    assert_eq!(status, 409);
+    assert!(html.contains("the ticket type stays as it is"), "{html}");
 
     let room = [("opens_at", "2030-01-01T10:00"), ("admit_per_minute", ""), ("admission_ttl_secs", "30")];
     let (status, html) = console.post(&format!("{page}/waiting-room"), &room).await;

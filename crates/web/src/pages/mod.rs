@@ -131,12 +131,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| no_such_page())?;
-        if raw.len() == 36 && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-            Ok(PathId(raw))
-        } else {
-            Err(no_such_page())
-        }
+        if is_id(&raw) { Ok(PathId(raw)) } else { Err(no_such_page()) }
     }
+}
+
+/// Whether `raw` is shaped like one of the API's ids (a UUID), before the API is asked.
+pub fn is_id(raw: &str) -> bool {
+    raw.len() == 36 && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 /// The answer for a path whose id cannot be one.

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ManagedEvent,
-    form::{Errors, Input, api_time, form_time, price_minor, textarea, whole_number},
-    sale, status_words,
+    form::{Errors, Input, api_time, form_time, textarea, whole_number},
+    sale, status_words, ticket_types,
 };
 use crate::{
     Web,
@@ -117,35 +117,17 @@ pub async fn add_ticket_type(
 ) -> Result<Response, Failure> {
     let event: ManagedEvent =
         web.api.get(&visit.caller, format!("/v1/events/{event_id}")).json().await.map_err(|e| visit.fail(e))?;
-    let mut errors = Errors::default();
-    let digits = eventhive_domain::money::minor_digits(&event.currency);
-    let price = price_minor(fields.get("price"), digits);
-    if price.is_none() {
-        let example = if digits == 0 { "1500" } else { "45.00" };
-        errors.field(
-            "price",
-            format!("Enter the price as an amount in {}, like {example} (0 for free).", event.currency),
-        );
-    }
-    let capacity = whole_number(fields.get("capacity"));
-    if capacity.is_none() {
-        errors.field("capacity", "Enter how many tickets of this type there are, like 500.");
-    }
-    let (Some(price_minor), Some(capacity)) = (price, capacity) else {
-        let sent = Sent::TicketType(errors, &fields);
-        return event_page(&web, &visit, &event_id, StatusCode::UNPROCESSABLE_ENTITY, Some(sent)).await;
+    let body = match ticket_types::body_from(&fields, &event.currency) {
+        Ok(body) => body,
+        Err(errors) => {
+            let sent = Sent::TicketType(errors, &fields);
+            return event_page(&web, &visit, &event_id, StatusCode::UNPROCESSABLE_ENTITY, Some(sent)).await;
+        }
     };
-    let body = json!({ "name": fields.get("ticket_name"), "price_minor": price_minor, "capacity": capacity });
     match web.api.post(&visit.caller, format!("/v1/events/{event_id}/ticket-types"), body).done().await {
         Ok(()) => Ok(Redirect::to(&format!("/manage/events/{event_id}/edit#tickets")).into_response()),
         Err(ApiError::Problem(problem)) if refusable(&problem) => {
-            let errors = refusal(&problem, |field| match field {
-                "name" => Some(("ticket_name", "The name")),
-                "price_minor" => Some(("price", "The price")),
-                "capacity" => Some(("capacity", "The number of tickets")),
-                _ => None,
-            });
-            let sent = Sent::TicketType(errors, &fields);
+            let sent = Sent::TicketType(refusal(&problem, ticket_types::field_of), &fields);
             event_page(&web, &visit, &event_id, status_of(&problem), Some(sent)).await
         }
         Err(error) => Err(visit.fail(error)),
@@ -286,10 +268,18 @@ fn ticket_types(visit: &Visit, event: &ManagedEvent, sent: Option<(&Errors, &Fie
             p { "No ticket types yet." }
         } @else {
             table {
-                thead { tr { th scope="col" { "Ticket" } th scope="col" { "Price" } th scope="col" { "Tickets" } th scope="col" { "Left" } } }
+                thead { tr {
+                    th scope="col" { "Ticket" } th scope="col" { "Price" } th scope="col" { "Tickets" } th scope="col" { "Left" }
+                    @if event.status == "draft" { th scope="col" { "Change" } }
+                } }
                 tbody {
                     @for t in &event.ticket_types {
-                        tr { th scope="row" { (t.name) } td { (money(&t.price)) } td { (t.capacity) } td { (t.available) } }
+                        tr {
+                            th scope="row" { (t.name) } td { (money(&t.price)) } td { (t.capacity) } td { (t.available) }
+                            @if event.status == "draft" {
+                                td { a href={ "/manage/events/" (event.id) "/ticket-types/" (t.id) } { "Change " span.visually-hidden { (t.name) } } }
+                            }
+                        }
                     }
                 }
             }

@@ -5,6 +5,7 @@
 //!
 //! - [`home`]: `/manage`, the caller's organizations with their events and members.
 //! - [`event`]: creating and editing an event, its ticket types, publishing it.
+//! - [`ticket_types`]: the ticket type forms' fields, and changing a draft's ticket type.
 //! - [`sale`]: the event's waiting room, and calling the event off.
 //! - [`exports`]: the event's orders and attendees as CSV files.
 //! - [`form`]: the labelled fields and the errors every console form shares.
@@ -14,6 +15,7 @@ pub mod exports;
 pub mod form;
 pub mod home;
 pub mod sale;
+pub mod ticket_types;
 
 use axum::{
     Router,
@@ -50,6 +52,7 @@ pub struct ManagedVenue {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ManagedTicketType {
+    pub id: String,
     pub name: String,
     pub price: Money,
     pub capacity: i64,
@@ -96,6 +99,10 @@ pub fn routes() -> Router<Web> {
         .route("/manage/organizations/{id}/events", post(event::create))
         .route("/manage/events/{id}/edit", get(event::show).post(event::update))
         .route("/manage/events/{id}/ticket-types", post(event::add_ticket_type))
+        .route(
+            "/manage/events/{id}/ticket-types/{ticket_type_id}",
+            get(ticket_types::edit_form).post(ticket_types::change),
+        )
         .route("/manage/events/{id}/publish", post(event::publish))
         .route("/manage/events/{id}/waiting-room", post(sale::put_room))
         .route("/manage/events/{id}/cancel", get(sale::cancel_form).post(sale::cancel))

@@ -7,6 +7,7 @@
 //! - [`auth`]: registration, sessions and the caller's profile.
 //! - [`organizations`]: organizations and their members.
 //! - [`events`]: events and ticket types.
+//! - [`ticket_types`]: an event's ticket types, added and (while a draft) changed.
 //! - [`orders`]: orders, payment and tickets.
 //! - [`checkins`]: checking tickets in at the door.
 //! - [`exports`]: an event's orders and attendees, as JSON pages or CSV files.
@@ -28,6 +29,7 @@ pub mod ops;
 pub mod orders;
 pub mod organizations;
 mod shared;
+pub mod ticket_types;
 pub mod waiting_room;
 
 use axum::{extract::FromRequestParts, http::request::Parts};

@@ -100,8 +100,13 @@ impl<S: Send + Sync, T: FromStr<Err = uuid::Error>> FromRequestParts<S> for Path
         let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| Problem::new(ErrorKind::NotFound, "no such resource"))?;
-        raw.parse().map(PathId).map_err(|_| Problem::new(ErrorKind::NotFound, format!("{raw:?} is not an id of ours")))
+        path_id(&raw).map(PathId)
     }
+}
+
+/// An id from the path, or the 404 for one that cannot be ours.
+fn path_id<T: FromStr<Err = uuid::Error>>(raw: &str) -> Result<T, Problem> {
+    raw.parse().map_err(|_| Problem::new(ErrorKind::NotFound, format!("{raw:?} is not an id of ours")))
 }
 
 /// Two ids in the path (`PathIds<EventId, TicketTypeId>`), in their order there; as with
@@ -121,8 +126,7 @@ where
             axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| Problem::new(ErrorKind::NotFound, "no such resource"))?;
-        let not_ours = |raw: &str| Problem::new(ErrorKind::NotFound, format!("{raw:?} is not an id of ours"));
-        Ok(PathIds(first.parse().map_err(|_| not_ours(&first))?, second.parse().map_err(|_| not_ours(&second))?))
+        Ok(PathIds(path_id(&first)?, path_id(&second)?))
     }
 }
 

@@ -1,19 +1,15 @@
 //! An on-sale event's page data (the API's `GET /v1/events/{id}`), kept for a moment in the
-//! gateway's process: when a sale opens, thousands of buyers load the same event page each
-//! second, and all of them but one per [`EVENT_TTL`] are served from here instead of asking
-//! catalog and ticketing again. One load at a time per event: buyers who arrive while it is
-//! under way wait for it and share it, so an expiry never lets the crowd through at once.
+//! gateway's process ([`eventhive_kept`]): when a sale opens, thousands of buyers load the same
+//! event page each second, and all of them but one per [`EVENT_TTL`] are served from here
+//! instead of asking catalog and ticketing again, one load at a time per event.
 //!
 //! Only what everyone may see is kept: an on-sale event. A draft is answered to its
 //! organization's members alone, so it is never shared; errors are never kept either.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use tokio::time::Instant;
+use eventhive_kept::Kept;
+pub use eventhive_kept::Served;
 
 use crate::{api::ApiError, pages::Event};
 
@@ -25,48 +21,19 @@ pub const EVENT_TTL: Duration = Duration::from_secs(1);
 /// browsers and shared caches keep it as long as the data it shows is kept here.
 pub const SHARED_EVENT_PAGE: &str = "public, max-age=1";
 
-/// Past this many events kept, the stale ones are dropped before another is added.
-const MOST_EVENTS: usize = 4096;
-
-/// Whether an answer came from the cache, for the page's `Server-Timing` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    Cached,
-    Loaded,
-}
-
-impl Served {
-    pub fn server_timing(self) -> &'static str {
-        match self {
-            Served::Cached => "event-cache;desc=\"hit\"",
-            Served::Loaded => "event-cache;desc=\"miss\"",
-        }
+/// The page's `Server-Timing` header: whether its data came from the cache.
+pub fn server_timing(served: Served) -> &'static str {
+    match served {
+        Served::Cached => "event-cache;desc=\"hit\"",
+        Served::Loaded => "event-cache;desc=\"miss\"",
     }
 }
 
-pub struct EventCache {
-    ttl: Duration,
-    events: Mutex<HashMap<String, Arc<Slot>>>,
-}
-
-/// One event's place: locked while it is loaded, so that concurrent pages share the load.
-type Slot = tokio::sync::Mutex<Option<Kept>>;
-
-struct Kept {
-    /// When the load that read it began: what it says is at least this recent.
-    read_at: Instant,
-    event: Arc<Event>,
-}
-
-impl Kept {
-    fn fresh(&self, ttl: Duration) -> bool {
-        self.read_at.elapsed() < ttl
-    }
-}
+pub struct EventCache(Kept<Event>);
 
 impl EventCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, events: Mutex::new(HashMap::new()) }
+        Self(Kept::new(ttl))
     }
 
     /// The event `id`, from the cache while fresh, else from `load` (kept if it is on sale).
@@ -74,37 +41,7 @@ impl EventCache {
     where
         Load: AsyncFnOnce() -> Result<Event, ApiError>,
     {
-        let slot = self.slot(id);
-        let mut kept = slot.lock().await;
-        if let Some(kept) = kept.as_ref().filter(|k| k.fresh(self.ttl)) {
-            return Ok((kept.event.clone(), Served::Cached));
-        }
-        let read_at = Instant::now();
-        let event = Arc::new(load().await?);
-        *kept = (event.status == "on_sale").then(|| Kept { read_at, event: event.clone() });
-        Ok((event, Served::Loaded))
-    }
-
-    fn slot(&self, id: &str) -> Arc<Slot> {
-        // Nothing panics while the map is locked; a poisoned lock still holds a sound map.
-        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        if events.len() >= MOST_EVENTS && !events.contains_key(id) {
-            let ttl = self.ttl;
-            // A slot some page holds, or one locked by a load, stays.
-            events.retain(|_, slot| {
-                Arc::strong_count(slot) > 1
-                    || match slot.try_lock() {
-                        Ok(kept) => kept.as_ref().is_some_and(|k| k.fresh(ttl)),
-                        Err(_) => true,
-                    }
-            });
-        }
-        events.entry(id.to_owned()).or_default().clone()
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.0.get(id, load, |event| event.status == "on_sale").await
     }
 }
 
@@ -125,12 +62,9 @@ mod tests {
         .unwrap()
     }
 
-    /// A load that counts itself and answers `available` tickets left, after a while, as a
-    /// call through the API does.
-    async fn load(loads: &AtomicUsize, status: &str, available: i64) -> Result<Event, ApiError> {
+    async fn load(loads: &AtomicUsize, status: &str) -> Result<Event, ApiError> {
         loads.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        Ok(event(status, available))
+        Ok(event(status, 1))
     }
 
     #[test]
@@ -139,52 +73,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_crowd_shares_one_load_and_sees_a_new_one_after_the_ttl() {
-        let cache = EventCache::new(EVENT_TTL);
-        let loads = AtomicUsize::new(0);
-        let crowd = (0..50).map(|_| cache.get("e", async || load(&loads, "on_sale", 10).await));
-        let answers = futures::future::join_all(crowd).await;
-        assert_eq!(loads.load(Ordering::SeqCst), 1, "fifty pages at once, one load");
-        let served: Vec<Served> = answers.into_iter().map(|a| a.unwrap().1).collect();
-        assert_eq!(served.iter().filter(|s| **s == Served::Loaded).count(), 1);
-
-        let (event, served) = cache.get("e", async || load(&loads, "on_sale", 8).await).await.unwrap();
-        assert_eq!((served, event.ticket_types[0].available), (Served::Cached, 10));
-
-        // The TTL counts from when the load began, so nothing older than it is served.
-        tokio::time::sleep(EVENT_TTL).await;
-        let (event, served) = cache.get("e", async || load(&loads, "on_sale", 8).await).await.unwrap();
-        assert_eq!((served, event.ticket_types[0].available), (Served::Loaded, 8));
-        assert_eq!(loads.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn drafts_and_errors_are_never_kept() {
+    async fn on_sale_events_are_kept_and_drafts_and_errors_never() {
         let cache = EventCache::new(EVENT_TTL);
         let loads = AtomicUsize::new(0);
         for _ in 0..2 {
-            let (_, served) = cache.get("e", async || load(&loads, "draft", 1).await).await.unwrap();
+            let (_, served) = cache.get("draft", async || load(&loads, "draft").await).await.unwrap();
             assert_eq!(served, Served::Loaded);
         }
         assert_eq!(loads.load(Ordering::SeqCst), 2);
+        cache.get("e", async || load(&loads, "on_sale").await).await.unwrap();
+        let (_, served) = cache.get("e", async || load(&loads, "on_sale").await).await.unwrap();
+        assert_eq!(served, Served::Cached);
 
         let missing = Problem { status: 404, type_uri: "not-found".into(), detail: String::new(), errors: Vec::new() };
         let answer = cache.get("gone", async || Err(ApiError::Problem(missing))).await;
         assert!(matches!(answer, Err(ApiError::Problem(p)) if p.status == 404));
-        let (_, served) = cache.get("gone", async || load(&loads, "on_sale", 1).await).await.unwrap();
+        let (_, served) = cache.get("gone", async || load(&loads, "on_sale").await).await.unwrap();
         assert_eq!(served, Served::Loaded);
-    }
-
-    #[tokio::test]
-    async fn stale_events_make_room_for_new_ones() {
-        let ttl = Duration::from_millis(50);
-        let cache = EventCache::new(ttl);
-        for n in 0..MOST_EVENTS {
-            cache.get(&n.to_string(), async || Ok(event("on_sale", 1))).await.unwrap();
-        }
-        assert_eq!(cache.len(), MOST_EVENTS);
-        tokio::time::sleep(ttl).await;
-        cache.get("one more", async || Ok(event("on_sale", 1))).await.unwrap();
-        assert_eq!(cache.len(), 1);
     }
 }

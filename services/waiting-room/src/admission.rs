@@ -229,6 +229,7 @@ impl AdmissionLoop {
                 opened = true;
             }
             tx.commit().await?;
+            self.rooms.forget(event);
             self.relay.wake();
         }
         self.queue.place_drawn(event, &drawn).await?;
@@ -257,6 +258,7 @@ impl AdmissionLoop {
                 .await?;
         }
         tx.commit().await?;
+        self.rooms.forget(event);
         self.relay.wake();
         Ok(changed)
     }

@@ -2,8 +2,16 @@
 //! PostgreSQL and SQLite. A transition the admission loop makes (opened, sold out, resumed) is
 //! a conditional update, so when several replicas make it at once exactly one of them wins and
 //! announces it.
+//!
+//! The buyers' polls read a room through [`Rooms::kept`]: the row kept in this replica for
+//! [`ROOM_TTL`], one load at a time per room. Every change made here forgets it at once (after
+//! its transaction commits, for the changes the caller commits: the caller then calls
+//! [`Rooms::forget`]); another replica's change is seen at most [`ROOM_TTL`] late.
+
+use std::{sync::Arc, time::Duration};
 
 use eventhive_domain::EventId;
+use eventhive_kept::Kept;
 use eventhive_platform::{Database, storage::now_ms};
 use sqlx::AnyConnection;
 
@@ -27,14 +35,33 @@ pub struct RoomRow {
     pub sold_out_at: Option<i64>,
 }
 
+/// How old the room a poll sees may be: a sold-out room, or another replica's change to the
+/// rate, reaches a waiting buyer at most this late (API.md: "within seconds").
+pub const ROOM_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct Rooms {
     db: Database,
+    /// The rooms as the polls read them, by event id; shared by every clone.
+    kept: Arc<Kept<Option<RoomRow>>>,
 }
 
 impl Rooms {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, kept: Arc::new(Kept::new(ROOM_TTL)) }
+    }
+
+    /// The room, as kept for the polls: at most [`ROOM_TTL`] old. An event without a room is
+    /// not kept: its room may be created the next moment.
+    pub async fn kept(&self, event: EventId) -> anyhow::Result<Option<RoomRow>> {
+        let load = async || self.get(event).await;
+        let (room, _) = self.kept.get(&event.to_string(), load, Option::is_some).await?;
+        Ok(Option::clone(&room))
+    }
+
+    /// Drops the kept room of `event`, after it changed: the next poll reads it.
+    pub fn forget(&self, event: EventId) {
+        self.kept.forget(&event.to_string());
     }
 
     pub fn db(&self) -> &Database {
@@ -74,6 +101,7 @@ impl Rooms {
         .bind(now)
         .execute(self.db.pool())
         .await?;
+        self.kept.forget(&room.event_id);
         Ok(inserted.rows_affected() == 1)
     }
 
@@ -92,6 +120,7 @@ impl Rooms {
         .bind(now_ms())
         .execute(self.db.pool())
         .await?;
+        self.kept.forget(&room.event_id);
         Ok(updated.rows_affected() == 1)
     }
 
@@ -117,6 +146,7 @@ impl Rooms {
             .bind(seed)
             .execute(self.db.pool())
             .await?;
+        self.forget(event);
         let recorded: Option<String> = sqlx::query_scalar("SELECT draw_seed FROM rooms WHERE event_id = $1")
             .bind(event.to_string())
             .fetch_one(self.db.pool())

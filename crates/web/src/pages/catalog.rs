@@ -16,7 +16,7 @@ use super::{Event, Page, PathId, Place, Room};
 use crate::{
     Web,
     api::ApiError,
-    cache::{SHARED_EVENT_PAGE, Served},
+    cache::{self, SHARED_EVENT_PAGE, Served},
     layout::{Failure, alert, countdown, csrf, login_then, money, page, percent, respond, when},
     session::{Visit, random_token},
 };
@@ -182,7 +182,7 @@ pub async fn event_page(
     };
     let mut response = respond(status, page(Some(visit), &event.title, main));
     let headers = response.headers_mut();
-    headers.insert("server-timing", HeaderValue::from_static(served.server_timing()));
+    headers.insert("server-timing", HeaderValue::from_static(cache::server_timing(served)));
     if shared {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(SHARED_EVENT_PAGE));
         headers.insert(header::VARY, HeaderValue::from_static("cookie"));

@@ -60,6 +60,20 @@ impl Allowance {
 }
 
 impl Room {
+    /// How many wait before `position`, without walking them (a poll of a 100,000-buyer queue
+    /// must not count 100,000 entries): the waiting positions are one unbroken run, since they
+    /// are handed out in order (the draw's 1..n, then one more per later arrival) and admission
+    /// takes them from the front only.
+    fn ahead_of(&self, position: i64) -> i64 {
+        let first = self.waiting.first_key_value().map_or(position, |(first, _)| *first);
+        debug_assert_eq!(
+            self.waiting.last_key_value().map_or(0, |(last, _)| last - first + 1),
+            i64::try_from(self.waiting.len()).unwrap_or(i64::MAX),
+            "the waiting positions are one unbroken run"
+        );
+        (position - first).max(0)
+    }
+
     fn close(&mut self) {
         if self.draw == Draw::NotYet {
             self.draw = Draw::Closing;
@@ -77,8 +91,7 @@ impl Room {
             });
         }
         if let Some(&position) = self.positions.get(&buyer) {
-            let ahead = i64::try_from(self.waiting.range(..position).count()).unwrap_or(i64::MAX);
-            return Some(Standing::Waiting { position, ahead });
+            return Some(Standing::Waiting { position, ahead: self.ahead_of(position) });
         }
         self.early.contains(&buyer).then_some(Standing::Early)
     }

@@ -155,41 +155,30 @@ pub struct RoomFigures {
     pub early_arrivals: Option<i64>,
 }
 
-/// The room of `event_id` within the reader's snapshot, with its admissions of the minute up to
-/// its newest admission step; `None` when analytics has heard of no room for the event. Reads
-/// one row and at most [`BUCKETS_PER_MINUTE`] buckets.
-pub async fn read(tx: &mut AnyConnection, event_id: &str) -> anyhow::Result<Option<RoomFigures>> {
-    let Some(room) = sqlx::query(
-        "SELECT opened_at, early_arrivals, admitted_total, queued, counted_at, sold_out, expired_total \
-         FROM waiting_rooms WHERE event_id = $1",
-    )
+/// The room of `event_id`, with its admissions of the minute up to its newest admission step;
+/// `None` when analytics has heard of no room for the event. One statement: the room's row and
+/// at most [`BUCKETS_PER_MINUTE`] buckets summed beside it.
+pub async fn read(conn: &mut AnyConnection, event_id: &str) -> anyhow::Result<Option<RoomFigures>> {
+    // The newest step's bucket and the five before it; no step heard yet (counted_at 0) sums
+    // buckets of 1970, of which there are none. counted_at is never negative, so integer
+    // division floors as `div_euclid` does, on both backends.
+    let newest = format!("(r.counted_at / {BUCKET_MS}) * {BUCKET_MS}");
+    let oldest = format!("{newest} - {}", (BUCKETS_PER_MINUTE - 1) * BUCKET_MS);
+    let Some(room) = sqlx::query(&format!(
+        "SELECT r.opened_at, r.early_arrivals, r.admitted_total, r.queued, r.sold_out, r.expired_total, \
+         (SELECT CAST(COALESCE(SUM(a.admitted), 0) AS BIGINT) FROM waiting_room_admissions a \
+          WHERE a.event_id = r.event_id AND a.bucket_ms >= {oldest} AND a.bucket_ms <= {newest}) \
+         AS admitted_last_minute \
+         FROM waiting_rooms r WHERE r.event_id = $1"
+    ))
     .bind(event_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await
     .context("reading a waiting room")?
     else {
         return Ok(None);
     };
-    let counted_at: i64 = room.try_get("counted_at")?;
-    // 0: no admission step heard yet.
-    let admitted_last_minute = match counted_at {
-        0 => 0,
-        newest_step => {
-            let newest = newest_step.div_euclid(BUCKET_MS) * BUCKET_MS;
-            let oldest = newest - (BUCKETS_PER_MINUTE - 1) * BUCKET_MS;
-            let buckets: Vec<i64> = sqlx::query_scalar(
-                "SELECT admitted FROM waiting_room_admissions \
-                 WHERE event_id = $1 AND bucket_ms >= $2 AND bucket_ms <= $3",
-            )
-            .bind(event_id)
-            .bind(oldest)
-            .bind(newest)
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading a room's admissions")?;
-            buckets.iter().sum()
-        }
-    };
+    let admitted_last_minute: i64 = room.try_get("admitted_last_minute")?;
     let opened_at_ms: Option<i64> = room.try_get("opened_at")?;
     let sold_out: i64 = room.try_get("sold_out")?;
     Ok(Some(RoomFigures {

@@ -1,8 +1,8 @@
 //! Analytics' storage: every statement on its tables — the event log, the read model (`events`,
 //! `ticket_types`, `orders`, `order_lines`, `checkins`) and `event_versions` — but the waiting
 //! rooms', which [`crate::waiting_rooms`] owns. Writes are
-//! idempotent upserts that converge whatever order the facts arrive in; reads of one event's
-//! figures share one snapshot.
+//! idempotent upserts that converge whatever order the facts arrive in; the read of one event's
+//! figures is one statement ([`kept_figures`]), so it is one snapshot.
 
 use anyhow::Context;
 use eventhive_domain::{
@@ -17,13 +17,13 @@ use sqlx::{AnyConnection, Row};
 
 use crate::{
     facts::OrderStatus,
-    figures::MinuteFigures,
     tally::{Delta, Line, OrderState, StoredOrder},
-    waiting_rooms::{self, RoomFigures},
 };
 
+mod kept;
 mod replay;
 
+pub use kept::*;
 pub use replay::*;
 
 /// Keeps the envelope for rebuilds.
@@ -340,112 +340,4 @@ pub async fn organization_of(db: &Database, event_id: EventId) -> anyhow::Result
         .await
         .context("reading an event's organization")?;
     Ok(organization)
-}
-
-/// A ticket type of the newest snapshot of an event, in the snapshot's order.
-#[derive(sqlx::FromRow)]
-pub struct TicketTypeRow {
-    pub ticket_type_id: String,
-    pub name: String,
-    pub capacity: i64,
-}
-
-/// The kept figures of one ticket type.
-#[derive(sqlx::FromRow)]
-pub struct TicketTypeFiguresRow {
-    pub ticket_type_id: String,
-    pub sold: i64,
-    pub held: i64,
-    pub revenue_minor: i64,
-    pub checkins: i64,
-}
-
-/// The rows one event's figures are read from, in one snapshot: a handful per ticket type and
-/// per minute of sales, whatever the number of orders.
-pub struct KeptFigures {
-    pub organization_id: String,
-    pub currency: String,
-    pub ticket_types: Vec<TicketTypeRow>,
-    /// By ticket type id.
-    pub by_ticket_type: Vec<TicketTypeFiguresRow>,
-    pub orders_paid: i64,
-    pub revenue_minor: i64,
-    /// Minutes with standing sales, oldest first.
-    pub sales_per_minute: Vec<MinuteFigures>,
-    /// When the newest event applied to the event occurred (Unix ms).
-    pub as_of_ms: Option<i64>,
-    /// Its waiting room, if it has one.
-    pub waiting_room: Option<RoomFigures>,
-}
-
-/// The kept figures of `event_id`; `None` if analytics has not heard of the event.
-#[tracing::instrument(skip(db))]
-pub async fn kept_figures(db: &Database, event_id: EventId) -> anyhow::Result<Option<KeptFigures>> {
-    let id = event_id.to_string();
-    let mut tx = db.pool().begin().await?;
-    if db.backend() == Backend::Postgres {
-        // One snapshot for all the queries below, so that sold, held and capacity agree even
-        // while consumers write. (SQLite's transaction is one snapshot already.)
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-    }
-    let Some(event) = sqlx::query(
-        "SELECT e.organization_id, e.currency, f.orders_paid, f.revenue_minor, f.as_of \
-         FROM events e LEFT JOIN event_figures f ON f.event_id = e.event_id WHERE e.event_id = $1",
-    )
-    .bind(&id)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("reading an event")?
-    else {
-        return Ok(None);
-    };
-
-    let ticket_types: Vec<TicketTypeRow> =
-        sqlx::query_as("SELECT ticket_type_id, name, capacity FROM ticket_types WHERE event_id = $1 ORDER BY ordinal")
-            .bind(&id)
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading ticket types")?;
-
-    let by_ticket_type: Vec<TicketTypeFiguresRow> = sqlx::query_as(
-        "SELECT ticket_type_id, sold, held, revenue_minor, checkins FROM ticket_type_figures \
-         WHERE event_id = $1 ORDER BY ticket_type_id",
-    )
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading ticket types' figures")?;
-
-    let sales_per_minute = sqlx::query(
-        // A minute whose sales were all refunded has no standing sale.
-        "SELECT minute_ms, tickets, revenue_minor FROM minute_figures \
-         WHERE event_id = $1 AND (tickets <> 0 OR revenue_minor <> 0) ORDER BY minute_ms",
-    )
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading sales per minute")?
-    .into_iter()
-    .map(|row| {
-        Ok(MinuteFigures {
-            minute_ms: row.try_get("minute_ms")?,
-            tickets: row.try_get("tickets")?,
-            revenue_minor: row.try_get("revenue_minor")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let waiting_room = waiting_rooms::read(&mut tx, &id).await?;
-    tx.commit().await?;
-
-    Ok(Some(KeptFigures {
-        organization_id: event.try_get("organization_id")?,
-        currency: event.try_get("currency")?,
-        ticket_types,
-        by_ticket_type,
-        orders_paid: event.try_get::<Option<i64>, _>("orders_paid")?.unwrap_or(0),
-        revenue_minor: event.try_get::<Option<i64>, _>("revenue_minor")?.unwrap_or(0),
-        sales_per_minute,
-        as_of_ms: event.try_get("as_of")?,
-        waiting_room,
-    }))
 }

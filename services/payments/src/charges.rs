@@ -83,7 +83,8 @@ impl Charges {
     /// Charges an order at most once; see the module documentation for how.
     pub async fn charge(&self, input: ChargeInput) -> Result<PaymentRow> {
         for _ in 0..CHARGE_ROUNDS {
-            if let Some(live) = self.payments.live_payment(input.order_id).await? {
+            let (live, keyed) = self.payments.live_and_keyed(input.order_id, input.idempotency_key.as_deref()).await?;
+            if let Some(live) = live {
                 match live.status()? {
                     PaymentStatus::Captured | PaymentStatus::Refunded => {
                         tracing::info!(payment_id = %live.id, status = %live.status, "order already paid; nothing charged");
@@ -105,9 +106,7 @@ impl Charges {
                     PaymentStatus::Declined => {}
                 }
             }
-            if let Some(key) = &input.idempotency_key
-                && let Some(earlier) = self.payments.payment_by_key(key).await?
-            {
+            if let Some(earlier) = keyed {
                 if earlier.order_id != input.order_id.to_string()
                     || earlier.amount_minor != input.amount.amount_minor
                     || earlier.currency != input.amount.currency.as_str()
@@ -122,7 +121,8 @@ impl Charges {
                 continue;
             }
             match self.payments.insert_pending(&input).await {
-                Ok(payment) => return self.settle(payment, &input.card).await,
+                // Just written pending, touched now: claimed already, as `settle` would claim it.
+                Ok(payment) => return self.ask_processor(payment, &input.card).await,
                 // Another charge of this order (or with this key) got in first; look again.
                 Err(error) if is_unique_violation(&error) => continue,
                 Err(error) => return Err(error.into()),
@@ -256,6 +256,11 @@ impl Charges {
             // its key: charging with that key now could move money for a declined payment.
             return self.payments.payment_by_id(&payment.id).await;
         }
+        self.ask_processor(payment, card).await
+    }
+
+    /// The rest of [`Self::settle`], for a pending payment this charge has claimed.
+    async fn ask_processor(&self, payment: PaymentRow, card: &Card) -> Result<PaymentRow> {
         let command = ChargeCommand {
             idempotency_key: payment.idempotency_key.clone(),
             amount_minor: payment.amount_minor,

@@ -30,7 +30,7 @@ const SELECT_PAYMENT: &str = "SELECT p.id, p.order_id, p.amount_minor, p.currenc
 const LIVE: &str = "('pending', 'captured', 'refunded')";
 
 /// A stored payment, with its processor calls counted.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PaymentRow {
     pub id: String,
     pub order_id: String,
@@ -94,11 +94,26 @@ impl Repository {
         .await?)
     }
 
-    pub async fn payment_by_key(&self, idempotency_key: &str) -> Result<Option<PaymentRow>> {
-        Ok(sqlx::query_as(&format!("{SELECT_PAYMENT} WHERE p.idempotency_key = $1"))
-            .bind(idempotency_key)
-            .fetch_optional(self.db.pool())
-            .await?)
+    /// In one query: the order's live payment ([`Self::live_payment`]) and the payment with
+    /// `idempotency_key` ([`Self::payment_by_key`]), which may be the same one.
+    pub async fn live_and_keyed(
+        &self,
+        order_id: OrderId,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Option<PaymentRow>, Option<PaymentRow>)> {
+        let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
+            "{SELECT_PAYMENT} WHERE (p.order_id = $1 AND p.status IN {LIVE}) OR p.idempotency_key = $2"
+        ))
+        .bind(order_id.to_string())
+        .bind(idempotency_key)
+        .fetch_all(self.db.pool())
+        .await?;
+        let order_id = order_id.to_string();
+        let is_live =
+            |row: &PaymentRow| row.order_id == order_id && row.status().is_ok_and(|s| s != PaymentStatus::Declined);
+        let keyed = rows.iter().find(|row| Some(row.idempotency_key.as_str()) == idempotency_key).cloned();
+        let live = rows.into_iter().find(is_live);
+        Ok((live, keyed))
     }
 
     pub async fn payment_by_id(&self, id: &str) -> Result<PaymentRow> {

@@ -9,7 +9,7 @@ use eventhive_platform::grpc::Channel;
 use eventhive_platform::{Database, Secrets, outbox::OutboxRelay};
 use eventhive_proto::payments::payments_client::PaymentsClient;
 
-use crate::{catalog_sync::CatalogSync, faults::Faults};
+use crate::{catalog_sync::CatalogSync, faults::Faults, orders::KnownTicketTypes};
 
 #[derive(Clone)]
 pub struct Engine {
@@ -21,6 +21,9 @@ pub struct Engine {
     pub(crate) relay: OutboxRelay,
     /// The deployment's secret key, for the keyed fingerprint of a payment's card.
     pub(crate) secrets: Secrets,
+    /// The ticket types this replica has found in its copy of catalog, so that placing an order
+    /// for them does not read that copy twice (the hold reads it again, under its lock).
+    pub(crate) known_ticket_types: KnownTicketTypes,
     /// Where tests make the saga "crash" between two steps.
     pub(crate) faults: Faults,
     /// How long a new order holds its tickets.
@@ -47,6 +50,7 @@ impl Engine {
             payments,
             relay,
             secrets,
+            known_ticket_types: KnownTicketTypes::default(),
             faults: Faults::default(),
             hold_ttl_ms: millis(hold_ttl),
             stale_after_ms: (millis(call_deadline) * 3).max(5_000),

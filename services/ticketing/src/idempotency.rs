@@ -127,19 +127,14 @@ enum Claim {
 /// blocks on it until that transaction ends).
 async fn claim(conn: &mut AnyConnection, scope: &Scope) -> Result<Claim, TicketingError> {
     let now = now_ms();
-    // Keys past retention are gone.
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE buyer_id = $1 AND scope = $2 AND idempotency_key = $3 AND expires_at <= $4",
-    )
-    .bind(&scope.buyer_id)
-    .bind(&scope.operation)
-    .bind(scope.key.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    // One statement claims a new key or a key past retention (which is gone: its row is taken
+    // over as if new), and leaves a live one alone.
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (buyer_id, scope, idempotency_key, fingerprint, state, locked_until, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, $7) ON CONFLICT (buyer_id, scope, idempotency_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, $7) ON CONFLICT (buyer_id, scope, idempotency_key) DO UPDATE \
+         SET fingerprint = excluded.fingerprint, state = 'in_progress', response = NULL, \
+         locked_until = excluded.locked_until, created_at = excluded.created_at, expires_at = excluded.expires_at \
+         WHERE idempotency_keys.expires_at <= excluded.created_at",
     )
     .bind(&scope.buyer_id)
     .bind(&scope.operation)

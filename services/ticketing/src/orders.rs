@@ -3,7 +3,10 @@
 //! in the same transaction that records the order, its idempotency key and its `OrderPlaced`
 //! event. Paying and refunding are the saga's, in [`crate::purchase`].
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use eventhive_domain::{
     EventId, OrderId, TicketTypeId, UserId,
@@ -61,6 +64,31 @@ impl NewOrder {
     }
 }
 
+/// The (event, ticket type) pairs found in ticketing's copy of catalog. Ticketing never
+/// removes an event or a ticket type from that copy, so a pair found once stays found: an order
+/// for it need not look again (the hold reads the event and its ticket types anyway, in its
+/// transaction). Only a shortcut: a replica that forgot (a restart, a full set) looks again.
+#[derive(Clone, Default)]
+pub(crate) struct KnownTicketTypes(Arc<Mutex<HashSet<(EventId, TicketTypeId)>>>);
+
+impl KnownTicketTypes {
+    /// More than any number of ticket types on sale at once; past it the set starts over.
+    const CAPACITY: usize = 100_000;
+
+    fn all_known(&self, order: &NewOrder) -> bool {
+        let known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        order.lines.keys().all(|ticket_type_id| known.contains(&(order.event_id, *ticket_type_id)))
+    }
+
+    fn remember(&self, order: &NewOrder) {
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() + order.lines.len() > Self::CAPACITY {
+            known.clear();
+        }
+        known.extend(order.lines.keys().map(|ticket_type_id| (order.event_id, *ticket_type_id)));
+    }
+}
+
 impl Engine {
     #[tracing::instrument(skip_all, fields(%buyer_id, event_id = %order.event_id))]
     pub(crate) async fn place_order(
@@ -102,6 +130,9 @@ impl Engine {
 
     /// Makes sure ticketing knows the event and every ticket type named, asking catalog if not.
     async fn know_event(&self, order: &NewOrder, request_id: Option<&str>) -> Result<()> {
+        if self.known_ticket_types.all_known(order) {
+            return Ok(());
+        }
         let mut conn = self.db.pool().acquire().await?;
         let known_event = catalog::event(&mut conn, order.event_id).await?.is_some();
         let mut known_types = 0;
@@ -110,7 +141,9 @@ impl Engine {
             known_types += usize::from(found.is_some());
         }
         drop(conn);
-        if !known_event || known_types < order.lines.len() {
+        if known_event && known_types == order.lines.len() {
+            self.known_ticket_types.remember(order);
+        } else {
             self.catalog
                 .fetch(order.event_id, request_id)
                 .await
@@ -189,23 +222,23 @@ impl Engine {
             expires_at,
             now,
         };
-        orders::insert(tx, &record).await?;
+        let placed = orders::insert(tx, &record).await?;
         for (item, shards) in &lines {
             orders::insert_item(tx, order_id, item).await?;
             if !inventory::hold(&self.db, tx, order_id, item.ticket_type_id, item.quantity, *shards).await? {
                 return Err(TicketingError::SoldOut(format!("not enough {} tickets left", item.name)));
             }
         }
-        let placed = orders::get(tx, order_id).await?;
-        let summary = views::summary(tx, &placed).await?;
+        // The order, its items and its (no) tickets are at hand: nothing is read back.
+        let items: Vec<ItemRecord> = lines.into_iter().map(|(item, _)| item).collect();
         outbox::enqueue(
             tx,
             SERVICE,
-            &OrderPlaced { order: summary, expires_at: from_ms(expires_at) },
+            &OrderPlaced { order: views::summary_of(&placed, &items), expires_at: from_ms(expires_at) },
             request_id.map(str::to_owned),
         )
         .await?;
-        views::order(tx, &placed).await
+        Ok(views::order_of(&placed, &items, &[]))
     }
 
     /// An order of `buyer_id`; anyone else's is not found.

@@ -149,18 +149,17 @@ impl Engine {
                     return Err(TicketingError::HoldExpired);
                 }
                 OrderState::PendingPayment => {
-                    let mut conn = self.db.pool().acquire().await?;
-                    let event_cancelled = catalog::is_cancelled(&mut conn, order.event_id).await?;
-                    drop(conn);
-                    if event_cancelled {
-                        return Err(TicketingError::Conflict("the event is cancelled".into()));
-                    }
+                    // The start checks the event's sales are open; only a refused start asks why.
                     if self.start_payment(&order, now, &request.key).await? {
                         if order.is_free() {
                             return self.complete_free(&order, request_id).await;
                         }
                         // The attempt is known by when it started (`authorizing_since`).
                         return self.charge(&order, now, request, request_id).await;
+                    }
+                    let mut conn = self.db.pool().acquire().await?;
+                    if catalog::is_cancelled(&mut conn, order.event_id).await? {
+                        return Err(TicketingError::Conflict("the event is cancelled".into()));
                     }
                 }
             }
@@ -179,9 +178,18 @@ impl Engine {
     /// An order of free tickets is paid with nothing to charge: payments is not asked (it
     /// refuses a charge of 0), no card is needed, and the order carries no payment id.
     async fn complete_free(&self, order: &OrderRecord, request_id: Option<&str>) -> Result<Order> {
-        self.complete_payment(order.id, NO_PAYMENT, request_id).await?;
+        let completed = self.complete_payment(order.id, NO_PAYMENT, request_id).await?;
+        self.paid_order(order.id, completed).await
+    }
+
+    /// The paid order's answer: as the completing transaction built it, else as stored now
+    /// (another request or the sweeper completed it).
+    async fn paid_order(&self, order_id: OrderId, completed: Option<Order>) -> Result<Order> {
+        if let Some(order) = completed {
+            return Ok(order);
+        }
         let mut conn = self.db.pool().acquire().await?;
-        let paid = orders::get(&mut conn, order.id).await?;
+        let paid = orders::get(&mut conn, order_id).await?;
         views::order(&mut conn, &paid).await
     }
 
@@ -233,11 +241,9 @@ impl Engine {
         match payment.status.as_str() {
             "captured" => {
                 self.faults.check(FaultPoint::AfterCharge)?;
-                self.complete_payment(order.id, &payment.id, request_id).await?;
+                let completed = self.complete_payment(order.id, &payment.id, request_id).await?;
                 self.faults.check(FaultPoint::AfterPaid)?;
-                let mut conn = self.db.pool().acquire().await?;
-                let paid = orders::get(&mut conn, order.id).await?;
-                views::order(&mut conn, &paid).await
+                self.paid_order(order.id, completed).await
             }
             "declined" => {
                 metrics::counter!("eventhive_payments_declined_total").increment(1);
@@ -258,20 +264,22 @@ impl Engine {
         orders::payment_failed(&mut conn, order_id, attempt).await
     }
 
-    /// Step 3: authorizing → paid; the held tickets are sold and issued. Idempotent.
+    /// Step 3: authorizing → paid; the held tickets are sold and issued. Idempotent. Returns
+    /// the paid order's public form when this call paid it (built from what the transaction
+    /// wrote, not read back), `None` when it was paid already.
     pub(crate) async fn complete_payment(
         &self,
         order_id: OrderId,
         payment_id: &str,
         request_id: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Option<Order>> {
         let mut tx = self.db.pool().begin().await?;
         let order = orders::find_for_update(&self.db, &mut tx, order_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("order vanished"))?;
         let state = order.state;
         if state.owns_tickets() || state == OrderState::Refunded {
-            return Ok(());
+            return Ok(None);
         }
         let from = match state {
             OrderState::Authorizing => OrderState::Authorizing,
@@ -303,12 +311,15 @@ impl Engine {
             }
             _ => return Err(TicketingError::Conflict(format!("order {order_id} cannot be paid now"))),
         };
-        orders::transition(&mut tx, order_id, from, OrderEvent::PaymentCaptured).await?;
         let now = now_ms();
-        orders::mark_paid(&mut tx, order_id, payment_id, now).await?;
+        // The order is locked (on SQLite, the one writer): it is still in `from`.
+        orders::mark_paid(&mut tx, order_id, from, payment_id, now).await?;
         inventory::apply(&mut tx, order_id, Move::Sell).await?;
-        let issued = tickets::issue(&mut tx, &order, now, &self.secrets).await?;
-        let summary = views::summary(&mut tx, &order).await?;
+        let items = orders::items(&mut tx, order_id).await?;
+        let issued = tickets::issue(&mut tx, &order, &items, now, &self.secrets).await?;
+        let paid = OrderRecord { state: OrderState::Paid, paid_at: Some(now), ..order };
+        let answer = views::order_of(&paid, &items, &issued);
+        let summary = views::summary_of(&paid, &items);
         let rid = request_id.map(str::to_owned);
         let tickets_issued = TicketsIssued {
             order_id: summary.order_id,
@@ -317,7 +328,7 @@ impl Engine {
             tickets: issued
                 .into_iter()
                 .map(|t| IssuedTicket {
-                    ticket_id: t.ticket_id,
+                    ticket_id: t.id,
                     ticket_type_id: t.ticket_type_id,
                     ticket_type_name: t.ticket_type_name,
                     code: t.code,
@@ -337,21 +348,21 @@ impl Engine {
         metrics::counter!("eventhive_orders_paid_total").increment(1);
         metrics::counter!("eventhive_tickets_issued_total").increment(issued_count);
         self.relay.wake();
-        Ok(())
+        Ok(Some(answer))
     }
 
     /// Finds out how an abandoned payment ended and moves the order on accordingly.
     pub(crate) async fn resolve_payment(&self, order: &OrderRecord, now: i64) -> Result<()> {
         if order.is_free() {
             // Nothing was charged: the crash came between the two local steps.
-            return self.complete_payment(order.id, NO_PAYMENT, None).await;
+            return self.complete_payment(order.id, NO_PAYMENT, None).await.map(drop);
         }
         let lookup = GetPaymentForOrderRequest { order_id: order.id.to_string() };
         match self.payments.clone().get_payment_for_order(lookup).await {
             Ok(payment) => {
                 let payment = payment.into_inner();
                 match payment.status.as_str() {
-                    "captured" | "refunded" => self.complete_payment(order.id, &payment.id, None).await,
+                    "captured" | "refunded" => self.complete_payment(order.id, &payment.id, None).await.map(drop),
                     "pending" => Ok(()),
                     _ => self.abandon_payment(order, now).await,
                 }

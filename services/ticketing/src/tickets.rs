@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use eventhive_domain::{EventId, TicketId, TicketTypeId, UserId, events::TicketCheckedIn};
+use eventhive_domain::{EventId, TicketId, UserId, events::TicketCheckedIn};
 use eventhive_platform::{
     Secrets, outbox,
     storage::{from_ms, ms_to_rfc3339, now_ms},
@@ -23,8 +23,8 @@ use crate::{
     paging::Page,
     repository::{
         catalog::{self, EventRecord},
-        orders::{self, OrderRecord},
-        tickets::{self, NewTicket},
+        orders::{self, ItemRecord, OrderRecord},
+        tickets::{self, NewTicket, TicketRecord},
     },
     saga::OrderState,
     views,
@@ -70,28 +70,20 @@ pub(crate) fn verify(public_key: &str, code: &str) -> Option<(EventId, TicketId)
     Some((EventId::from_uuid(event), TicketId::from_uuid(ticket)))
 }
 
-/// A ticket just issued.
-pub(crate) struct Issued {
-    pub ticket_id: TicketId,
-    pub ticket_type_id: TicketTypeId,
-    pub ticket_type_name: String,
-    pub code: String,
-}
-
-/// Issues the tickets of a paid order, once: positions are unique per order, so a repeat
-/// inserts nothing and returns what exists.
+/// Issues the tickets of a paid order with these `items`, once: positions are unique per
+/// order, so a repeat inserts nothing and returns what exists.
 pub(crate) async fn issue(
     tx: &mut AnyConnection,
     order: &OrderRecord,
+    items: &[ItemRecord],
     now: i64,
     secrets: &Secrets,
-) -> anyhow::Result<Vec<Issued>> {
+) -> anyhow::Result<Vec<TicketRecord>> {
     let event = catalog::event(tx, order.event_id).await?.context("the order's event is unknown")?;
     let private_key = secrets.open(EVENT_KEY_PURPOSE, &event.signing_key_pkcs8)?.plaintext;
     let private_key = String::from_utf8(private_key).context("the event's signing key is not text")?;
-    let items = orders::items(tx, order.id).await?;
     let mut position = 0i64;
-    for item in &items {
+    for item in items {
         for _ in 0..item.quantity {
             let id = TicketId::new();
             let code = sign(&private_key, event.id, id)?;
@@ -109,16 +101,7 @@ pub(crate) async fn issue(
             position += 1;
         }
     }
-    let issued = tickets::of_order(tx, order.id).await?;
-    Ok(issued
-        .into_iter()
-        .map(|ticket| Issued {
-            ticket_id: ticket.id,
-            ticket_type_id: ticket.ticket_type_id,
-            ticket_type_name: ticket.ticket_type_name,
-            code: ticket.code,
-        })
-        .collect())
+    tickets::of_order(tx, order.id).await
 }
 
 /// Whether the actor works the door of the event's organization (owner, admin or staff).

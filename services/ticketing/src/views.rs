@@ -12,30 +12,35 @@ use sqlx::AnyConnection;
 use crate::{
     error::TicketingError,
     repository::{
-        orders::{self, OrderRecord},
+        orders::{self, ItemRecord, OrderRecord},
         tickets::{self, TicketRecord},
     },
 };
 
 /// The order as domain events describe it.
 pub(crate) async fn summary(conn: &mut AnyConnection, order: &OrderRecord) -> Result<OrderSummary, TicketingError> {
-    let lines = orders::items(conn, order.id)
-        .await?
-        .into_iter()
+    Ok(summary_of(order, &orders::items(conn, order.id).await?))
+}
+
+/// The order as domain events describe it, from its items at hand: a transaction that has just
+/// written or read them does not read them again (issue 18: every statement costs a round trip).
+pub(crate) fn summary_of(order: &OrderRecord, items: &[ItemRecord]) -> OrderSummary {
+    let lines = items
+        .iter()
         .map(|item| OrderLine {
             ticket_type_id: item.ticket_type_id,
             quantity: item.quantity,
             unit_price_minor: item.unit_price_minor,
         })
         .collect();
-    Ok(OrderSummary {
+    OrderSummary {
         order_id: order.id,
         event_id: order.event_id,
         buyer_id: order.buyer_id,
         lines,
         total_minor: order.total_minor,
         currency: order.currency.clone(),
-    })
+    }
 }
 
 pub(crate) fn money(amount_minor: i64, currency: &str) -> Money {
@@ -61,7 +66,12 @@ pub(crate) fn ticket(record: &TicketRecord) -> Ticket {
 pub(crate) async fn order(conn: &mut AnyConnection, order: &OrderRecord) -> Result<Order, TicketingError> {
     let items = orders::items(conn, order.id).await?;
     let tickets = tickets::of_order(conn, order.id).await?;
-    Ok(Order {
+    Ok(order_of(order, &items, &tickets))
+}
+
+/// The public form of an order, from its items and tickets at hand (see [`summary_of`]).
+pub(crate) fn order_of(order: &OrderRecord, items: &[ItemRecord], tickets: &[TicketRecord]) -> Order {
+    Order {
         id: order.id.to_string(),
         event_id: order.event_id.to_string(),
         buyer_id: order.buyer_id.to_string(),
@@ -81,7 +91,7 @@ pub(crate) async fn order(conn: &mut AnyConnection, order: &OrderRecord) -> Resu
         tickets: tickets.iter().map(ticket).collect(),
         created_at: ms_to_rfc3339(order.created_at),
         paid_at: order.paid_at.map(ms_to_rfc3339),
-    })
+    }
 }
 
 /// The public forms of several orders, in their order.

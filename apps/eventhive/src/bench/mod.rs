@@ -44,6 +44,11 @@ pub struct FlashSale {
     /// dropped after.
     #[arg(long)]
     pub infra: bool,
+    /// With --infra: leave the run's databases (`eh_bench_<run>_<service>`) in place and name
+    /// them, so that what the sale cost each database can be read from PostgreSQL's statistics
+    /// after (scripts/count-purchase-work.sh); the bus's exchange and queues are still removed.
+    #[arg(long, requires = "infra")]
+    pub keep_databases: bool,
     /// Tickets on sale (Q).
     #[arg(long, default_value_t = 1000)]
     pub tickets: i64,
@@ -95,7 +100,7 @@ pub async fn flash_sale(options: FlashSale, mut settings: Settings) -> anyhow::R
     anyhow::ensure!(options.tickets > 0 && options.buyers > 0 && options.ticket_types > 0, "nothing to race for");
     let target = start(options.url.as_deref(), options.infra, &mut settings).await?;
     let outcome = run(&options, &target).await;
-    stop(target, options.infra).await;
+    stop(target, options.infra, options.keep_databases).await;
     let figures = outcome?;
     report::print(&options, &figures);
     if let Some(path) = &options.json {
@@ -223,19 +228,21 @@ async fn start(url: Option<&str>, infra: bool, settings: &mut Settings) -> anyho
     Ok(Target { url, system: Some((settings, stop, running)), bus: Some(bus), queues, _data_dir: Some(data_dir) })
 }
 
-/// Stops the platform the benchmark started, if it did, and removes what an --infra run made.
-async fn stop(target: Target, infra: bool) {
+/// Stops the platform the benchmark started, if it did, and removes what an --infra run made
+/// (its databases too, unless `keep_databases`).
+async fn stop(target: Target, infra: bool, keep_databases: bool) {
     if let Some((settings, stop, running)) = target.system {
         stop.cancel();
         let _ = running.await;
         if infra {
-            clean_up(&settings, &target.queues).await;
+            clean_up(&settings, &target.queues, keep_databases).await;
         }
     }
 }
 
-/// Removes what an --infra run made: its databases, its exchange and queues.
-async fn clean_up(settings: &Settings, queues: &[String]) {
+/// Removes what an --infra run made: its exchange and queues, and its databases unless
+/// `keep_databases`, in which case it names them (the last line of the standard error).
+async fn clean_up(settings: &Settings, queues: &[String], keep_databases: bool) {
     if let Some(url) = &settings.amqp_url
         && let Ok(bus) = eventhive_platform::bus::amqp::AmqpBus::connect(url, &settings.amqp_exchange).await
     {
@@ -245,6 +252,10 @@ async fn clean_up(settings: &Settings, queues: &[String]) {
         let _ = bus.delete_exchange().await;
     }
     let Some(url) = &settings.database_url else { return };
+    if keep_databases {
+        eprintln!("bench: kept the databases {}_<service>", settings.database_prefix);
+        return;
+    }
     for entry in eventhive_system::SERVICES.iter().filter(|entry| (entry.migrations)().is_some()) {
         let name = format!("{}_{}", settings.database_prefix, entry.name);
         if let Err(error) = eventhive_platform::storage::drop_postgres_database(url, &name).await {

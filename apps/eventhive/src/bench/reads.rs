@@ -71,7 +71,7 @@ pub async fn analytics_reads(options: AnalyticsReads, mut settings: Settings) ->
     anyhow::ensure!(options.reads > 0 && options.publishers > 0, "--reads and --publishers must be above 0");
     let target = super::start(None, options.infra, &mut settings).await?;
     let outcome = measure(&options, &target).await;
-    super::stop(target, options.infra).await;
+    super::stop(target, options.infra, false).await;
     let (steps, failures) = outcome?;
     print(&options, &steps, &failures);
     if let Some(path) = &options.json {

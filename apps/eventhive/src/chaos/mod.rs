@@ -127,6 +127,7 @@ fn load(options: &Chaos, url: &str) -> bench::FlashSale {
     bench::FlashSale {
         url: Some(url.to_owned()),
         infra: false,
+        keep_databases: false,
         tickets: options.tickets,
         buyers: options.buyers,
         ticket_types: 2,

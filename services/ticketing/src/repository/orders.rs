@@ -108,8 +108,9 @@ pub(crate) struct NewOrderRecord<'a> {
     pub now: i64,
 }
 
+/// Writes the new order; returns it as stored, so that the transaction need not read it back.
 #[tracing::instrument(skip_all, fields(order_id = %order.id))]
-pub(crate) async fn insert(tx: &mut AnyConnection, order: &NewOrderRecord<'_>) -> Result<()> {
+pub(crate) async fn insert(tx: &mut AnyConnection, order: &NewOrderRecord<'_>) -> Result<OrderRecord> {
     sqlx::query(
         "INSERT INTO orders (id, buyer_id, event_id, status, currency, total_minor, quantity, expires_at, created_at, \
          updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -126,7 +127,20 @@ pub(crate) async fn insert(tx: &mut AnyConnection, order: &NewOrderRecord<'_>) -
     .bind(order.now)
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(OrderRecord {
+        id: order.id,
+        buyer_id: order.buyer_id,
+        event_id: order.event_id,
+        state: OrderState::PendingPayment,
+        currency: order.currency.to_owned(),
+        total_minor: order.total_minor,
+        quantity: order.quantity,
+        expires_at: order.expires_at,
+        created_at: order.now,
+        authorizing_since: None,
+        paid_at: None,
+        payment_key: None,
+    })
 }
 
 pub(crate) async fn insert_item(tx: &mut AnyConnection, order_id: OrderId, item: &ItemRecord) -> Result<()> {
@@ -286,15 +300,28 @@ pub(crate) async fn payment_failed(conn: &mut AnyConnection, order_id: OrderId, 
     Ok(moved.rows_affected() == 1)
 }
 
-/// Records the captured payment of an order that has just moved to `paid`.
-pub(crate) async fn mark_paid(tx: &mut AnyConnection, order_id: OrderId, payment_id: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE orders SET paid_at = $1, payment_id = $2 WHERE id = $3")
-        .bind(now)
-        .bind(payment_id)
-        .bind(order_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// Moves an order from `from` to `paid` with its captured payment, in one statement: the
+/// transition of [`transition`] and the payment's record together. `false`: someone else
+/// moved it first.
+pub(crate) async fn mark_paid(
+    tx: &mut AnyConnection,
+    order_id: OrderId,
+    from: OrderState,
+    payment_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let to = from.on(OrderEvent::PaymentCaptured)?;
+    let moved = sqlx::query(
+        "UPDATE orders SET status = $1, paid_at = $2, payment_id = $3, updated_at = $2 WHERE id = $4 AND status = $5",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(payment_id)
+    .bind(order_id.to_string())
+    .bind(from.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(moved.rows_affected() == 1)
 }
 
 /// Why the order was closed (expired, cancelled, refunded), as its events will say.

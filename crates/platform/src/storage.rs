@@ -56,7 +56,7 @@ impl Database {
         let server = PgConnectOptions::from_str(server_url).context("EVENTHIVE_DATABASE_URL is not a valid URL")?;
         create_postgres_database_if_missing(&server, name).await?;
         let url = server.database(name).to_url_lossy().to_string();
-        let pool = AnyPoolOptions::new()
+        let pool = tested_when_idle(AnyPoolOptions::new())
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect(&url)
@@ -136,19 +136,41 @@ impl Database {
     }
 }
 
+/// A connection idle longer than this is pinged before it is handed out.
+const TEST_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Pings a pooled connection before handing it out only if it sat idle a while. sqlx 0.8 pings
+/// every connection as it comes back to the pool (that one cannot be turned off) and, by
+/// default, again as it is handed out: a round trip on PostgreSQL and two thread switches on
+/// SQLite, twice for each of the eight or so transactions of a purchase. A connection that came
+/// back a moment ago has just answered; one that sat idle may have been cut since (a database
+/// restart, a proxy's timeout) and is replaced if the ping fails.
+fn tested_when_idle(options: AnyPoolOptions) -> AnyPoolOptions {
+    options.test_before_acquire(false).before_acquire(|conn, meta| {
+        Box::pin(async move {
+            if meta.idle_for > TEST_IF_IDLE_FOR {
+                conn.ping().await?;
+            }
+            Ok(true)
+        })
+    })
+}
+
 /// SQLite has one writer at a time. One connection per database serializes writers in the pool
 /// instead of failing them with SQLITE_BUSY when a read transaction upgrades; dev mode needs
 /// correctness far more than parallel writes.
 fn sqlite_pool_options() -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(30)).after_connect(|conn, _meta| {
-        Box::pin(async move {
-            conn.execute("PRAGMA journal_mode = WAL").await?;
-            conn.execute("PRAGMA synchronous = NORMAL").await?;
-            conn.execute("PRAGMA foreign_keys = ON").await?;
-            conn.execute("PRAGMA busy_timeout = 5000").await?;
-            Ok(())
-        })
-    })
+    tested_when_idle(AnyPoolOptions::new()).max_connections(1).acquire_timeout(Duration::from_secs(30)).after_connect(
+        |conn, _meta| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                Ok(())
+            })
+        },
+    )
 }
 
 async fn create_postgres_database_if_missing(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {

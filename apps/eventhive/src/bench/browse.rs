@@ -44,8 +44,9 @@ pub async fn run(api: &Api, sale: &Sale, clients: usize, duration: Duration) -> 
                 for (path, requests) in [("/v1/events", &mut list), (pages[turn % pages.len()].as_str(), &mut page)] {
                     let begun = Instant::now();
                     let answer = api.read(path).await;
-                    timeline.record(begun.elapsed());
-                    requests.keep(begun.elapsed(), &answer, 200);
+                    let took = begun.elapsed();
+                    timeline.record(took);
+                    requests.keep(took, &answer, 200);
                 }
                 turn += 1;
             }

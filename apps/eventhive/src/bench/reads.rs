@@ -29,7 +29,10 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::setup::{self, Api, PRICE_MINOR, Shape};
+use super::{
+    histograms::{histogram, ms},
+    setup::{self, Api, PRICE_MINOR, Shape},
+};
 
 /// `eventhive bench analytics`.
 #[derive(Debug, Args)]
@@ -69,7 +72,7 @@ pub async fn analytics_reads(options: AnalyticsReads, mut settings: Settings) ->
         "--orders must be ascending sizes above 0"
     );
     anyhow::ensure!(options.reads > 0 && options.publishers > 0, "--reads and --publishers must be above 0");
-    let target = super::start(None, options.infra, &mut settings).await?;
+    let target = super::start(None, options.infra, super::Hashing::Cheap, &mut settings).await?;
     let outcome = measure(&options, &target).await;
     super::stop(target, options.infra, false).await;
     let (steps, failures) = outcome?;
@@ -87,10 +90,10 @@ async fn measure(options: &AnalyticsReads, target: &super::Target) -> anyhow::Re
     let bus = target.bus.clone().context("the benchmark publishes on the platform's bus: it runs the platform")?;
     let largest = options.orders.last().copied().unwrap_or_default();
     eprintln!("bench: setting up an event for {largest} paid orders");
-    let sale = setup::sale(&api, Shape { tickets: i64::from(largest), ticket_types: 1, buyers: 0 }).await?;
-    let event_id = EventId::parse(&sale.event_id)?;
-    let ticket_type_id = TicketTypeId::parse(&sale.ticket_types[0].0)?;
-    let path = format!("/v1/events/{}/analytics", sale.event_id);
+    let sale = setup::sale(&api, Shape { tickets: i64::from(largest), ticket_types: 1, buyers: 0, events: 1 }).await?;
+    let event_id = EventId::parse(&sale.event().id)?;
+    let ticket_type_id = TicketTypeId::parse(&sale.event().ticket_types[0].0)?;
+    let path = format!("/v1/events/{}/analytics", sale.event().id);
     let first_sale = OffsetDateTime::now_utc() - time::Duration::hours(1);
 
     let mut steps = Vec::with_capacity(options.orders.len());
@@ -121,7 +124,7 @@ async fn measure(options: &AnalyticsReads, target: &super::Target) -> anyhow::Re
         for _ in 0..WARM_UP {
             api.get(&path, token).await?;
         }
-        let mut reads = super::race::histogram();
+        let mut reads = histogram();
         let mut last = Value::Null;
         for _ in 0..options.reads {
             let started = Instant::now();
@@ -191,10 +194,6 @@ fn check(figures: &Value, orders: u32, capacity: u32) -> Vec<String> {
         number("tickets_sold") + number("tickets_held") + number("tickets_available") == i64::from(capacity),
     );
     failures
-}
-
-fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
-    histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
 fn backend(options: &AnalyticsReads) -> &'static str {

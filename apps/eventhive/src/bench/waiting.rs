@@ -76,7 +76,7 @@ async fn put_room(api: &Api, sale: &Sale, opens_at_ms: i64, admit_per_minute: Op
     let body = json!({"opens_at": ms_to_rfc3339(opens_at_ms), "admit_per_minute": admit_per_minute});
     let response = api
         .client
-        .put(format!("{}/v1/events/{}/waiting-room", api.url, sale.event_id))
+        .put(format!("{}/v1/events/{}/waiting-room", api.url, sale.event().id))
         .bearer_auth(&sale.organizer.token)
         .json(&body)
         .send()
@@ -90,7 +90,7 @@ async fn put_room(api: &Api, sale: &Sale, opens_at_ms: i64, admit_per_minute: Op
 pub async fn open(api: &Api, sale: &Sale, options: &FlashSale) -> anyhow::Result<Arc<Gate>> {
     put_room(api, sale, now_ms() + 3_600_000, options.admit_per_minute).await?;
     let order = Arc::new(AtomicU64::new(0));
-    let path = format!("/v1/events/{}/queue", sale.event_id);
+    let path = format!("/v1/events/{}/queue", sale.event().id);
     let joins: Vec<anyhow::Result<(usize, usize)>> = stream::iter(sale.buyers.iter().enumerate())
         .map(|(index, buyer)| {
             let (order, path) = (order.clone(), path.clone());
@@ -111,7 +111,7 @@ pub async fn open(api: &Api, sale: &Sale, options: &FlashSale) -> anyhow::Result
     put_room(api, sale, now_ms() + 2000, options.admit_per_minute).await?;
     Ok(Arc::new(Gate {
         api: api.clone(),
-        event_id: sale.event_id.clone(),
+        event_id: sale.event().id.clone(),
         opened: Instant::now() + Duration::from_secs(2),
         waited: Mutex::new(waited),
         polls: AtomicU64::new(0),

@@ -49,7 +49,7 @@ impl WatchFigures {
 pub async fn open(api: &Api, sale: &Sale, streams: usize) -> anyhow::Result<Watchers> {
     let mut watchers =
         Watchers { streams, received: Arc::default(), ended_early: Arc::default(), tasks: JoinSet::new() };
-    let path = format!("/v1/events/{}/analytics/stream", sale.event_id);
+    let path = format!("/v1/events/{}/analytics/stream", sale.event().id);
     for index in 0..streams.div_ceil(STREAMS_PER_WATCHER) {
         let watcher = setup::staff_member(api, sale, &format!("watcher{index}")).await?;
         let count = STREAMS_PER_WATCHER.min(streams - index * STREAMS_PER_WATCHER);

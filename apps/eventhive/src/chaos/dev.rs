@@ -105,7 +105,7 @@ pub async fn run(binary: &std::path::Path, options: &Chaos) -> anyhow::Result<Ou
     let sale = bench::sale(&api, &load).await?;
     let at = sale.capacity() / 3;
     let fault = async {
-        let paid = when_paid(&settings, &sale.event_id, at).await;
+        let paid = when_paid(&settings, &sale.event().id, at).await;
         dev.kill();
         let mut steps = vec![format!("kill -9 of eventhive dev at {paid} paid")];
         let begun = Instant::now();

@@ -128,14 +128,20 @@ fn load(options: &Chaos, url: &str) -> bench::FlashSale {
         url: Some(url.to_owned()),
         infra: false,
         keep_databases: false,
-        tickets: options.tickets,
+        mode: bench::Mode::Race,
+        tickets: Some(options.tickets),
         buyers: options.buyers,
+        rate: 0.0,
+        duration: 0,
+        events: 1,
         ticket_types: 2,
         attempts: 400,
         waiting_room: false,
         admit_per_minute: None,
         analytics_streams: 0,
         json: None,
+        plot: None,
+        pids: Vec::new(),
     }
 }
 

@@ -85,7 +85,7 @@ pub async fn run(world: &mut World, scenario: Scenario, options: &Chaos) -> anyh
     let sale = bench::sale(api, &load).await?;
     let settings = topology.settings.clone();
     let at = sale.capacity() / 3;
-    let event = sale.event_id.clone();
+    let event = sale.event().id.clone();
     let fault = async {
         let mut steps = Vec::new();
         // Every fault but one lands once a third of the tickets are paid; kill-each spreads its

@@ -65,7 +65,7 @@ async fn all(sources: &Sources<'_>, sale: &Sale, race: &Race) -> anyhow::Result<
     let paid = ticketing(&mut checks, sources.settings, sale, race).await?;
     payments(&mut checks, sources.settings, &paid.all_orders, &paid.paid).await?;
     emails(&mut checks, sources, sale, &paid.paid).await?;
-    let path = format!("/v1/events/{}/analytics", sale.event_id);
+    let path = format!("/v1/events/{}/analytics", sale.event().id);
     let (_, figures) = sources.api.get(&path, Some(&sale.organizer.token)).await?;
     let sold = figures["tickets_sold"].as_i64();
     checks.push((format!("analytics: {sold:?} sold = {} paid", paid.paid.len()), sold == Some(len(&paid.paid))));
@@ -82,7 +82,7 @@ struct Orders {
 
 async fn ticketing(checks: &mut Vec<Check>, settings: &Settings, sale: &Sale, race: &Race) -> anyhow::Result<Orders> {
     let db = Database::connect(settings, "ticketing").await?;
-    for (ticket_type, capacity) in &sale.ticket_types {
+    for (ticket_type, capacity) in &sale.event().ticket_types {
         let (available, held, sold) = bench::inventory(&db, ticket_type).await?;
         checks.push((
             format!("available {available} + held {held} + sold {sold} = capacity {capacity}"),
@@ -90,7 +90,7 @@ async fn ticketing(checks: &mut Vec<Check>, settings: &Settings, sale: &Sale, ra
         ));
     }
     let orders: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM orders WHERE event_id = $1")
-        .bind(&sale.event_id)
+        .bind(&sale.event().id)
         .fetch_all(db.pool())
         .await?;
     let stuck = orders.iter().filter(|(_, status)| status == "authorizing" || status == "refunding").count();
@@ -103,7 +103,7 @@ async fn ticketing(checks: &mut Vec<Check>, settings: &Settings, sale: &Sale, ra
         .push((format!("every purchase a buyer was told of is paid ({} told, {unpaid} not)", told.len()), unpaid == 0));
     let tickets: Vec<(String, i64)> =
         sqlx::query_as("SELECT order_id, CAST(COUNT(*) AS BIGINT) FROM tickets WHERE event_id = $1 GROUP BY order_id")
-            .bind(&sale.event_id)
+            .bind(&sale.event().id)
             .fetch_all(db.pool())
             .await?;
     let ticketed: BTreeSet<String> = tickets.iter().map(|(order, _)| order.clone()).collect();
@@ -171,7 +171,7 @@ async fn emails(
     let db = Database::connect(sources.settings, "notifications").await?;
     let rows: Vec<(Option<String>, String)> =
         sqlx::query_as("SELECT order_id, status FROM deliveries WHERE kind = 'order_confirmation' AND event_id = $1")
-            .bind(&sale.event_id)
+            .bind(&sale.event().id)
             .fetch_all(db.pool())
             .await?;
     db.close().await;

@@ -317,6 +317,15 @@ async fn run(options: &FlashSale, target: &Target) -> anyhow::Result<report::Fig
     eprintln!("bench: verifying");
     let settings = target.system.as_ref().map(|(settings, _, _)| settings);
     let mut verdict = verify::check(&api, &sale, &race, settings).await?;
+    if let Some(queue) = &queue {
+        // The waiting room's promise: a random order among the early, and nobody overtaken.
+        let (early, admitted) = (queue.buyers, queue.admitted);
+        verdict.check(format!("the {early} early arrivals hold positions 1..{early}"), queue.positions_are_a_draw);
+        verdict.check(
+            format!("the {admitted} admitted buyers hold positions 1..{admitted}: nobody was overtaken"),
+            queue.admitted_are_the_front,
+        );
+    }
     if let Some(watched) = &watched {
         // Each stream sends the figures once at once; a stream that ended was a dashboard lost.
         verdict.check(

@@ -236,7 +236,7 @@ impl EmailConsumer {
         let mut tx = self.db.pool().begin().await?;
         let mut queued = 0;
         if inbox::claim(&mut tx, CONSUMER, envelope.id).await? {
-            let holder = store::void_holder(&mut tx, &order_id, &event.reason, now_ms()).await?;
+            let holder = store::void_holder(&mut tx, order, &event.reason, now_ms()).await?;
             if let Some((recipient, email)) = &refund_email {
                 queued +=
                     queue(&mut tx, envelope, recipient, Kind::OrderRefunded, email, Some(&event_id), Some(&order_id))
@@ -275,7 +275,7 @@ impl EmailConsumer {
     async fn on_order_cancelled(&self, envelope: &Envelope, event: OrderCancelled) -> anyhow::Result<()> {
         let mut tx = self.db.pool().begin().await?;
         if inbox::claim(&mut tx, CONSUMER, envelope.id).await? {
-            store::void_holder(&mut tx, &event.order.order_id.to_string(), &event.reason, now_ms()).await?;
+            store::void_holder(&mut tx, &event.order, &event.reason, now_ms()).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -14,6 +14,7 @@ on_both_backends!(
     a_confirmation_carries_every_code_and_one_qr_image_per_ticket,
     a_redelivered_domain_event_sends_no_second_email,
     a_change_of_time_or_venue_reaches_each_holder_once,
+    a_refund_heard_before_its_tickets_leaves_no_holder,
     a_cancellation_reaches_each_holder_once_and_refunds_add_nothing,
     buyers_hear_of_their_own_refunds_and_of_expired_holds,
 );
@@ -135,6 +136,27 @@ async fn a_change_of_time_or_venue_reaches_each_holder_once(backend: Backend) {
     let latest = &harness.dev_mail("bob@example.com", 1).await[0];
     assert_eq!(latest.kind, "event_changed");
     assert!(latest.body.contains("20:30") && latest.body.contains("Melkweg"), "{}", latest.body);
+}
+
+/// Ticketing's events reach notifications in no set order: a refund can be applied before the
+/// `tickets_issued` of its order. The buyer must not become a holder then.
+async fn a_refund_heard_before_its_tickets_leaves_no_holder(backend: Backend) {
+    let harness = Harness::new(backend, |_| {}).await;
+    let event = published(&harness).await;
+    let (ada, cy) = (harness.user("ada@example.com"), harness.user("cy@example.com"));
+    harness.feed(&issued(event.event_id, ada, 1)).await;
+    let refunded = issued(event.event_id, cy, 1);
+    harness.feed(&OrderRefunded { order: summary(&refunded), reason: "cancelled by the buyer".into() }).await;
+    harness.feed(&refunded).await;
+    let change = EventChanged {
+        event: snapshot(event.event_id, STARTS + time::Duration::hours(1), "Paradiso", 3),
+        changed_fields: vec!["starts_at".into()],
+        time_changed: true,
+        venue_changed: false,
+    };
+    harness.feed(&change).await;
+    assert_eq!(harness.count("ada@example.com", "event_changed").await, 1);
+    assert_eq!(harness.count("cy@example.com", "event_changed").await, 0, "refunded before the tickets were heard of");
 }
 
 async fn a_cancellation_reaches_each_holder_once_and_refunds_add_nothing(backend: Backend) {

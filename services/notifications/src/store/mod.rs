@@ -10,7 +10,7 @@ pub use deliveries::*;
 use anyhow::Context;
 use eventhive_domain::{
     MessageId,
-    events::{EventSnapshot, IssuedTicket},
+    events::{EventSnapshot, IssuedTicket, OrderSummary},
 };
 use eventhive_platform::{Database, storage::to_ms};
 use sqlx::{AnyConnection, FromRow};
@@ -188,23 +188,32 @@ pub async fn upsert_holder(
     Ok(())
 }
 
-/// Marks an order's tickets void. Returns the holder as it was, if there is one.
+/// Marks an order's tickets void. Returns the holder as it was, if there is one. When there is
+/// none yet, the void is kept all the same: ticketing's events arrive in no set order, and a
+/// refund applied before its `tickets_issued` must not let that one make the buyer a holder
+/// (the upsert above leaves a void holder void).
 pub async fn void_holder(
     conn: &mut AnyConnection,
-    order_id: &str,
+    order: &OrderSummary,
     reason: &str,
     now: i64,
 ) -> anyhow::Result<Option<Holder>> {
-    let before = holder(conn, order_id).await?;
-    if before.as_ref().is_some_and(|h| h.status == "valid") {
-        sqlx::query("UPDATE holders SET status = 'void', void_reason = $1, updated_at = $2 WHERE order_id = $3")
-            .bind(reason)
-            .bind(now)
-            .bind(order_id)
-            .execute(&mut *conn)
-            .await
-            .context("voiding a holder")?;
-    }
+    let order_id = order.order_id.to_string();
+    let before = holder(conn, &order_id).await?;
+    sqlx::query(
+        "INSERT INTO holders (order_id, event_id, buyer_id, buyer_email, tickets, status, void_reason, created_at, updated_at) \
+         VALUES ($1, $2, $3, NULL, '[]', 'void', $4, $5, $5) \
+         ON CONFLICT (order_id) DO UPDATE SET status = 'void', void_reason = $4, updated_at = $5 \
+         WHERE holders.status = 'valid'",
+    )
+    .bind(&order_id)
+    .bind(order.event_id.to_string())
+    .bind(order.buyer_id.to_string())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .context("voiding a holder")?;
     Ok(before)
 }
 

@@ -143,16 +143,14 @@ pub async fn cached_email(conn: &mut AnyConnection, buyer_id: &str) -> anyhow::R
     Ok(email.flatten())
 }
 
-/// What the consumer needs of an order's holder: whom to tell, and whether the tickets are valid.
+/// What the consumer needs of an order's holder: whom to tell.
 #[derive(Debug, Clone, FromRow)]
 pub struct Holder {
     pub buyer_email: Option<String>,
-    /// `valid` or `void`.
-    pub status: String,
 }
 
 pub async fn holder(conn: &mut AnyConnection, order_id: &str) -> anyhow::Result<Option<Holder>> {
-    sqlx::query_as("SELECT buyer_email, status FROM holders WHERE order_id = $1")
+    sqlx::query_as("SELECT buyer_email FROM holders WHERE order_id = $1")
         .bind(order_id)
         .fetch_optional(&mut *conn)
         .await

@@ -54,11 +54,23 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
     }
     let mut tickets_seen = 0;
     for (&buyer, &count) in &bought {
-        let (_, page) = api.get("/v1/me/tickets?page_size=100", Some(&sale.buyers[buyer].token)).await?;
         let event = sale.event_of(buyer).id.as_str();
-        let mine = page["items"]
-            .as_array()
-            .map_or(0, |items| items.iter().filter(|t| t["event_id"].as_str() == Some(event)).count());
+        // Every page: a buyer of a big sale holds more tickets than one page lists.
+        let (mut mine, mut token) = (0, None::<String>);
+        loop {
+            let path = match &token {
+                Some(token) => format!("/v1/me/tickets?page_size=100&page_token={token}"),
+                None => "/v1/me/tickets?page_size=100".to_owned(),
+            };
+            let (_, page) = api.get(&path, Some(&sale.buyers[buyer].token)).await?;
+            mine += page["items"]
+                .as_array()
+                .map_or(0, |items| items.iter().filter(|t| t["event_id"].as_str() == Some(event)).count());
+            token = page["next_page_token"].as_str().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
         tickets_seen += i64::try_from(mine)?.min(count);
     }
     verdict

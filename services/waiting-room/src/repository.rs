@@ -53,10 +53,11 @@ impl Rooms {
 
     /// The room, as kept for the polls: at most [`ROOM_TTL`] old. An event without a room is
     /// not kept: its room may be created the next moment.
-    pub async fn kept(&self, event: EventId) -> anyhow::Result<Option<RoomRow>> {
+    /// The kept row itself is handed out, not a copy: every poll reads it.
+    pub async fn kept(&self, event: EventId) -> anyhow::Result<Arc<Option<RoomRow>>> {
         let load = async || self.get(event).await;
         let (room, _) = self.kept.get(&event.to_string(), load, Option::is_some).await?;
-        Ok(Option::clone(&room))
+        Ok(room)
     }
 
     /// Drops the kept room of `event`, after it changed: the next poll reads it.

@@ -241,10 +241,11 @@ impl WaitingRooms {
 
     /// The buyer's place: reads only, the room as kept in memory.
     pub async fn place(&self, buyer: UserId, event: EventId) -> Result<PlaceView> {
-        let row = self.rooms.kept(event).await?.ok_or(WaitingRoomError::NoRoom)?;
+        let kept = self.rooms.kept(event).await?;
+        let row = Option::as_ref(&kept).ok_or(WaitingRoomError::NoRoom)?;
         let now = now_ms();
         let standing = self.queue.standing(event, buyer, now).await.map_err(|e| unavailable_store(&e))?;
-        self.place_view(&row, event, buyer, standing.ok_or(WaitingRoomError::NotJoined)?, now)
+        self.place_view(row, event, buyer, standing.ok_or(WaitingRoomError::NotJoined)?, now)
     }
 
     fn place_view(

@@ -20,10 +20,10 @@ use crate::{
     tally::{Delta, Line, OrderState, StoredOrder},
 };
 
-mod kept;
+mod figures_read;
 mod replay;
 
-pub use kept::*;
+pub use figures_read::*;
 pub use replay::*;
 
 /// Keeps the envelope for rebuilds.

@@ -18,8 +18,16 @@ use std::{
 
 use tokio::time::Instant;
 
-/// Past this many keys kept, the stale ones are dropped before another is added.
+/// Past this many keys kept, the stale ones are dropped before another is added; when every
+/// one is fresh, a new key is loaded for its reader and not kept, so memory stays bounded
+/// whatever keys the readers make up.
 const MOST_KEYS: usize = 4096;
+
+/// A request extension that asks for a read made live rather than served from what is kept.
+/// Only a caller in the same process can set it (no client sends an extension): the
+/// storefront, which keeps the event pages it reads itself, so that they are not kept twice.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLive;
 
 /// Whether an answer came from what was kept, or was loaded for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +38,7 @@ pub enum Served {
 
 pub struct Kept<V> {
     ttl: Duration,
+    most_keys: usize,
     slots: Mutex<HashMap<String, Arc<Slot<V>>>>,
 }
 
@@ -50,7 +59,13 @@ impl<V> Entry<V> {
 
 impl<V> Kept<V> {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, slots: Mutex::new(HashMap::new()) }
+        Self::with_most_keys(ttl, MOST_KEYS)
+    }
+
+    /// Keeps at most `most_keys` keys: for values large enough that the default would be
+    /// too much memory.
+    pub fn with_most_keys(ttl: Duration, most_keys: usize) -> Self {
+        Self { ttl, most_keys, slots: Mutex::new(HashMap::new()) }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -67,7 +82,9 @@ impl<V> Kept<V> {
     where
         Load: AsyncFnOnce() -> Result<V, E>,
     {
-        let slot = self.slot(key);
+        let Some(slot) = self.slot(key) else {
+            return Ok((Arc::new(load().await?), Served::Loaded));
+        };
         let mut entry = slot.lock().await;
         if let Some(entry) = entry.as_ref().filter(|e| e.fresh(self.ttl)) {
             return Ok((entry.value.clone(), Served::Cached));
@@ -84,14 +101,23 @@ impl<V> Kept<V> {
         self.lock().remove(key);
     }
 
+    /// Drops every key, after this process made a change that could show in any of them.
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot<V>>>> {
         // Nothing panics while the map is locked; a poisoned lock still holds a sound map.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn slot(&self, key: &str) -> Arc<Slot<V>> {
+    /// The place of `key`; none when every place is taken by a fresh value or a load.
+    fn slot(&self, key: &str) -> Option<Arc<Slot<V>>> {
         let mut slots = self.lock();
-        if slots.len() >= MOST_KEYS && !slots.contains_key(key) {
+        if let Some(slot) = slots.get(key) {
+            return Some(slot.clone());
+        }
+        if slots.len() >= self.most_keys {
             let ttl = self.ttl;
             // A slot some reader holds, or one locked by a load, stays.
             slots.retain(|_, slot| {
@@ -101,8 +127,11 @@ impl<V> Kept<V> {
                         Err(_) => true,
                     }
             });
+            if slots.len() >= self.most_keys {
+                return None;
+            }
         }
-        slots.entry(key.to_owned()).or_default().clone()
+        Some(slots.entry(key.to_owned()).or_default().clone())
     }
 
     #[cfg(test)]
@@ -188,5 +217,21 @@ mod tests {
         tokio::time::sleep(ttl).await;
         kept.get("one more", async || Ok::<_, String>(1), always).await.unwrap();
         assert_eq!(kept.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn past_the_most_keys_a_new_one_is_answered_but_not_kept() {
+        let kept = Kept::with_most_keys(TTL, 2);
+        let loads = AtomicUsize::new(0);
+        for key in ["a", "b", "c", "c"] {
+            kept.get(key, async || load(&loads, 1).await, always).await.unwrap();
+        }
+        assert_eq!(kept.len(), 2, "the two fresh keys stay, the third is not kept");
+        assert_eq!(loads.load(Ordering::SeqCst), 4, "c loaded each time");
+        let (_, served) = kept.get("a", async || load(&loads, 1).await, always).await.unwrap();
+        assert_eq!(served, Served::Cached);
+
+        kept.forget_all();
+        assert_eq!(kept.len(), 0);
     }
 }

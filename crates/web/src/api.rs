@@ -86,6 +86,7 @@ pub struct Call<'a> {
     path: String,
     body: Option<serde_json::Value>,
     headers: Vec<(&'static str, String)>,
+    live: bool,
 }
 
 impl Api {
@@ -116,13 +117,20 @@ impl Api {
     }
 
     fn call<'a>(&'a self, caller: &'a Caller, method: Method, path: String) -> Call<'a> {
-        Call { api: self, caller, method, path, body: None, headers: Vec::new() }
+        Call { api: self, caller, method, path, body: None, headers: Vec::new(), live: false }
     }
 }
 
 impl Call<'_> {
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Asks for the answer read live, not served from what the API keeps for visitors who are
+    /// not signed in: for a reader that keeps it itself.
+    pub fn live(mut self) -> Self {
+        self.live = true;
         self
     }
 
@@ -186,6 +194,9 @@ impl Call<'_> {
         // The rate limits count the visitor's address, as for a request they made themselves.
         if let Some(peer) = self.caller.peer {
             request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        if self.live {
+            request.extensions_mut().insert(eventhive_kept::ReadLive);
         }
         Ok(self.api.router.clone().oneshot(request).await.map_err(|e| anyhow::anyhow!("{e}"))?)
     }

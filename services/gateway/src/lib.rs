@@ -18,6 +18,7 @@ mod auth;
 mod extract;
 mod middleware;
 mod openapi;
+mod public_reads;
 mod ratelimit;
 mod routes;
 mod state;
@@ -70,6 +71,9 @@ pub struct GatewaySettings {
     /// fetched again: a key identity stopped publishing (retired, or removed after a leak)
     /// stops verifying within this time.
     pub jwks_cache_secs: u64,
+    /// How long the event list and an event's page, as a visitor not signed in reads them, are
+    /// served from this gateway before they are read again (`public_reads`); 0 reads them live.
+    pub public_read_cache_ms: u64,
 }
 
 impl Default for GatewaySettings {
@@ -81,6 +85,7 @@ impl Default for GatewaySettings {
             trust_forwarded_for: false,
             cors_allowed_origins: "*".into(),
             jwks_cache_secs: 300,
+            public_read_cache_ms: 1000,
         }
     }
 }
@@ -92,6 +97,9 @@ impl Section for GatewaySettings {
         }
         if self.jwks_cache_secs == 0 || self.jwks_cache_secs > 3600 {
             return Err(ConfigError::new("jwks_cache_secs", "must be between 1 and 3600"));
+        }
+        if self.public_read_cache_ms > 60_000 {
+            return Err(ConfigError::new("public_read_cache_ms", "must be at most 60000"));
         }
         Ok(())
     }

@@ -132,7 +132,10 @@ pub async fn event(State(web): State<Web>, visit: Visit, PathId(event_id): PathI
 /// The event's page data: an on-sale event's from the cache while it is fresh (`cache`).
 pub async fn event_data(web: &Web, visit: &Visit, event_id: &str) -> Result<(Arc<Event>, Served), Failure> {
     let path = format!("/v1/events/{event_id}");
-    web.events.get(event_id, async || web.api.get(&visit.caller, &path).json().await).await.map_err(|e| visit.fail(e))
+    // Read live: what is kept here is not to be kept by the API as well, which would make it
+    // up to twice the TTL old.
+    let load = async || web.api.get(&visit.caller, &path).live().json().await;
+    web.events.get(event_id, load).await.map_err(|e| visit.fail(e))
 }
 
 /// The event's page, with `notice` (why the last try to hold failed) above the form.

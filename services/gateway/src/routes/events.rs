@@ -1,13 +1,20 @@
 //! Events and ticket types: organizers manage them, everyone finds them.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Extension, Json,
+    extract::{RawQuery, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use eventhive_domain::EventId;
+use eventhive_kept::ReadLive;
 use eventhive_platform::{Problem, grpc::request};
 use eventhive_proto::{
     catalog::{
         self, CancelEventRequest, CreateEventRequest, GetEventRequest, PublishEventRequest, SearchEventsRequest,
         UpdateEventRequest, Venue,
     },
+    common::Actor,
     ticketing::{Availability, GetAvailabilitiesRequest, GetAvailabilityRequest},
 };
 use serde::{Deserialize, Serialize};
@@ -107,8 +114,9 @@ pub async fn update(
         max_tickets_per_order: body.max_tickets_per_order,
         max_tickets_per_buyer: body.max_tickets_per_buyer,
     };
-    let event = state.catalog.clone().update_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
-    Ok(Json(event.into_inner().into()))
+    let event = state.catalog.clone().update_event(request(message, rid.as_deref())).await;
+    state.public.forget_event(&event_id.to_string());
+    Ok(Json(event.map_err(Problem::from)?.into_inner().into()))
 }
 
 /// Puts a draft on sale: it becomes public and purchasable.
@@ -124,8 +132,9 @@ pub async fn publish(
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = PublishEventRequest { actor: Some(actor), event_id: event_id.to_string() };
-    let event = state.catalog.clone().publish_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
-    Ok(Json(event.into_inner().into()))
+    let event = state.catalog.clone().publish_event(request(message, rid.as_deref())).await;
+    state.public.forget_event(&event_id.to_string());
+    Ok(Json(event.map_err(Problem::from)?.into_inner().into()))
 }
 
 /// Cancels an event for good; paid orders are refunded and holders told.
@@ -142,8 +151,9 @@ pub async fn cancel(
 ) -> Result<Json<EventDto>, Problem> {
     let actor = state.actor(user, rid.as_deref()).await?;
     let message = CancelEventRequest { actor: Some(actor), event_id: event_id.to_string(), reason: body.reason };
-    let event = state.catalog.clone().cancel_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
-    Ok(Json(event.into_inner().into()))
+    let event = state.catalog.clone().cancel_event(request(message, rid.as_deref())).await;
+    state.public.forget_event(&event_id.to_string());
+    Ok(Json(event.map_err(Problem::from)?.into_inner().into()))
 }
 
 /// Finds on-sale events, soonest first, a page at a time.
@@ -153,8 +163,19 @@ pub async fn cancel(
 pub async fn search(
     State(state): State<AppState>,
     rid: RequestId,
+    live: Option<Extension<ReadLive>>,
+    RawQuery(query): RawQuery,
     ApiQuery(params): ApiQuery<SearchParams>,
-) -> Result<Json<EventPage>, Problem> {
+) -> Result<Response, Problem> {
+    if live.is_some() {
+        return Ok(Json(search_live(&state, &rid, params).await?).into_response());
+    }
+    // Everyone finds the same events: the list is kept whoever asks.
+    let public = state.public.clone();
+    public.event_list(query.as_deref().unwrap_or_default(), async || search_live(&state, &rid, params).await).await
+}
+
+async fn search_live(state: &AppState, rid: &RequestId, params: SearchParams) -> Result<EventPage, Problem> {
     let page_size = page_size(params.page_size)?;
     let message = SearchEventsRequest {
         q: params.q.unwrap_or_default(),
@@ -171,8 +192,8 @@ pub async fn search(
         .await
         .map_err(Problem::from)?
         .into_inner();
-    let items = with_availabilities(&state, &rid, page.items).await?;
-    Ok(Json(EventPage { items, next_page_token: page.next_page_token }))
+    let items = with_availabilities(state, rid, page.items).await?;
+    Ok(EventPage { items, next_page_token: page.next_page_token })
 }
 
 /// A page of events with what is still for sale, from ticketing in one call for the page.
@@ -207,15 +228,29 @@ pub async fn get(
     State(state): State<AppState>,
     rid: RequestId,
     MaybeUser(user): MaybeUser,
+    live: Option<Extension<ReadLive>>,
     PathId(event_id): PathId<EventId>,
-) -> Result<Json<EventDto>, Problem> {
-    let actor = match user {
-        Some(user) => Some(state.actor(user, rid.as_deref()).await?),
-        None => None,
+) -> Result<Response, Problem> {
+    let Some(user) = user else {
+        if live.is_some() {
+            return Ok(Json(event_live(&state, &rid, None, event_id).await?).into_response());
+        }
+        let public = state.public.clone();
+        return public.event_page(&event_id.to_string(), async || event_live(&state, &rid, None, event_id).await).await;
     };
+    let actor = state.actor(user, rid.as_deref()).await?;
+    Ok(Json(event_live(&state, &rid, Some(actor), event_id).await?).into_response())
+}
+
+async fn event_live(
+    state: &AppState,
+    rid: &RequestId,
+    actor: Option<Actor>,
+    event_id: EventId,
+) -> Result<EventDto, Problem> {
     let message = GetEventRequest { actor, event_id: event_id.to_string() };
     let event = state.catalog.clone().get_event(request(message, rid.as_deref())).await.map_err(Problem::from)?;
-    Ok(Json(with_availability(&state, &rid, event.into_inner().into()).await?))
+    with_availability(state, rid, event.into_inner().into()).await
 }
 
 // Wire types.

@@ -84,10 +84,11 @@ pub async fn place(
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<(StatusCode, Json<OrderDto>), Problem> {
     let order = NewOrder::try_from(body)?;
+    let event_id = order.event_id.to_string();
     let message = PlaceOrderRequest {
         buyer_id: user.to_string(),
         idempotency_key: key.to_string(),
-        event_id: order.event_id.to_string(),
+        event_id: event_id.clone(),
         items: order
             .items
             .into_iter()
@@ -98,8 +99,11 @@ pub async fn place(
             .collect(),
         admission_token,
     };
-    let order = state.ticketing.clone().place_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
-    Ok((StatusCode::CREATED, Json(order.into_inner().into())))
+    let order = state.ticketing.clone().place_order(request(message, rid.as_deref())).await;
+    // Whatever the answer (a timeout may still have held), the event's availability is read
+    // again by the next visitor.
+    state.public.forget_event(&event_id);
+    Ok((StatusCode::CREATED, Json(order.map_err(Problem::from)?.into_inner().into())))
 }
 
 /// Pays an order with a card; its tickets are issued.
@@ -171,7 +175,10 @@ pub async fn cancel(
 ) -> Result<Json<OrderDto>, Problem> {
     let message = CancelOrderRequest { buyer_id: user.to_string(), order_id: order_id.to_string() };
     let order = state.ticketing.clone().cancel_order(request(message, rid.as_deref())).await.map_err(Problem::from)?;
-    Ok(Json(order.into_inner().into()))
+    let order: OrderDto = order.into_inner().into();
+    // A released hold or a refund puts tickets back on sale.
+    state.public.forget_event(&order.event_id);
+    Ok(Json(order))
 }
 
 /// The caller's orders, newest first.

@@ -35,8 +35,9 @@ pub async fn add_ticket_type(
         price_minor: body.price_minor,
         capacity: body.capacity,
     };
-    let ticket_type =
-        state.catalog.clone().add_ticket_type(request(message, rid.as_deref())).await.map_err(Problem::from)?;
+    let ticket_type = state.catalog.clone().add_ticket_type(request(message, rid.as_deref())).await;
+    state.public.forget_event(&event_id.to_string());
+    let ticket_type = ticket_type.map_err(Problem::from)?;
     Ok((StatusCode::CREATED, Json(ticket_type.into_inner().into())))
 }
 
@@ -64,8 +65,9 @@ pub async fn update_ticket_type(
         price_minor: body.price_minor,
         capacity: body.capacity,
     };
-    let ticket_type =
-        state.catalog.clone().update_ticket_type(request(message, rid.as_deref())).await.map_err(Problem::from)?;
+    let ticket_type = state.catalog.clone().update_ticket_type(request(message, rid.as_deref())).await;
+    state.public.forget_event(&event_id.to_string());
+    let ticket_type = ticket_type.map_err(Problem::from)?;
     Ok(Json(ticket_type.into_inner().into()))
 }
 

@@ -77,6 +77,8 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
         .check(format!("every buyer's tickets are their purchases ({tickets_seen} of {paid})"), tickets_seen == paid);
     let (inbox, _) = api.get("/dev/mail?to=nobody@bench.eventhive.dev", None).await?;
     if inbox == 200 {
+        // The inbox lists a recipient's newest messages only: a buyer with more confirmations
+        // than that is checked for a full list of them (the databases' check counts them all).
         let confirmed = eventually(|| async {
             let mut confirmed = 0;
             for (&buyer, &count) in &bought {
@@ -84,7 +86,7 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
                 let (_, mail) = api.get(&format!("/dev/mail?to={to}"), None).await.ok()?;
                 let mine =
                     mail.as_array().map_or(0, |m| m.iter().filter(|m| m["kind"] == "order_confirmation").count());
-                if i64::try_from(mine).ok()? != count {
+                if i64::try_from(mine).ok()? != count.min(DEV_INBOX_LISTS) {
                     return None;
                 }
                 confirmed += count;
@@ -92,8 +94,15 @@ pub async fn check(api: &Api, sale: &Sale, race: &Race, settings: Option<&Settin
             Some(confirmed)
         })
         .await;
-        verdict
-            .check(format!("one confirmation email per paid order in the dev inbox ({paid})"), confirmed == Some(paid));
+        let shown = if bought.values().any(|&count| count > DEV_INBOX_LISTS) {
+            format!("; the newest {DEV_INBOX_LISTS} of each buyer's")
+        } else {
+            String::new()
+        };
+        verdict.check(
+            format!("one confirmation email per paid order in the dev inbox ({paid}{shown})"),
+            confirmed == Some(paid),
+        );
     }
 
     if let Some(settings) = settings {
@@ -227,6 +236,10 @@ async fn ticketing_per_event(
     verdict.check(format!("{event_id}: no order left mid-payment ({stuck})"), stuck == 0);
     Ok(())
 }
+
+/// How many of a recipient's messages `GET /dev/mail?to=` lists, newest first (the gateway's
+/// `limit`).
+const DEV_INBOX_LISTS: i64 = 200;
 
 /// A ticket type's (available, held, sold), summed over its inventory shards.
 pub async fn inventory(ticketing: &Database, ticket_type: &str) -> anyhow::Result<(i64, i64, i64)> {

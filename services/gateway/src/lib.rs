@@ -48,6 +48,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use openapi::ApiDoc;
+pub use routes::dev::DEV_INBOX_LISTS;
 pub use state::AppState;
 
 pub const SERVICE: &str = "gateway";

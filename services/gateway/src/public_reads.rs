@@ -30,39 +30,38 @@ pub struct PublicReads {
     ttl: Duration,
     pages: Kept<Bytes>,
     lists: Kept<Bytes>,
-    /// The `Cache-Control` of what is served from here: browsers and shared caches may keep it
-    /// as long as this gateway does.
+    /// The `Cache-Control` of what is served from what is kept: browsers and shared caches may
+    /// keep it as long as this gateway does (what is read live is `no-cache`).
     cache_control: HeaderValue,
 }
 
 impl PublicReads {
     /// Keeps what it serves for `ttl`; a zero TTL reads everything live.
     pub fn new(ttl: Duration) -> Self {
-        let cache_control = if ttl.is_zero() {
-            HeaderValue::from_static("no-cache")
-        } else {
-            HeaderValue::try_from(format!("public, max-age={}", ttl.as_secs()))
-                .unwrap_or(HeaderValue::from_static("no-cache"))
-        };
+        let cache_control = HeaderValue::try_from(format!("public, max-age={}", ttl.as_secs()))
+            .unwrap_or(HeaderValue::from_static("no-cache"));
         Self { ttl, pages: Kept::new(ttl), lists: Kept::with_most_keys(ttl, MOST_LISTS), cache_control }
     }
 
-    /// The page of event `id` as a visitor not signed in sees it.
+    /// The page of event `id` as a visitor not signed in sees it; read `live` when the caller
+    /// asked for it ([`eventhive_kept::ReadLive`]).
     pub async fn event_page<T: Serialize>(
         &self,
         id: &str,
+        live: bool,
         load: impl AsyncFnOnce() -> Result<T, Problem>,
     ) -> Result<Response, Problem> {
-        self.serve(&self.pages, id, load).await
+        self.serve(&self.pages, id, live, load).await
     }
 
     /// A list of events: `query` is the request's query string, which decides what it holds.
     pub async fn event_list<T: Serialize>(
         &self,
         query: &str,
+        live: bool,
         load: impl AsyncFnOnce() -> Result<T, Problem>,
     ) -> Result<Response, Problem> {
-        self.serve(&self.lists, query, load).await
+        self.serve(&self.lists, query, live, load).await
     }
 
     /// After this gateway changed event `id`, its availability or its ticket types: its page
@@ -76,6 +75,7 @@ impl PublicReads {
         &self,
         kept: &Kept<Bytes>,
         key: &str,
+        live: bool,
         load: impl AsyncFnOnce() -> Result<T, Problem>,
     ) -> Result<Response, Problem> {
         let json = async || -> Result<Bytes, Problem> {
@@ -84,11 +84,11 @@ impl PublicReads {
                 .map(Bytes::from)
                 .map_err(|error| Problem::new(ErrorKind::Internal, error.to_string()))
         };
-        let (body, served) = if self.ttl.is_zero() {
-            (json().await?, Served::Loaded)
+        let (body, served, cache_control) = if live || self.ttl.is_zero() {
+            (json().await?, Served::Loaded, HeaderValue::from_static("no-cache"))
         } else {
             let (body, served) = kept.get(key, json, |_| true).await?;
-            (Bytes::clone(&body), served)
+            (Bytes::clone(&body), served, self.cache_control.clone())
         };
         let timing = match served {
             Served::Cached => HeaderValue::from_static("public-read;desc=\"hit\""),
@@ -96,7 +96,7 @@ impl PublicReads {
         };
         let headers = [
             (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::CACHE_CONTROL, self.cache_control.clone()),
+            (header::CACHE_CONTROL, cache_control),
             (header::HeaderName::from_static("server-timing"), timing),
         ];
         Ok((headers, body).into_response())

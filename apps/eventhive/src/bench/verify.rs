@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use eventhive_gateway::DEV_INBOX_LISTS;
 use eventhive_platform::{Database, Settings};
 use serde_json::Value;
 
@@ -236,10 +237,6 @@ async fn ticketing_per_event(
     verdict.check(format!("{event_id}: no order left mid-payment ({stuck})"), stuck == 0);
     Ok(())
 }
-
-/// How many of a recipient's messages `GET /dev/mail?to=` lists, newest first (the gateway's
-/// `limit`).
-const DEV_INBOX_LISTS: i64 = 200;
 
 /// A ticket type's (available, held, sold), summed over its inventory shards.
 pub async fn inventory(ticketing: &Database, ticket_type: &str) -> anyhow::Result<(i64, i64, i64)> {

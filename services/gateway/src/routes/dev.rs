@@ -41,6 +41,9 @@ pub struct DevMailParams {
     pub to: Option<String>,
 }
 
+/// How many of a recipient's messages the dev inbox lists, newest first.
+pub const DEV_INBOX_LISTS: i64 = 200;
+
 /// The dev inbox: mail EventHive would have sent, newest first. Only in dev mode
 /// (`eventhive dev`) and without `EVENTHIVE_SMTP_URL`; otherwise 404.
 #[utoipa::path(get, path = "/dev/mail", tag = "dev", params(DevMailParams),
@@ -53,7 +56,7 @@ pub async fn dev_mail(
     ApiQuery(params): ApiQuery<DevMailParams>,
 ) -> Result<Json<Vec<DevMailDto>>, Problem> {
     inbox_available(&state)?;
-    let message = ListDevMailRequest { to: params.to.unwrap_or_default(), limit: 200 };
+    let message = ListDevMailRequest { to: params.to.unwrap_or_default(), limit: DEV_INBOX_LISTS };
     let mail = state.notifications.clone().list_dev_mail(request(message, rid.as_deref())).await.map_err(no_inbox)?;
     Ok(Json(mail.into_inner().messages.into_iter().map(DevMailDto::from).collect()))
 }

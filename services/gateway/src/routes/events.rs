@@ -167,12 +167,9 @@ pub async fn search(
     RawQuery(query): RawQuery,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Response, Problem> {
-    if live.is_some() {
-        return Ok(Json(search_live(&state, &rid, params).await?).into_response());
-    }
     // Everyone finds the same events: the list is kept whoever asks.
-    let public = state.public.clone();
-    public.event_list(query.as_deref().unwrap_or_default(), async || search_live(&state, &rid, params).await).await
+    let query = query.as_deref().unwrap_or_default();
+    state.public.event_list(query, live.is_some(), async || search_live(&state, &rid, params).await).await
 }
 
 async fn search_live(state: &AppState, rid: &RequestId, params: SearchParams) -> Result<EventPage, Problem> {
@@ -232,11 +229,8 @@ pub async fn get(
     PathId(event_id): PathId<EventId>,
 ) -> Result<Response, Problem> {
     let Some(user) = user else {
-        if live.is_some() {
-            return Ok(Json(event_live(&state, &rid, None, event_id).await?).into_response());
-        }
-        let public = state.public.clone();
-        return public.event_page(&event_id.to_string(), async || event_live(&state, &rid, None, event_id).await).await;
+        let load = async || event_live(&state, &rid, None, event_id).await;
+        return state.public.event_page(&event_id.to_string(), live.is_some(), load).await;
     };
     let actor = state.actor(user, rid.as_deref()).await?;
     Ok(Json(event_live(&state, &rid, Some(actor), event_id).await?).into_response())
